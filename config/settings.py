@@ -1,0 +1,143 @@
+"""All settings, validated at start. Environment variables are documented in README.md."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """Raised with a readable message when the environment holds an invalid setting."""
+
+
+ProviderKind = Literal["vllm", "llamacpp", "anthropic", "openai"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSROOM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- storage ---------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "NEWSROOM_DATABASE_URL"),
+        description="postgresql://... for PostgreSQL or CockroachDB; unset = embedded PostgreSQL",
+    )
+    data_dir: Path = Field(default=Path(".newsroom"), description="state folder (embedded db, logs)")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    pool_max_idle_s: float = Field(default=300.0, gt=0)
+    pool_timeout_s: float = Field(default=30.0, gt=0)
+    tx_max_attempts: int = Field(default=10, ge=1, le=100)
+
+    # --- logging ----------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- LLM ----------------------------------------------------------------------
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8765/v1",
+        description="OpenAI-compatible endpoint for the writer (vLLM or the local llama.cpp server)",
+    )
+    llm_provider: ProviderKind = Field(default="llamacpp", description="vllm | llamacpp | openai")
+    llm_api_key: SecretStr = Field(default=SecretStr("not-needed"))
+    writer_model: str = Field(default="newsroom-writer", description="served model / LoRA adapter name")
+    judge_model: str = Field(default="newsroom-judge", description="judge model name (must differ from writer)")
+    judge_base_url: str | None = Field(default=None, description="judge endpoint; default = llm_base_url")
+    judge_provider: ProviderKind | None = Field(default=None, description="default: anthropic if key set, else llm_provider")
+    hyde_model: str | None = Field(default=None, description="HyDE model; default = writer model")
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "NEWSROOM_ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "NEWSROOM_ANTHROPIC_BASE_URL")
+    )
+    anthropic_judge_model: str = "claude-sonnet-4-20250514"
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_max_attempts: int = Field(default=3, ge=1, le=10)
+    writer_max_tokens: int = Field(default=600, ge=16)
+    judge_max_tokens: int = Field(default=400, ge=16)
+    judge_max_attempts: int = Field(default=3, ge=1, le=10, description="invalid verdicts before escalation")
+
+    # --- engine -----------------------------------------------------------------------
+    max_revisions: int = Field(default=3, ge=0, le=10)
+    approval_policy: Literal["human", "escalations_only"] = "human"
+    site_dir: Path = Field(default=Path("site"), description="static-site publish folder")
+    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+
+    # --- local LLM server (make demo) ---------------------------------------------------
+    local_llm_port: int = Field(default=8765, ge=1, le=65535)
+    local_llm_threads: int = Field(default=2, ge=1)
+
+    # --- Agent Server ------------------------------------------------------------------
+    server_port: int = Field(default=2024, ge=1, le=65535)
+    server_jobs: int = Field(default=8, ge=1, description="concurrent runs in `newsroom serve`")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("postgresql://", "postgres://", "cockroachdb://")):
+            raise ValueError("must start with postgresql:// (PostgreSQL or CockroachDB)")
+        return v.replace("cockroachdb://", "postgresql://", 1)
+
+    @model_validator(mode="after")
+    def _check_roles(self) -> "Settings":
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("NEWSROOM_POOL_MIN_SIZE must be <= NEWSROOM_POOL_MAX_SIZE")
+        if self.effective_judge_provider != "anthropic" and self.judge_model == self.writer_model and (
+            self.judge_url == self.llm_base_url
+        ):
+            # The Editor must not grade its own writer's output (DESIGN.md: judge != writer).
+            raise ValueError(
+                "the judge may not be the same model as the writer: set NEWSROOM_JUDGE_MODEL "
+                f"to something other than {self.writer_model!r}"
+            )
+        return self
+
+    # --- derived -------------------------------------------------------------------------
+    @property
+    def judge_url(self) -> str:
+        return self.judge_base_url or self.llm_base_url
+
+    @property
+    def effective_judge_provider(self) -> ProviderKind:
+        if self.judge_provider:
+            return self.judge_provider
+        return "anthropic" if self.anthropic_api_key else self.llm_provider
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return (self.data_dir / "pg").resolve()
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for e in err.errors():
+        name = "NEWSROOM_" + "_".join(str(p) for p in e["loc"]).upper() if e["loc"] else "(settings)"
+        lines.append(f"  {name}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()

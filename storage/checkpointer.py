@@ -1,0 +1,72 @@
+"""Checkpointer factory: AsyncPostgresSaver on PostgreSQL, AsyncCockroachDBSaver on CockroachDB.
+
+`checkpointer` is the async context manager that langgraph.json's "checkpointer.path" names;
+the CLI and tests use the same one, so every run's checkpoints land in our database.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from config import Settings, get_settings
+from storage.db import Database, resolve_database_url
+from storage.migrate import migrate, under_lease
+
+log = logging.getLogger(__name__)
+
+
+def _saver_pool(url: str, s: Settings) -> AsyncConnectionPool:
+    # Same sizing and health check as the app pool; the savers need autocommit + dict rows,
+    # and prepare_threshold=0 keeps them correct behind connection poolers.
+    return AsyncConnectionPool(
+        url,
+        min_size=s.pool_min_size,
+        max_size=s.pool_max_size,
+        max_idle=s.pool_max_idle_s,
+        timeout=s.pool_timeout_s,
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=max(60.0, s.pool_timeout_s),
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        name="newsroom-checkpoints",
+        open=False,
+    )
+
+
+def make_saver(pool: AsyncConnectionPool, dialect: str) -> BaseCheckpointSaver:
+    if dialect == "cockroachdb":
+        # The Postgres saver's SQL uses nested arrays CockroachDB lacks; this one retries 40001.
+        from langchain_cockroachdb import AsyncCockroachDBSaver
+
+        return AsyncCockroachDBSaver(pool)
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    return AsyncPostgresSaver(pool)
+
+
+@asynccontextmanager
+async def checkpointer(settings: Settings | None = None) -> AsyncIterator[BaseCheckpointSaver]:
+    """Yield a saver on our database (embedded PostgreSQL when DATABASE_URL is unset)."""
+    s = settings or get_settings()
+    url = await asyncio.to_thread(resolve_database_url, s)
+    db = await Database(url, s, name="newsroom-migrate").open()
+    pool = _saver_pool(url, s)
+    try:
+        await migrate(db)
+        await pool.open(wait=True, timeout=s.pool_timeout_s)
+        saver = make_saver(pool, db.dialect)
+
+        async def _setup(_holder: str) -> None:
+            await saver.setup()  # the saver's own migrations; not safe to race, so under our lease
+
+        await under_lease(db, _setup)
+        log.info("checkpointer ready: %s on %s", type(saver).__name__, db.dialect)
+        yield saver
+    finally:
+        await pool.close()
+        await db.close()

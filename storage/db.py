@@ -1,0 +1,189 @@
+"""Connection pool, dialect detection and the one transaction helper every write goes through."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from config import Settings, get_settings
+from storage import sql
+from storage.embedded import start_embedded
+
+log = logging.getLogger(__name__)
+
+Dialect = Literal["postgres", "cockroachdb"]
+T = TypeVar("T")
+
+# SQLSTATEs worth another attempt: serialization failure, commit outcome unknown (CockroachDB
+# retries "ambiguous result" with 40003), admin shutdown / crash shutdown / cannot connect now.
+RETRYABLE_SQLSTATES = {"40001", "40003", "57P01", "57P02", "57P03"}
+
+
+class TransactionRetryExhausted(RuntimeError):
+    """A transaction kept failing with retryable errors past the configured attempts."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.Error):
+        state = getattr(exc, "sqlstate", None)
+        if state in RETRYABLE_SQLSTATES or (state or "").startswith("08"):
+            return True
+        # A dropped connection surfaces as OperationalError without a SQLSTATE.
+        if isinstance(exc, psycopg.OperationalError) and state is None:
+            return True
+    return False
+
+
+def detect_dialect(version_string: str) -> Dialect:
+    return "cockroachdb" if "cockroachdb" in version_string.lower() else "postgres"
+
+
+@dataclass
+class TxStats:
+    commits: int = 0
+    retries: int = 0
+    by_sqlstate: dict[str, int] = field(default_factory=dict)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL if set, otherwise the embedded PostgreSQL in the data dir (started here)."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.pg_data_dir)
+
+
+class Database:
+    """An async psycopg pool plus the dialect and a retrying transaction runner."""
+
+    def __init__(self, url: str, settings: Settings | None = None, *, name: str = "newsroom"):
+        self.settings = settings or get_settings()
+        self.url = url
+        self.dialect: Dialect = "postgres"
+        self.server_version = ""
+        self.stats = TxStats()
+        s = self.settings
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=s.pool_min_size,
+            max_size=s.pool_max_size,
+            max_idle=s.pool_max_idle_s,
+            timeout=s.pool_timeout_s,
+            # Checked on checkout: a connection broken by a server restart is replaced, not used.
+            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=max(60.0, s.pool_timeout_s),
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            name=name,
+            open=False,
+        )
+
+    async def open(self) -> "Database":
+        await self.pool.open(wait=True, timeout=self.settings.pool_timeout_s)
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(sql.SELECT_VERSION)).fetchone()
+        self.server_version = row["version"]
+        self.dialect = detect_dialect(self.server_version)
+        return self
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> "Database":
+        return await self.open()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def transaction(
+        self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]], *, attempts: int | None = None
+    ) -> T:
+        """Run work(conn) in one transaction, retrying serialization and connection failures.
+
+        work must be safe to run again from the start (it is, when it only touches the DB).
+        """
+        max_attempts = attempts or self.settings.tx_max_attempts
+
+        def _count(state) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            code = getattr(exc, "sqlstate", None) or type(exc).__name__
+            self.stats.retries += 1
+            self.stats.by_sqlstate[code] = self.stats.by_sqlstate.get(code, 0) + 1
+            log.debug("transaction retry %d after %s", state.attempt_number, code)
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_retryable),
+                stop=stop_after_attempt(max_attempts),
+                wait=wait_random_exponential(multiplier=0.01, max=1.0),
+                before_sleep=_count,
+                reraise=False,
+            ):
+                with attempt:
+                    async with self.pool.connection() as conn:
+                        async with conn.transaction():
+                            result = await work(conn)
+            self.stats.commits += 1
+            return result
+        except RetryError as err:
+            last = err.last_attempt.exception()
+            raise TransactionRetryExhausted(
+                f"transaction failed after {max_attempts} attempts: "
+                f"{getattr(last, 'sqlstate', '')} {last}"
+            ) from last
+
+    async def fetch(self, query: str, params: dict | tuple | None = None) -> list[dict]:
+        """A read outside any write transaction (retried like one)."""
+
+        async def _read(conn):
+            return await (await conn.execute(query, params)).fetchall()
+
+        return await self.transaction(_read)
+
+    async def fetchone(self, query: str, params: dict | tuple | None = None) -> dict | None:
+        rows = await self.fetch(query, params)
+        return rows[0] if rows else None
+
+
+_DATABASES: dict[int, Database] = {}
+_LOCK: dict[int, asyncio.Lock] = {}
+
+
+async def get_database(settings: Settings | None = None) -> Database:
+    """The process-wide Database for the running event loop, opened and migrated on first use."""
+    from storage.migrate import migrate
+
+    loop = asyncio.get_running_loop()
+    key = id(loop)
+    db = _DATABASES.get(key)
+    if db is not None:
+        return db
+    lock = _LOCK.setdefault(key, asyncio.Lock())
+    async with lock:
+        db = _DATABASES.get(key)
+        if db is None:
+            s = settings or get_settings()
+            url = await asyncio.to_thread(resolve_database_url, s)
+            db = await Database(url, s).open()
+            await migrate(db)
+            _DATABASES[key] = db
+    return db
+
+
+async def close_database() -> None:
+    loop = asyncio.get_running_loop()
+    db = _DATABASES.pop(id(loop), None)
+    _LOCK.pop(id(loop), None)
+    if db is not None:
+        await db.close()

@@ -1,0 +1,258 @@
+"""Posts as a persisted state machine, the append-only event log and the publication ledger."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from storage import sql
+from storage.db import Database
+
+
+class PostStatus(StrEnum):
+    QUEUED = "queued"
+    RESEARCHING = "researching"
+    DRAFTING = "drafting"
+    EDITING = "editing"
+    AWAITING_APPROVAL = "awaiting_approval"
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+
+
+S = PostStatus
+# The legal moves. Everything else is refused. escalated waits for a human like
+# awaiting_approval (the same interrupt, marked escalated).
+TRANSITIONS: dict[PostStatus, frozenset[PostStatus]] = {
+    S.QUEUED: frozenset({S.RESEARCHING, S.REJECTED, S.FAILED}),
+    S.RESEARCHING: frozenset({S.DRAFTING, S.REJECTED, S.FAILED}),
+    S.DRAFTING: frozenset({S.EDITING, S.REJECTED, S.FAILED}),
+    S.EDITING: frozenset({S.DRAFTING, S.AWAITING_APPROVAL, S.ESCALATED, S.PUBLISHING, S.REJECTED, S.FAILED}),
+    S.AWAITING_APPROVAL: frozenset({S.PUBLISHING, S.DRAFTING, S.REJECTED, S.ESCALATED, S.FAILED}),
+    S.ESCALATED: frozenset({S.PUBLISHING, S.DRAFTING, S.REJECTED, S.FAILED}),
+    S.PUBLISHING: frozenset({S.PUBLISHED, S.FAILED}),
+    S.PUBLISHED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.FAILED: frozenset(),
+}
+TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+WAITING_FOR_HUMAN = frozenset({S.AWAITING_APPROVAL, S.ESCALATED})
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, thread_id: str, current: str, wanted: str):
+        super().__init__(f"post {thread_id}: illegal transition {current} -> {wanted}")
+        self.thread_id, self.current, self.wanted = thread_id, current, wanted
+
+
+class PostNotFound(LookupError):
+    pass
+
+
+def _jsonb(obj: Any) -> Jsonb:
+    return Jsonb(json.loads(json.dumps(obj, default=str)))
+
+
+async def create_post(
+    db: Database, thread_id: str, topic: str, requester: str, *, source: str = "cli", metadata: dict | None = None
+) -> bool:
+    """Create the post row (idempotent: False if it already existed) and its 'created' event."""
+
+    async def _work(conn):
+        cur = await conn.execute(
+            sql.INSERT_POST,
+            {"thread_id": thread_id, "topic": topic, "requester": requester, "source": source,
+             "metadata": _jsonb(metadata or {})},
+        )
+        if await cur.fetchone() is None:
+            return False
+        await _insert_event(conn, thread_id, requester, "created", None, S.QUEUED, {"topic": topic, "source": source})
+        return True
+
+    return await db.transaction(_work)
+
+
+async def get_post(db: Database, thread_id: str) -> dict | None:
+    return await db.fetchone(sql.SELECT_POST, {"thread_id": thread_id})
+
+
+async def list_posts(db: Database, *, status: str | None = None, limit: int = 50) -> list[dict]:
+    return await db.fetch(sql.LIST_POSTS, {"status": status, "limit": limit})
+
+
+async def posts_in_status(db: Database, statuses: list[str]) -> list[dict]:
+    return await db.fetch(sql.SELECT_POSTS_IN_STATUS, {"statuses": list(statuses)})
+
+
+async def _insert_event(conn, thread_id, actor, kind, from_status, to_status, detail) -> dict:
+    cur = await conn.execute(
+        sql.INSERT_EVENT,
+        {"thread_id": thread_id, "actor": actor, "kind": kind,
+         "from_status": str(from_status) if from_status else None,
+         "to_status": str(to_status) if to_status else None, "detail": _jsonb(detail or {})},
+    )
+    return await cur.fetchone()
+
+
+async def _transition_in(conn, thread_id, to_status, actor, reason, detail, revision) -> dict:
+    cur = await conn.execute(sql.SELECT_POST_FOR_UPDATE, {"thread_id": thread_id})
+    post = await cur.fetchone()
+    if post is None:
+        raise PostNotFound(f"no post for thread {thread_id}")
+    current = PostStatus(post["status"])
+    to = PostStatus(to_status)
+    if current == to:
+        # Idempotent: a node that re-runs after a crash or resume repeats its transition.
+        return post
+    if to not in TRANSITIONS[current]:
+        raise IllegalTransition(thread_id, current, to)
+    await conn.execute(
+        sql.UPDATE_POST_STATUS,
+        {"thread_id": thread_id, "from_status": current, "to_status": to, "reason": reason, "revision": revision},
+    )
+    await _insert_event(conn, thread_id, actor, "transition", current, to, {"reason": reason, **(detail or {})})
+    post = dict(post, status=str(to), status_reason=reason)
+    return post
+
+
+async def transition(
+    db: Database, thread_id: str, to_status: str, *, actor: str, reason: str | None = None,
+    detail: dict | None = None, revision: int | None = None,
+) -> dict:
+    """Move a post to to_status, recording an event; illegal moves raise IllegalTransition."""
+
+    async def _work(conn):
+        return await _transition_in(conn, thread_id, to_status, actor, reason, detail, revision)
+
+    return await db.transaction(_work)
+
+
+async def record_event(db: Database, thread_id: str, *, actor: str, kind: str, detail: dict | None = None) -> dict:
+    async def _work(conn):
+        return await _insert_event(conn, thread_id, actor, kind, None, None, detail)
+
+    return await db.transaction(_work)
+
+
+async def list_events(db: Database, thread_id: str) -> list[dict]:
+    return await db.fetch(sql.LIST_EVENTS, {"thread_id": thread_id})
+
+
+async def record_human_decision(
+    db: Database, thread_id: str, *, reviewer: str, decision: str, payload_hash: str,
+    checkpoint_id: str | None, detail: dict | None = None,
+) -> bool:
+    """Record a human decision once per checkpoint it answered. False if already recorded."""
+
+    async def _work(conn):
+        if checkpoint_id:
+            cur = await conn.execute(sql.SELECT_DECISION_EVENT, {"thread_id": thread_id, "checkpoint_id": checkpoint_id})
+            if await cur.fetchone():
+                return False
+        await _insert_event(
+            conn, thread_id, reviewer, "human_decision", None, None,
+            {"decision": decision, "payload_hash": payload_hash, "checkpoint_id": checkpoint_id, **(detail or {})},
+        )
+        return True
+
+    return await db.transaction(_work)
+
+
+# --- publications ------------------------------------------------------------------------
+
+async def get_publication(db: Database, publish_key: str) -> dict | None:
+    return await db.fetchone(sql.SELECT_PUBLICATION, {"publish_key": publish_key})
+
+
+async def publications_for(db: Database, thread_id: str) -> list[dict]:
+    return await db.fetch(sql.SELECT_PUBLICATIONS_FOR_THREAD, {"thread_id": thread_id})
+
+
+async def count_publications(db: Database) -> int:
+    row = await db.fetchone(sql.COUNT_PUBLICATIONS)
+    return int(row["n"])
+
+
+async def record_publication(
+    db: Database, *, publish_key: str, thread_id: str, destination: str, location: str,
+    draft_hash: str, title: str, actor: str = "publisher",
+) -> bool:
+    """Insert the ledger row and mark the post published in ONE transaction.
+
+    Returns False if this publish key was already recorded (a replay): nothing changes.
+    """
+
+    async def _work(conn):
+        cur = await conn.execute(
+            sql.INSERT_PUBLICATION,
+            {"publish_key": publish_key, "thread_id": thread_id, "destination": destination,
+             "location": location, "draft_hash": draft_hash, "title": title},
+        )
+        if await cur.fetchone() is None:
+            return False
+        await _transition_in(conn, thread_id, S.PUBLISHED, actor, None,
+                             {"publish_key": publish_key, "location": location}, None)
+        return True
+
+    return await db.transaction(_work)
+
+
+# --- LLM usage -------------------------------------------------------------------------------
+
+async def record_llm_call(
+    db: Database, *, thread_id: str | None, role: str, provider: str, endpoint: str, model: str,
+    tokens_in: int, tokens_out: int, cost_usd: float, latency_ms: int, outcome: str, error: str | None = None,
+) -> None:
+    """Log one LLM call and add its usage to the post's running totals, in one transaction."""
+    params = {"thread_id": thread_id, "role": role, "provider": provider, "endpoint": endpoint, "model": model,
+              "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": Decimal(str(round(cost_usd, 6))),
+              "latency_ms": latency_ms, "outcome": outcome, "error": (error or None) and error[:2000]}
+
+    async def _work(conn):
+        await conn.execute(sql.INSERT_LLM_CALL, params)
+        if thread_id:
+            await _add_usage_in(conn, thread_id, tokens_in, tokens_out, params["cost_usd"])
+
+    await db.transaction(_work)
+
+
+async def _add_usage_in(conn, thread_id: str, tokens_in: int, tokens_out: int, cost: Decimal) -> None:
+    # Read, then write: the contended path the SERIALIZABLE tests exercise.
+    cur = await conn.execute(sql.SELECT_POST_USAGE, {"thread_id": thread_id})
+    row = await cur.fetchone()
+    if row is None:
+        return
+    await conn.execute(
+        sql.SET_POST_USAGE,
+        {"thread_id": thread_id, "tokens_in": row["tokens_in"] + tokens_in,
+         "tokens_out": row["tokens_out"] + tokens_out, "cost_usd": row["cost_usd"] + cost,
+         "llm_calls": row["llm_calls"] + 1},
+    )
+
+
+async def add_post_usage(db: Database, thread_id: str, *, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
+    async def _work(conn):
+        await _add_usage_in(conn, thread_id, tokens_in, tokens_out, Decimal(str(cost_usd)))
+
+    await db.transaction(_work)
+
+
+async def llm_calls_for(db: Database, thread_id: str) -> list[dict]:
+    return await db.fetch(sql.LIST_LLM_CALLS, {"thread_id": thread_id})
+
+
+async def usage_for(db: Database, thread_id: str) -> dict:
+    return await db.fetchone(sql.SUM_LLM_CALLS, {"thread_id": thread_id})
+
+
+__all__ = [
+    "PostStatus", "TRANSITIONS", "TERMINAL", "WAITING_FOR_HUMAN", "IllegalTransition", "PostNotFound",
+    "create_post", "get_post", "list_posts", "posts_in_status", "transition", "record_event", "list_events",
+    "record_human_decision", "get_publication", "publications_for", "count_publications",
+    "record_publication", "record_llm_call", "add_post_usage", "llm_calls_for", "usage_for",
+]

@@ -1,0 +1,122 @@
+"""Every SQL statement of the project, as named constants (the checkpointer's own SQL aside).
+
+Statements use psycopg named placeholders. Where PostgreSQL and CockroachDB differ, the
+constant carries a dialect suffix and the caller picks by Database.dialect.
+"""
+
+SELECT_VERSION = "SELECT version() AS version"
+
+# --- migrations -------------------------------------------------------------------------
+# A lease row instead of advisory locks (CockroachDB has none): a process owns the migration
+# step while its lease is fresh; a crashed holder's lease expires.
+CREATE_MIGRATION_TABLES = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     TEXT PRIMARY KEY,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    applied_by  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schema_migration_lease (
+    id          INTEGER PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+)
+"""
+ACQUIRE_MIGRATION_LEASE = """
+INSERT INTO schema_migration_lease (id, holder, expires_at)
+VALUES (1, %(holder)s, now() + make_interval(secs => %(seconds)s))
+ON CONFLICT (id) DO UPDATE
+   SET holder = excluded.holder, expires_at = excluded.expires_at
+ WHERE schema_migration_lease.expires_at < now()
+    OR schema_migration_lease.holder = excluded.holder
+RETURNING holder
+"""
+RELEASE_MIGRATION_LEASE = "DELETE FROM schema_migration_lease WHERE id = 1 AND holder = %(holder)s"
+SELECT_APPLIED_MIGRATIONS = "SELECT version FROM schema_migrations ORDER BY version"
+INSERT_MIGRATION = "INSERT INTO schema_migrations (version, applied_by) VALUES (%(version)s, %(holder)s)"
+
+# --- posts: a persisted state machine ----------------------------------------------------
+INSERT_POST = """
+INSERT INTO posts (thread_id, topic, requester, source, metadata)
+VALUES (%(thread_id)s, %(topic)s, %(requester)s, %(source)s, %(metadata)s)
+ON CONFLICT (thread_id) DO NOTHING
+RETURNING thread_id
+"""
+SELECT_POST = "SELECT * FROM posts WHERE thread_id = %(thread_id)s"
+SELECT_POST_FOR_UPDATE = "SELECT * FROM posts WHERE thread_id = %(thread_id)s FOR UPDATE"
+UPDATE_POST_STATUS = """
+UPDATE posts
+   SET status = %(to_status)s, status_reason = %(reason)s,
+       revision = COALESCE(%(revision)s, revision), updated_at = now()
+ WHERE thread_id = %(thread_id)s AND status = %(from_status)s
+RETURNING thread_id
+"""
+LIST_POSTS = """
+SELECT thread_id, topic, requester, source, status, status_reason, revision,
+       tokens_in, tokens_out, cost_usd, llm_calls, created_at, updated_at
+  FROM posts
+ WHERE (%(status)s::TEXT IS NULL OR status = %(status)s::TEXT)
+ ORDER BY created_at DESC
+ LIMIT %(limit)s
+"""
+SELECT_POSTS_IN_STATUS = """
+SELECT thread_id, status, updated_at FROM posts
+ WHERE status = ANY(%(statuses)s) ORDER BY updated_at
+"""
+SELECT_POST_USAGE = """
+SELECT tokens_in, tokens_out, cost_usd, llm_calls FROM posts WHERE thread_id = %(thread_id)s
+"""
+SET_POST_USAGE = """
+UPDATE posts SET tokens_in = %(tokens_in)s, tokens_out = %(tokens_out)s,
+       cost_usd = %(cost_usd)s, llm_calls = %(llm_calls)s, updated_at = now()
+ WHERE thread_id = %(thread_id)s
+"""
+
+# --- events: append-only audit --------------------------------------------------------------
+INSERT_EVENT = """
+INSERT INTO events (thread_id, actor, kind, from_status, to_status, detail)
+VALUES (%(thread_id)s, %(actor)s, %(kind)s, %(from_status)s, %(to_status)s, %(detail)s)
+RETURNING id, at
+"""
+LIST_EVENTS = """
+SELECT id, thread_id, at, actor, kind, from_status, to_status, detail
+  FROM events WHERE thread_id = %(thread_id)s ORDER BY at, id
+"""
+SELECT_DECISION_EVENT = """
+SELECT id, detail FROM events
+ WHERE thread_id = %(thread_id)s AND kind = 'human_decision'
+   AND detail->>'checkpoint_id' = %(checkpoint_id)s
+ LIMIT 1
+"""
+
+# --- publications: the exactly-once ledger -------------------------------------------------------
+SELECT_PUBLICATION = "SELECT * FROM publications WHERE publish_key = %(publish_key)s"
+SELECT_PUBLICATIONS_FOR_THREAD = """
+SELECT * FROM publications WHERE thread_id = %(thread_id)s ORDER BY published_at
+"""
+INSERT_PUBLICATION = """
+INSERT INTO publications (publish_key, thread_id, destination, location, draft_hash, title)
+VALUES (%(publish_key)s, %(thread_id)s, %(destination)s, %(location)s, %(draft_hash)s, %(title)s)
+ON CONFLICT (publish_key) DO NOTHING
+RETURNING publish_key
+"""
+COUNT_PUBLICATIONS = "SELECT count(*) AS n FROM publications"
+
+# --- llm_calls -----------------------------------------------------------------------------------
+INSERT_LLM_CALL = """
+INSERT INTO llm_calls (thread_id, role, provider, endpoint, model, tokens_in, tokens_out,
+                       cost_usd, latency_ms, outcome, error)
+VALUES (%(thread_id)s, %(role)s, %(provider)s, %(endpoint)s, %(model)s, %(tokens_in)s,
+        %(tokens_out)s, %(cost_usd)s, %(latency_ms)s, %(outcome)s, %(error)s)
+"""
+LIST_LLM_CALLS = """
+SELECT role, provider, endpoint, model, tokens_in, tokens_out, cost_usd, latency_ms, outcome, error, at
+  FROM llm_calls WHERE thread_id = %(thread_id)s ORDER BY at
+"""
+SUM_LLM_CALLS = """
+SELECT count(*) AS calls, COALESCE(sum(tokens_in), 0) AS tokens_in,
+       COALESCE(sum(tokens_out), 0) AS tokens_out, COALESCE(sum(cost_usd), 0) AS cost_usd
+  FROM llm_calls WHERE thread_id = %(thread_id)s
+"""
+
+# --- corpus (documents + chunks) ---------------------------------------------------------------
+COUNT_CHUNKS = "SELECT count(*) AS n FROM chunks"
