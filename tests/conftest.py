@@ -1,0 +1,54 @@
+"""Shared fixtures: one embedded PostgreSQL (SERIALIZABLE) per test session, in a temp dir."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before any of our modules read settings: a private state dir, offline switches.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="newsroom-test-"))
+os.environ.setdefault("NEWSROOM_DATA_DIR", str(_SESSION_DIR / "state"))
+os.environ.setdefault("NEWSROOM_SITE_DIR", str(_SESSION_DIR / "site"))
+os.environ["LANGGRAPH_CLI_NO_ANALYTICS"] = "1"
+os.environ["LANGGRAPH_NO_VERSION_CHECK"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _secret in ("ANTHROPIC_API_KEY", "LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "DATABASE_URL"):
+    os.environ.pop(_secret, None)
+(_SESSION_DIR / "state").mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def pg_data_dir() -> Path:
+    return (_SESSION_DIR / "state" / "pg").resolve()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_data_dir) -> str:
+    """The embedded server's URI; also exported as DATABASE_URL so get_settings() sees it."""
+    from config import reset_settings_cache
+    from storage.embedded import start_embedded
+
+    url = start_embedded(pg_data_dir)
+    os.environ["DATABASE_URL"] = url
+    reset_settings_cache()
+    return url
+
+
+@pytest.fixture(scope="session")
+async def db(pg_url):
+    """A migrated Database on the session's embedded PostgreSQL."""
+    from config import get_settings
+    from storage.db import Database
+    from storage.migrate import migrate
+
+    database = await Database(pg_url, get_settings()).open()
+    await migrate(database)
+    yield database
+    await database.close()
