@@ -1,0 +1,142 @@
+"""The Editor desk: an LLM-as-judge verdict and the exact approval decision function.
+
+Rubric and gate from the curriculum's Phase 11 (judge calibrated to r=0.861 against humans):
+APPROVE iff technical_accuracy >= 3.0 AND calibration >= 3.0 AND mean >= 3.25 AND flag !=
+confident_hallucination. At most 3 revision cycles, then a human decides.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.prompts import load_prompt
+
+log = logging.getLogger(__name__)
+
+Score = Literal[1, 2, 3, 4, 5]  # an enum, not min/max: llama.cpp grammars keep enums, drop bounds
+Flag = Literal["none", "confident_hallucination"]
+DIMENSIONS = ("technical_accuracy", "calibration", "mechanistic_depth", "audience_calibration")
+
+GATE_MIN_TECHNICAL_ACCURACY = Decimal("3.0")
+GATE_MIN_CALIBRATION = Decimal("3.0")
+GATE_MIN_MEAN = Decimal("3.25")
+
+
+class DimensionReasoning(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    technical_accuracy: str = Field(max_length=600)
+    calibration: str = Field(max_length=600)
+    mechanistic_depth: str = Field(max_length=600)
+    audience_calibration: str = Field(max_length=600)
+
+
+class EditorVerdict(BaseModel):
+    """What the judge must return. Anything else is a judge failure, never an approval."""
+
+    model_config = ConfigDict(extra="forbid")
+    technical_accuracy: Score
+    calibration: Score
+    mechanistic_depth: Score
+    audience_calibration: Score
+    flag: Flag
+    reasoning: DimensionReasoning
+
+    @property
+    def scores(self) -> dict[str, int]:
+        return {d: getattr(self, d) for d in DIMENSIONS}
+
+    @property
+    def mean(self) -> float:
+        return float(mean_score(*self.scores.values()))
+
+
+def _dec(x: float | int) -> Decimal:
+    # Decimal from the printed value: 3.25 stays 3.25, no binary-float drift at the boundary.
+    return Decimal(str(x))
+
+
+def mean_score(technical_accuracy, calibration, mechanistic_depth, audience_calibration) -> Decimal:
+    return (_dec(technical_accuracy) + _dec(calibration) + _dec(mechanistic_depth) + _dec(audience_calibration)) / 4
+
+
+def approve_or_revise(
+    technical_accuracy: float, calibration: float, mechanistic_depth: float, audience_calibration: float, flag: str
+) -> Literal["approve", "reject"]:
+    """The Editor's gate, exactly as calibrated. Pure: no I/O, no model."""
+    if flag == "confident_hallucination":
+        return "reject"
+    if _dec(technical_accuracy) < GATE_MIN_TECHNICAL_ACCURACY or _dec(calibration) < GATE_MIN_CALIBRATION:
+        return "reject"
+    mean = mean_score(technical_accuracy, calibration, mechanistic_depth, audience_calibration)
+    return "approve" if mean >= GATE_MIN_MEAN else "reject"
+
+
+def decide(verdict: EditorVerdict) -> Literal["approve", "reject"]:
+    return approve_or_revise(
+        verdict.technical_accuracy, verdict.calibration, verdict.mechanistic_depth,
+        verdict.audience_calibration, verdict.flag,
+    )
+
+
+def next_step_after_review(
+    decision: Literal["approve", "reject", "invalid"], revisions_used: int, max_revisions: int, policy: str
+) -> Literal["publish", "await_human", "revise", "escalate"]:
+    """Where a reviewed draft goes: the revision budget and the approval policy applied."""
+    if decision == "invalid":
+        return "escalate"
+    if decision == "approve":
+        return "publish" if policy == "escalations_only" else "await_human"
+    return "revise" if revisions_used < max_revisions else "escalate"
+
+
+def judge_messages(topic: str, title: str, body: str, notes: str, prompt_ref: str = "editor.judge@1") -> list[dict]:
+    prompt = load_prompt(prompt_ref)
+    schema = json.dumps(EditorVerdict.model_json_schema()["properties"], separators=(",", ":"))
+    return prompt.messages(topic=topic, title=title, body=body, notes=notes, schema=schema)
+
+
+def feedback_for_writer(verdict: EditorVerdict | None, error: str | None = None) -> str:
+    """Per-dimension feedback the Writer revises from (low scores first)."""
+    if verdict is None:
+        return f"The editor could not grade the draft ({error or 'invalid verdict'})."
+    lines = []
+    for dim in sorted(DIMENSIONS, key=lambda d: getattr(verdict, d)):
+        lines.append(f"- {dim} {getattr(verdict, dim)}/5: {getattr(verdict.reasoning, dim)}")
+    if verdict.flag == "confident_hallucination":
+        lines.insert(0, "- FLAG confident_hallucination: remove or correct every claim the research notes do not support.")
+    return "\n".join(lines)
+
+
+async def review_draft(
+    gateway, *, topic: str, title: str, body: str, notes: str, draft_version: int, thread_id: str | None,
+    max_attempts: int, max_tokens: int,
+):
+    """Ask the judge for a verdict; retry invalid ones; an invalid verdict never approves.
+
+    Returns a Review with decision approve | reject | invalid (invalid -> the graph escalates).
+    """
+    from agents.models import Review
+    from tools.llm import LLMOutputInvalid, LLMUnavailable
+
+    messages = judge_messages(topic, title, body, notes)
+    errors: list[str] = []
+    for attempt in range(1, max_attempts + 1):
+        try:
+            verdict, result = await gateway.complete_json(
+                "judge", messages, EditorVerdict, thread_id=thread_id, max_tokens=max_tokens
+            )
+        except LLMOutputInvalid as err:
+            errors.append(f"attempt {attempt}: invalid verdict: {str(err)[:300]}")
+            log.warning("judge returned an invalid verdict (attempt %d/%d)", attempt, max_attempts)
+            continue
+        except LLMUnavailable as err:
+            errors.append(f"attempt {attempt}: judge unavailable: {str(err)[:300]}")
+            break
+        return Review(draft_version=draft_version, decision=decide(verdict), verdict=verdict,
+                      mean=verdict.mean, judge_model=result.model, attempts=attempt)
+    return Review(draft_version=draft_version, decision="invalid", attempts=len(errors),
+                  error="; ".join(errors)[:2000] or "no verdict")

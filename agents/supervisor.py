@@ -1,0 +1,143 @@
+"""The supervisor: a deterministic router over typed state (no LLM needed to route), and the
+bookkeeping that keeps the posts table in step with the graph."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from agents.editor import next_step_after_review
+
+Next = Literal["researcher", "writer", "editor", "prepare_approval", "publisher", "finish"]
+
+
+def route_next(state, *, max_revisions: int, policy: str) -> Next:
+    """Pick the next desk from the state alone, so a replay after a crash picks the same one."""
+    if state.outcome != "pending":
+        return "finish"
+    if state.research is None:
+        return "researcher"
+    draft, review, decision = state.latest_draft, state.latest_review, state.latest_decision
+    if draft is None:
+        return "writer"
+    if decision is not None and decision.draft_version == draft.version:
+        # A human answered about this draft.
+        return {"approve": "publisher", "revise": "writer", "reject": "finish"}[decision.decision]
+    if review is None or review.draft_version != draft.version:
+        return "editor"
+    step = next_step_after_review(review.decision, state.revision, max_revisions, policy)
+    return {"publish": "publisher", "await_human": "prepare_approval", "revise": "writer",
+            "escalate": "prepare_approval"}[step]
+
+
+def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max_revisions: int) -> dict:
+    """What the human sees at the gate (Telegram, Studio, CLI, web)."""
+    draft, review = state.latest_draft, state.latest_review
+    escalated = review is not None and review.draft_version == draft.version and review.decision != "approve"
+    reason = None
+    if escalated:
+        reason = ("the judge's verdict did not validate: " + (review.error or "")) if review.decision == "invalid" \
+            else f"still rejected after {state.revision} of {max_revisions} revision cycles"
+    return {
+        "thread_id": thread_id,
+        "topic": state.topic,
+        "requester": state.requester,
+        "draft": {"version": draft.version, "title": draft.title, "body": draft.body, "model": draft.model,
+                  "prompt": draft.prompt},
+        "scores": review.verdict.scores if review and review.verdict else None,
+        "flag": review.verdict.flag if review and review.verdict else None,
+        "mean": review.mean if review else None,
+        "editor_decision": review.decision if review else None,
+        "reasoning": review.verdict.reasoning.model_dump() if review and review.verdict else None,
+        "citations": [c.model_dump() for c in (state.research.citations if state.research else [])],
+        "grounded": bool(state.research and state.research.grounded),
+        "revision": state.revision,
+        "escalated": escalated,
+        "escalation_reason": reason,
+        "cost_usd": round(cost_usd, 6),
+        "tokens": tokens,
+        "resume_values": [{"action": "approve"}, {"action": "revise", "feedback": "..."},
+                          {"action": "reject", "reason": "..."}],
+    }
+
+
+def payload_hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ResumeValueError(ValueError):
+    pass
+
+
+def parse_resume(value) -> tuple[str, str | None, str]:
+    """Accept 'approve' | {'action': 'approve'|'revise'|'reject', 'feedback'|'reason': str, 'reviewer': str}.
+
+    Returns (decision, feedback, reviewer); raises ResumeValueError with what is expected.
+    """
+    expected = ("resume with 'approve', {'action': 'revise', 'feedback': '...'} or "
+                "{'action': 'reject', 'reason': '...'}")
+    reviewer = "unknown"
+    if isinstance(value, str):
+        action, text = value.strip().lower(), None
+        if ":" in action:
+            action, _, text = value.partition(":")
+            action, text = action.strip().lower(), text.strip()
+    elif isinstance(value, dict):
+        action = str(value.get("action") or value.get("decision") or "").strip().lower()
+        text = value.get("feedback") or value.get("reason")
+        reviewer = str(value.get("reviewer") or value.get("by") or reviewer)[:200]
+    else:
+        raise ResumeValueError(f"unsupported resume value {type(value).__name__}: {expected}")
+    if action not in {"approve", "revise", "reject"}:
+        raise ResumeValueError(f"unknown action {action!r}: {expected}")
+    if action == "revise" and not (text and str(text).strip()):
+        raise ResumeValueError("revise needs feedback: {'action': 'revise', 'feedback': 'what to change'}")
+    return action, (str(text).strip()[:4000] if text else None), reviewer
+
+
+async def advance_post(thread_id: str, status: str, *, actor: str, reason: str | None = None,
+                       detail: dict | None = None, revision: int | None = None) -> None:
+    """Keep the posts table in step with the graph (idempotent: a re-run repeats it harmlessly)."""
+    from storage import posts
+    from storage.db import get_database
+
+    db = await get_database()
+    await posts.transition(db, thread_id, status, actor=actor, reason=reason, detail=detail, revision=revision)
+
+
+async def ensure_post(thread_id: str, *, topic: str, requester: str, source: str, metadata: dict | None = None) -> None:
+    from storage import posts
+    from storage.db import get_database
+
+    db = await get_database()
+    await posts.create_post(db, thread_id, topic, requester, source=source, metadata=metadata)
+
+
+async def post_usage(thread_id: str) -> dict:
+    from storage import posts
+    from storage.db import get_database
+
+    db = await get_database()
+    row = await posts.get_post(db, thread_id)
+    if row is None:
+        return {"cost_usd": 0.0, "tokens": 0, "llm_calls": 0}
+    return {"cost_usd": float(row["cost_usd"]), "tokens": int(row["tokens_in"] + row["tokens_out"]),
+            "llm_calls": int(row["llm_calls"])}
+
+
+async def record_decision(thread_id: str, *, reviewer: str, decision: str, payload_hash: str,
+                          checkpoint_id: str | None, detail: dict) -> bool:
+    from storage import posts
+    from storage.db import get_database
+
+    db = await get_database()
+    return await posts.record_human_decision(db, thread_id, reviewer=reviewer, decision=decision,
+                                             payload_hash=payload_hash, checkpoint_id=checkpoint_id, detail=detail)
+
+
+async def record_desk_event(thread_id: str, *, actor: str, kind: str, detail: dict) -> None:
+    from storage import posts
+    from storage.db import get_database
+
+    db = await get_database()
+    await posts.record_event(db, thread_id, actor=actor, kind=kind, detail=detail)

@@ -1,0 +1,147 @@
+"""One subgraph per desk. Nodes only wire: read state, call the desk (agents/), return an update."""
+from __future__ import annotations
+
+import logging
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+
+from agents import editor, publisher, researcher, supervisor, writer
+from config import get_settings
+from graphs.state import PostState
+from tools.llm import LLMUnavailable, get_gateway
+from tools.publish import destination_from_settings, publish_once
+
+log = logging.getLogger(__name__)
+
+
+def thread_id_of(config: RunnableConfig) -> str:
+    return str(config["configurable"]["thread_id"])
+
+
+def setting(config: RunnableConfig, name: str):
+    """A per-run override in config['configurable'] (Studio, tests) or the environment's setting."""
+    value = (config.get("configurable") or {}).get(name)
+    return value if value is not None else getattr(get_settings(), name)
+
+
+def failed(reason: str) -> dict:
+    return {"outcome": "failed", "error": reason[:2000]}
+
+
+async def _fail_post(thread_id: str, desk: str, reason: str) -> dict:
+    log.error("post %s failed in %s: %s", thread_id, desk, reason)
+    await supervisor.advance_post(thread_id, "failed", actor=desk, reason=reason[:500])
+    return failed(f"{desk}: {reason}")
+
+
+# --- Researcher -------------------------------------------------------------------------------
+
+async def start_research(state: PostState, config: RunnableConfig) -> dict:
+    await supervisor.advance_post(thread_id_of(config), "researching", actor="researcher")
+    return {}
+
+
+async def gather(state: PostState, config: RunnableConfig) -> dict:
+    tid = thread_id_of(config)
+    try:
+        notes = await researcher.gather_research(
+            get_gateway(), topic=state.topic, thread_id=tid, top_k=setting(config, "retrieval_top_k"),
+            max_tokens=setting(config, "writer_max_tokens"),
+        )
+    except LLMUnavailable as err:
+        return await _fail_post(tid, "researcher", str(err))
+    await supervisor.record_desk_event(tid, actor="researcher", kind="research_done",
+                                       detail={"grounded": notes.grounded, "citations": len(notes.citations)})
+    return {"research": notes.model_dump(mode="json")}
+
+
+# --- Writer -----------------------------------------------------------------------------------
+
+async def start_drafting(state: PostState, config: RunnableConfig) -> dict:
+    await supervisor.advance_post(thread_id_of(config), "drafting", actor="writer", revision=state.revision)
+    return {}
+
+
+async def write(state: PostState, config: RunnableConfig) -> dict:
+    tid = thread_id_of(config)
+    previous, review, decision = state.latest_draft, state.latest_review, state.latest_decision
+    feedback, reason, revision = None, "first", state.revision
+    if previous is not None:
+        if decision is not None and decision.draft_version == previous.version and decision.decision == "revise":
+            feedback, reason = f"From the human reviewer: {decision.feedback}", "human_feedback"
+        elif review is not None and review.draft_version == previous.version:
+            feedback = editor.feedback_for_writer(review.verdict, review.error)
+            reason, revision = "editor_feedback", state.revision + 1
+    try:
+        draft = await writer.write_draft(
+            get_gateway(), topic=state.topic, notes=state.research, previous=previous, feedback=feedback,
+            reason=reason, thread_id=tid, max_tokens=setting(config, "writer_max_tokens"),
+        )
+    except (LLMUnavailable, ValueError) as err:
+        return await _fail_post(tid, "writer", str(err))
+    await supervisor.record_desk_event(tid, actor="writer", kind="draft_written",
+                                       detail={"version": draft.version, "reason": reason, "model": draft.model,
+                                               "prompt": draft.prompt, "hash": draft.content_hash})
+    return {"drafts": [draft.model_dump(mode="json")], "revision": revision}
+
+
+# --- Editor -----------------------------------------------------------------------------------
+
+async def start_editing(state: PostState, config: RunnableConfig) -> dict:
+    await supervisor.advance_post(thread_id_of(config), "editing", actor="editor", revision=state.revision)
+    return {}
+
+
+async def judge(state: PostState, config: RunnableConfig) -> dict:
+    tid, draft = thread_id_of(config), state.latest_draft
+    review = await editor.review_draft(
+        get_gateway(), topic=state.topic, title=draft.title, body=draft.body, notes=state.research.notes,
+        draft_version=draft.version, thread_id=tid, max_attempts=setting(config, "judge_max_attempts"),
+        max_tokens=setting(config, "judge_max_tokens"),
+    )
+    await supervisor.record_desk_event(
+        tid, actor="editor", kind="verdict",
+        detail={"draft_version": draft.version, "decision": review.decision, "mean": review.mean,
+                "scores": review.verdict.scores if review.verdict else None,
+                "flag": review.verdict.flag if review.verdict else None, "error": review.error},
+    )
+    return {"reviews": [review.model_dump(mode="json")]}
+
+
+# --- Publisher --------------------------------------------------------------------------------
+
+async def start_publishing(state: PostState, config: RunnableConfig) -> dict:
+    await supervisor.advance_post(thread_id_of(config), "publishing", actor="publisher")
+    return {}
+
+
+async def publish(state: PostState, config: RunnableConfig) -> dict:
+    from storage.db import get_database
+
+    tid, draft = thread_id_of(config), state.latest_draft
+    review = state.latest_review
+    item = publisher.render_post(tid, draft, state.research, requester=state.requester,
+                                 scores=review.verdict.scores if review and review.verdict else None)
+    row, now = await publish_once(await get_database(), destination_from_settings(get_settings()),
+                                  thread_id=tid, item=item, draft_hash=draft.content_hash)
+    pub = {"publish_key": row["publish_key"], "destination": row["destination"], "location": row["location"],
+           "draft_hash": row["draft_hash"], "title": row["title"], "replayed": not now}
+    return {"publication": pub, "outcome": "published"}
+
+
+def _desk(name: str, *steps) -> "StateGraph":
+    g = StateGraph(PostState)
+    prev = START
+    for fn in steps:
+        g.add_node(fn.__name__, fn)
+        g.add_edge(prev, fn.__name__)
+        prev = fn.__name__
+    g.add_edge(prev, END)
+    return g.compile(name=name)
+
+
+researcher_desk = _desk("researcher", start_research, gather)
+writer_desk = _desk("writer", start_drafting, write)
+editor_desk = _desk("editor", start_editing, judge)
+publisher_desk = _desk("publisher", start_publishing, publish)

@@ -1,0 +1,96 @@
+"""The supervisor graph: research -> write -> edit -> (revise <= 3 | human approval | escalate) -> publish.
+
+Exported WITHOUT a checkpointer: the Agent Server supplies ours (langgraph.json "checkpointer"),
+and the CLI compiles it with storage.checkpointer.checkpointer().
+"""
+from __future__ import annotations
+
+import logging
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+
+from agents import supervisor
+from graphs.desks import editor_desk, publisher_desk, researcher_desk, setting, thread_id_of, writer_desk
+from graphs.state import PostInput, PostState
+
+log = logging.getLogger(__name__)
+
+
+async def supervise(state: PostState, config: RunnableConfig) -> dict:
+    """Entry and hub. First visit: the post row (so runs from Studio or the SDK get one too)."""
+    tid = thread_id_of(config)
+    meta = (config.get("metadata") or {})
+    await supervisor.ensure_post(tid, topic=state.topic, requester=state.requester, source=state.source,
+                                 metadata={k: v for k, v in meta.items() if k in ("chat_id", "user_id", "source")})
+    return {}
+
+
+def route(state: PostState, config: RunnableConfig) -> str:
+    return supervisor.route_next(state, max_revisions=setting(config, "max_revisions"),
+                                 policy=setting(config, "approval_policy"))
+
+
+async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
+    """Status change before the gate, in its own node: the interrupt node must have no side effects."""
+    tid = thread_id_of(config)
+    review = state.latest_review
+    escalated = not (review and review.draft_version == state.latest_draft.version and review.decision == "approve")
+    reason = None
+    if escalated:
+        reason = "invalid judge verdict" if review and review.decision == "invalid" else "revision budget exhausted"
+    await supervisor.advance_post(tid, "escalated" if escalated else "awaiting_approval", actor="editor",
+                                  reason=reason, revision=state.revision)
+    return {"escalated": escalated, "escalation_reason": reason}
+
+
+async def human_approval(state: PostState, config: RunnableConfig) -> dict:
+    tid = thread_id_of(config)
+    usage = await supervisor.post_usage(tid)  # a read, not a side effect
+    payload = supervisor.approval_payload(state, thread_id=tid, cost_usd=usage["cost_usd"], tokens=usage["tokens"],
+                                          max_revisions=setting(config, "max_revisions"))
+    answer = interrupt(payload)
+    # --- below runs only once a human has answered -------------------------------------------
+    p_hash = supervisor.payload_hash(payload)
+    checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+    try:
+        decision, feedback, reviewer = supervisor.parse_resume(answer)
+    except supervisor.ResumeValueError as err:
+        await supervisor.record_desk_event(tid, actor="human", kind="invalid_resume",
+                                           detail={"error": str(err), "value": str(answer)[:500]})
+        return {}  # the supervisor routes back to the gate, which asks again
+    await supervisor.record_decision(
+        tid, reviewer=reviewer, decision=decision, payload_hash=p_hash, checkpoint_id=checkpoint_id,
+        detail={"feedback": feedback, "draft_version": state.latest_draft.version, "escalated": state.escalated},
+    )
+    update: dict = {"decisions": [{"decision": decision, "reviewer": reviewer, "feedback": feedback,
+                                   "payload_hash": p_hash, "answered_checkpoint": checkpoint_id,
+                                   "draft_version": state.latest_draft.version}]}
+    if decision == "reject":
+        await supervisor.advance_post(tid, "rejected", actor=reviewer, reason=feedback)
+        update["outcome"] = "rejected"
+    return update
+
+
+def build_graph() -> StateGraph:
+    g = StateGraph(PostState, input_schema=PostInput)
+    g.add_node("supervisor", supervise)
+    g.add_node("researcher", researcher_desk)
+    g.add_node("writer", writer_desk)
+    g.add_node("editor", editor_desk)
+    g.add_node("prepare_approval", prepare_approval)
+    g.add_node("human_approval", human_approval)
+    g.add_node("publisher", publisher_desk)
+    g.add_edge(START, "supervisor")
+    g.add_conditional_edges("supervisor", route, {
+        "researcher": "researcher", "writer": "writer", "editor": "editor",
+        "prepare_approval": "prepare_approval", "publisher": "publisher", "finish": END,
+    })
+    for desk in ("researcher", "writer", "editor", "human_approval", "publisher"):
+        g.add_edge(desk, "supervisor")
+    g.add_edge("prepare_approval", "human_approval")
+    return g
+
+
+graph = build_graph().compile(name="newsroom")

@@ -1,0 +1,76 @@
+"""Typed state of one post's run.
+
+Nodes receive a validated PostState and return partial updates as plain JSON (model_dump), so
+checkpoints, Studio and the SDK all see JSON, and the models validate it on the way back in.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agents.editor import EditorVerdict
+from agents.models import Citation, Draft, HumanDecision, Publication, ResearchNotes, Review
+
+
+def _item_key(item: Any) -> str:
+    if isinstance(item, BaseModel):
+        item = item.model_dump()
+    return str(item.get("key")) if isinstance(item, dict) else repr(item)
+
+
+def append_new(existing: list | None, new: list | None) -> list:
+    """Append reducer keyed by each item's `key`: a desk subgraph hands back its whole state,
+    so an item already in the history must not be appended twice."""
+    existing = list(existing or [])
+    seen = {_item_key(x) for x in existing}
+    for item in new or []:
+        k = _item_key(item)
+        if k not in seen:
+            existing.append(item)
+            seen.add(k)
+    return existing
+
+
+class PostState(BaseModel):
+    # --- the request
+    topic: str = Field(min_length=1, max_length=500)
+    requester: str = "cli"
+    source: Literal["cli", "telegram", "studio", "web", "api", "test"] | str = "cli"
+    # --- the desks' work
+    research: ResearchNotes | None = None
+    drafts: Annotated[list[Draft], append_new] = Field(default_factory=list)
+    reviews: Annotated[list[Review], append_new] = Field(default_factory=list)
+    revision: int = 0  # Editor-driven revision cycles used (max settings.max_revisions)
+    # --- the human gate
+    decisions: Annotated[list[HumanDecision], append_new] = Field(default_factory=list)
+    escalated: bool = False
+    escalation_reason: str | None = None
+    # --- the outcome
+    publication: Publication | None = None
+    outcome: Literal["pending", "published", "rejected", "failed"] = "pending"
+    error: str | None = None
+
+    @property
+    def latest_draft(self) -> Draft | None:
+        return self.drafts[-1] if self.drafts else None
+
+    @property
+    def latest_review(self) -> Review | None:
+        return self.reviews[-1] if self.reviews else None
+
+    @property
+    def latest_decision(self) -> HumanDecision | None:
+        return self.decisions[-1] if self.decisions else None
+
+
+class PostInput(BaseModel):
+    """What a caller passes to start a run (CLI, Telegram, Studio)."""
+
+    topic: str = Field(min_length=1, max_length=500)
+    requester: str = "cli"
+    source: str = "cli"
+
+
+__all__ = ["PostState", "PostInput", "append_new", "Citation", "Draft", "EditorVerdict", "HumanDecision",
+           "Publication", "ResearchNotes", "Review"]

