@@ -92,6 +92,24 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_roles(self) -> "Settings":
         if self.pool_min_size > self.pool_max_size:
+    # --- retrieval (tools/embeddings.py, tools/chunking.py, tools/retrieval.py) ----------
+    embed_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="sentence-transformers model: a name (all-MiniLM-L6-v2 is packaged, offline) or a local path",
+    )
+    embed_device: str = Field(default="cpu", description="torch device for the embedder")
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    chunk_max_tokens: int | None = Field(
+        default=None, ge=16, description="chunk size cap in tokens; default and upper bound = the embedder's max sequence"
+    )
+    chunk_overlap_tokens: int = Field(default=32, ge=0, description="whole trailing sentences carried into the next chunk")
+    retrieval_hyde: bool = Field(default=True, description="embed an LLM-written hypothetical answer (HyDE)")
+    retrieval_hybrid: bool = Field(default=False, description="fuse full-text search by reciprocal rank")
+    retrieval_candidates: int = Field(default=40, ge=1, le=1000, description="candidates per arm before dedup/fusion")
+    retrieval_rrf_k: int = Field(default=60, ge=1, description="reciprocal rank fusion constant")
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="pgvector hnsw.ef_search per query")
+    hyde_max_tokens: int = Field(default=160, ge=16)
+
             raise ValueError("NEWSROOM_POOL_MIN_SIZE must be <= NEWSROOM_POOL_MAX_SIZE")
         if self.effective_judge_provider != "anthropic" and self.judge_model == self.writer_model and (
             self.judge_url == self.llm_base_url
