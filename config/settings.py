@@ -65,12 +65,50 @@ class Settings(BaseSettings):
     writer_max_tokens: int = Field(default=600, ge=16)
     judge_max_tokens: int = Field(default=400, ge=16)
     judge_max_attempts: int = Field(default=3, ge=1, le=10, description="invalid verdicts before escalation")
+    # LLM gateway (tools/llm.py): routes, retries, breakers, prices.
+    routes_json: str | None = Field(
+        default=None,
+        description='per-role ordered routes, JSON: {"writer": [{"provider": "vllm", "base_url": ..., '
+        '"model": ...}, ...], "judge": [...]}; roles not named keep their defaults',
+    )
+    llm_retry_initial_s: float = Field(default=0.1, ge=0, description="first backoff; doubles, jittered")
+    llm_retry_max_s: float = Field(default=5.0, ge=0, description="largest single backoff")
+    llm_retry_after_max_s: float = Field(default=30.0, ge=0, description="cap on a server's Retry-After")
+    breaker_failure_threshold: int = Field(default=3, ge=1, description="consecutive failures that open it")
+    breaker_cooldown_s: float = Field(default=30.0, ge=0, description="open time before one half-open probe")
+    llm_adapter_missing: Literal["error", "fallback"] = Field(
+        default="fallback",
+        description="a route's model absent from /v1/models: error = refuse at start/call; fallback = log, skip it",
+    )
+    llm_models_cache_s: float = Field(default=60.0, ge=0, description="how long a /v1/models listing is trusted")
+    llm_prices_json: str | None = Field(
+        default=None,
+        description='USD per 1M tokens, JSON {"model": [input, output]}; merged over the built-in table',
+    )
 
     # --- engine -----------------------------------------------------------------------
     max_revisions: int = Field(default=3, ge=0, le=10)
     approval_policy: Literal["human", "escalations_only"] = "human"
     site_dir: Path = Field(default=Path("site"), description="static-site publish folder")
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
+
+    # --- retrieval (tools/embeddings.py, tools/chunking.py, tools/retrieval.py) ----------
+    embed_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="sentence-transformers model: a name (all-MiniLM-L6-v2 is packaged, offline) or a local path",
+    )
+    embed_device: str = Field(default="cpu", description="torch device for the embedder")
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    chunk_max_tokens: int | None = Field(
+        default=None, ge=16, description="chunk size cap in tokens; default and upper bound = the embedder's max sequence"
+    )
+    chunk_overlap_tokens: int = Field(default=32, ge=0, description="whole trailing sentences carried into the next chunk")
+    retrieval_hyde: bool = Field(default=True, description="embed an LLM-written hypothetical answer (HyDE)")
+    retrieval_hybrid: bool = Field(default=False, description="fuse full-text search by reciprocal rank")
+    retrieval_candidates: int = Field(default=40, ge=1, le=1000, description="candidates per arm before dedup/fusion")
+    retrieval_rrf_k: int = Field(default=60, ge=1, description="reciprocal rank fusion constant")
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="pgvector hnsw.ef_search per query")
+    hyde_max_tokens: int = Field(default=160, ge=16)
 
     # --- local LLM server (make demo) ---------------------------------------------------
     local_llm_port: int = Field(default=8765, ge=1, le=65535)
@@ -92,24 +130,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_roles(self) -> "Settings":
         if self.pool_min_size > self.pool_max_size:
-    # --- retrieval (tools/embeddings.py, tools/chunking.py, tools/retrieval.py) ----------
-    embed_model: str = Field(
-        default="sentence-transformers/all-MiniLM-L6-v2",
-        description="sentence-transformers model: a name (all-MiniLM-L6-v2 is packaged, offline) or a local path",
-    )
-    embed_device: str = Field(default="cpu", description="torch device for the embedder")
-    embed_batch_size: int = Field(default=32, ge=1, le=1024)
-    chunk_max_tokens: int | None = Field(
-        default=None, ge=16, description="chunk size cap in tokens; default and upper bound = the embedder's max sequence"
-    )
-    chunk_overlap_tokens: int = Field(default=32, ge=0, description="whole trailing sentences carried into the next chunk")
-    retrieval_hyde: bool = Field(default=True, description="embed an LLM-written hypothetical answer (HyDE)")
-    retrieval_hybrid: bool = Field(default=False, description="fuse full-text search by reciprocal rank")
-    retrieval_candidates: int = Field(default=40, ge=1, le=1000, description="candidates per arm before dedup/fusion")
-    retrieval_rrf_k: int = Field(default=60, ge=1, description="reciprocal rank fusion constant")
-    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="pgvector hnsw.ef_search per query")
-    hyde_max_tokens: int = Field(default=160, ge=16)
-
             raise ValueError("NEWSROOM_POOL_MIN_SIZE must be <= NEWSROOM_POOL_MAX_SIZE")
         if self.effective_judge_provider != "anthropic" and self.judge_model == self.writer_model and (
             self.judge_url == self.llm_base_url
