@@ -124,14 +124,19 @@ async def review_draft(
 
     messages = judge_messages(topic, title, body, notes)
     errors: list[str] = []
+    invalid_by_model: dict[str, int] = {}
     for attempt in range(1, max_attempts + 1):
+        # A model that failed twice is skipped: the gateway falls back to the next judge route.
+        skip = {m for m, n in invalid_by_model.items() if n >= 2}
         try:
             verdict, result = await gateway.complete_json(
-                "judge", messages, EditorVerdict, thread_id=thread_id, max_tokens=max_tokens
+                "judge", messages, EditorVerdict, thread_id=thread_id, max_tokens=max_tokens, exclude_models=skip
             )
         except LLMOutputInvalid as err:
-            errors.append(f"attempt {attempt}: invalid verdict: {str(err)[:300]}")
-            log.warning("judge returned an invalid verdict (attempt %d/%d)", attempt, max_attempts)
+            model = getattr(getattr(err, "result", None), "model", "") or "?"
+            invalid_by_model[model] = invalid_by_model.get(model, 0) + 1
+            errors.append(f"attempt {attempt} ({model}): invalid verdict: {str(err)[:300]}")
+            log.warning("judge %s returned an invalid verdict (attempt %d/%d)", model, attempt, max_attempts)
             continue
         except LLMUnavailable as err:
             errors.append(f"attempt {attempt}: judge unavailable: {str(err)[:300]}")

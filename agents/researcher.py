@@ -28,9 +28,12 @@ def notes_from_chunks(chunks) -> ResearchNotes:
 
 async def gather_research(gateway, *, topic: str, thread_id: str | None, top_k: int, max_tokens: int) -> ResearchNotes:
     """Retrieval over the corpus when there is one; otherwise the LLM's own notes marked ungrounded."""
-    from tools import retrieval  # the RAG seam (tools/retrieval.py)
-
-    if await retrieval.corpus_size() > 0:
+    try:
+        from tools import retrieval  # the RAG seam (tools/retrieval.py)
+    except ImportError as err:  # the embedding stack is optional for a bare install
+        log.warning("retrieval unavailable (%s): writing ungrounded notes", err)
+        retrieval = None
+    if retrieval is not None and await retrieval.corpus_size() > 0:
         chunks = await retrieval.retrieve(topic, k=top_k, thread_id=thread_id)
         if chunks:
             notes = notes_from_chunks(chunks)

@@ -53,7 +53,9 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
     answer = interrupt(payload)
     # --- below runs only once a human has answered -------------------------------------------
     p_hash = supervisor.payload_hash(payload)
-    checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+    conf = config.get("configurable") or {}
+    # The checkpoint this answer resumed from (the one holding the interrupt).
+    checkpoint_id = (conf.get("checkpoint_map") or {}).get("") or conf.get("checkpoint_id")
     try:
         decision, feedback, reviewer = supervisor.parse_resume(answer)
     except supervisor.ResumeValueError as err:

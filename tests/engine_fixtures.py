@@ -1,0 +1,54 @@
+"""Fixtures for engine tests: the scripted LLM server wired in as the writer and judge endpoint."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.scripted_llm import ScriptedLLM
+
+WRITER, JUDGE = "newsroom-writer", "newsroom-judge"
+REASONS = {"technical_accuracy": "ok", "calibration": "ok", "mechanistic_depth": "ok", "audience_calibration": "ok"}
+
+
+def verdict(ta=4, cal=4, depth=4, aud=4, flag="none") -> dict:
+    return {"technical_accuracy": ta, "calibration": cal, "mechanistic_depth": depth,
+            "audience_calibration": aud, "flag": flag, "reasoning": dict(REASONS)}
+
+
+PASSING = verdict()
+FAILING = verdict(ta=2, cal=2, depth=3, aud=3)
+
+
+def draft_reply(req) -> str:
+    n = sum(1 for m in req.messages if m.get("role") == "user")
+    return f"# GQA and the KV cache\n\nGrouped-query attention shares key/value heads across query heads [1]. ({n})"
+
+
+def reset_runtime() -> None:
+    from config import reset_settings_cache
+    from tools.llm import reset_gateway
+
+    reset_settings_cache()
+    reset_gateway()
+
+
+@pytest.fixture(scope="session")
+def scripted_llm(pg_url):
+    with ScriptedLLM(models=[WRITER, JUDGE]) as llm:
+        os.environ["NEWSROOM_LLM_BASE_URL"] = llm.base_url
+        os.environ["NEWSROOM_LLM_PROVIDER"] = "llamacpp"
+        os.environ["NEWSROOM_LLM_MAX_ATTEMPTS"] = "1"
+        reset_runtime()
+        yield llm
+
+
+@pytest.fixture
+def llm(scripted_llm):
+    """The scripted server, reset, with the writer answering drafts and the judge passing."""
+    scripted_llm.reset()
+    scripted_llm.on_chat(draft_reply, model=WRITER)
+    scripted_llm.on_chat(lambda req: PASSING, model=JUDGE)
+    reset_runtime()
+    yield scripted_llm
+    scripted_llm.reset()

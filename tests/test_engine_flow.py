@@ -1,0 +1,163 @@
+"""The engine end to end, in-process, on embedded PostgreSQL and a scripted LLM over real HTTP."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.runner import NothingToResume, current, resume, start_post
+from storage import posts
+from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm, verdict  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _events(db, tid, kind=None):
+    return [e for e in await posts.list_events(db, tid) if kind is None or e["kind"] == kind]
+
+
+async def test_approve_publishes_once(db, llm, tmp_path):
+    snap = await start_post("How GQA shrinks the KV cache", requester="alice")
+    assert snap.waiting_for_human and snap.next == ("human_approval",)
+    p = snap.interrupt
+    assert p["escalated"] is False and p["scores"]["technical_accuracy"] == 4 and p["revision"] == 0
+    assert p["draft"]["title"] == "GQA and the KV cache"
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "awaiting_approval"
+
+    done = await resume(snap.thread_id, {"action": "approve", "reviewer": "bob"})
+    assert done.values["outcome"] == "published"
+    pub = done.values["publication"]
+    html = Path(pub["location"])
+    assert html.exists() and "GQA and the KV cache" in html.read_text()
+    assert html.with_suffix(".md").read_text().startswith("---\ntitle: \"GQA and the KV cache\"")
+    row = await posts.get_post(db, snap.thread_id)
+    assert row["status"] == "published"
+    assert len(await posts.publications_for(db, snap.thread_id)) == 1
+    decision = (await _events(db, snap.thread_id, "human_decision"))[0]
+    assert decision["actor"] == "bob" and decision["detail"]["decision"] == "approve"
+    assert len(decision["detail"]["payload_hash"]) == 64 and decision["detail"]["checkpoint_id"] == snap.checkpoint_id
+    # the whole path is in the audit log
+    path = [(e["from_status"], e["to_status"]) for e in await _events(db, snap.thread_id, "transition")]
+    assert path == [("queued", "researching"), ("researching", "drafting"), ("drafting", "editing"),
+                    ("editing", "awaiting_approval"), ("awaiting_approval", "publishing"), ("publishing", "published")]
+    # approving again changes nothing
+    with pytest.raises(NothingToResume, match="already decided: published"):
+        await resume(snap.thread_id, {"action": "approve"})
+    assert len(await posts.publications_for(db, snap.thread_id)) == 1
+    # usage was accounted per post
+    assert row["llm_calls"] >= 3 and row["tokens_in"] > 0
+
+
+async def test_revise_sends_human_feedback_to_the_writer(db, llm):
+    snap = await start_post("KV cache arithmetic")
+    llm.reset()
+    llm.on_chat(lambda req: "# Revised\n\nNow with numbers: 8 KV heads instead of 64.", model=WRITER)
+    llm.on_chat(lambda req: PASSING, model=JUDGE)
+    snap2 = await resume(snap.thread_id, {"action": "revise", "feedback": "add concrete head counts"})
+    assert snap2.waiting_for_human
+    assert snap2.interrupt["draft"]["version"] == 2 and snap2.interrupt["draft"]["title"] == "Revised"
+    writer_prompts = [r.prompt for r in llm.requests_for(WRITER)]
+    assert any("add concrete head counts" in p for p in writer_prompts)
+    assert len(llm.requests_for(JUDGE)) == 1  # the new draft went through the Editor again
+    assert snap2.values["drafts"][-1]["reason"] == "human_feedback"
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "awaiting_approval"
+
+
+async def test_reject_publishes_nothing(db, llm):
+    snap = await start_post("A topic to reject")
+    done = await resume(snap.thread_id, {"action": "reject", "reason": "off-topic"})
+    assert done.values["outcome"] == "rejected" and not done.next
+    row = await posts.get_post(db, snap.thread_id)
+    assert row["status"] == "rejected" and row["status_reason"] == "off-topic"
+    assert await posts.publications_for(db, snap.thread_id) == []
+
+
+async def test_three_failing_verdicts_escalate(db, llm):
+    llm.on_chat(lambda req: FAILING, model=JUDGE)
+    snap = await start_post("Something the judge never likes")
+    assert snap.waiting_for_human
+    p = snap.interrupt
+    assert p["escalated"] is True and p["revision"] == 3 and p["draft"]["version"] == 4
+    assert "revision" in p["escalation_reason"]
+    assert len(llm.requests_for(JUDGE)) == 4 and len(llm.requests_for(WRITER)) >= 4
+    # the Editor's per-dimension feedback reached the writer
+    assert any("technical_accuracy 2/5" in r.prompt for r in llm.requests_for(WRITER))
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "escalated"
+    # a human can still approve an escalated draft
+    done = await resume(snap.thread_id, "approve")
+    assert done.values["outcome"] == "published"
+
+
+@pytest.mark.parametrize("bad", [
+    {"technical_accuracy": 5, "calibration": 1234567890, "mechanistic_depth": 5, "audience_calibration": 5,
+     "flag": "none", "reasoning": {}},
+    "not json at all {",
+    {"technical_accuracy": 5, "calibration": 5},
+])
+async def test_invalid_judge_output_never_approves(db, llm, bad):
+    llm.on_chat(lambda req: bad, model=JUDGE)
+    # even in the autonomous policy, an invalid verdict must wait for a person
+    snap = await start_post("Judge emits garbage", overrides={"approval_policy": "escalations_only"})
+    assert snap.waiting_for_human and snap.interrupt["escalated"] is True
+    assert snap.interrupt["scores"] is None and "did not validate" in snap.interrupt["escalation_reason"]
+    assert snap.values["reviews"][-1]["decision"] == "invalid"
+    assert await posts.publications_for(db, snap.thread_id) == []
+
+
+async def test_escalations_only_publishes_approved_drafts_directly(db, llm):
+    snap = await start_post("Autonomous post", overrides={"approval_policy": "escalations_only"})
+    assert not snap.waiting_for_human and snap.values["outcome"] == "published"
+
+
+async def test_concurrent_double_approve_publishes_once(db, llm):
+    snap = await start_post("Two buttons pressed at once")
+    results = await asyncio.gather(resume(snap.thread_id, "approve"), resume(snap.thread_id, "approve"),
+                                   return_exceptions=True)
+    assert any(not isinstance(r, Exception) for r in results)
+    assert len(await posts.publications_for(db, snap.thread_id)) == 1
+    assert (await current(snap.thread_id)).values["outcome"] == "published"
+
+
+async def test_publisher_crash_after_ledger_write_does_not_publish_twice(db, llm, monkeypatch):
+    import tools.publish as publish_mod
+
+    writes = []
+    real_publish = publish_mod.StaticSiteDestination.publish
+    real_record = posts.record_publication
+
+    def counting_publish(self, item):
+        writes.append(item.publish_key)
+        return real_publish(self, item)
+
+    async def record_then_crash(*a, **kw):
+        await real_record(*a, **kw)
+        raise ConnectionError("simulated crash after the ledger commit")
+
+    monkeypatch.setattr(publish_mod.StaticSiteDestination, "publish", counting_publish)
+    monkeypatch.setattr(posts, "record_publication", record_then_crash)
+    snap = await start_post("Crash in the publisher")
+    with pytest.raises(ConnectionError):
+        await resume(snap.thread_id, "approve")
+    monkeypatch.setattr(posts, "record_publication", real_record)
+    # the retry replays the publisher node from its last checkpoint
+    from service.runner import drive
+
+    done = await drive(snap.thread_id, None)
+    assert done.values["outcome"] == "published" and done.values["publication"]["replayed"] is True
+    assert len(writes) == 1 and len(await posts.publications_for(db, snap.thread_id)) == 1
+
+
+async def test_resume_in_a_new_process(db, llm, pg_url):
+    snap = await start_post("Resume me elsewhere")
+    env = dict(os.environ, DATABASE_URL=pg_url)
+    out = subprocess.run([sys.executable, "-m", "service.cli", "approve", snap.thread_id, "--reviewer", "carol"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "published to" in out.stdout
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "published"
+    decision = (await _events(db, snap.thread_id, "human_decision"))[0]
+    assert decision["actor"] == "carol"
