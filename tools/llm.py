@@ -146,7 +146,8 @@ def routes_from_settings(settings: Settings) -> dict[str, list[Route]]:
 
 # USD per 1M tokens (input, output). Local models (vLLM adapter, llama.cpp) cost 0 unless listed.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "claude-opus-4": (15.0, 75.0),
+    "claude-opus-4": (15.0, 75.0),  # 4 and 4.1; newer Opus ids not listed here fall back to this (an over-estimate)
+    "claude-opus-4-5": (5.0, 25.0),
     "claude-sonnet-4": (3.0, 15.0),
     "claude-3-7-sonnet": (3.0, 15.0),
     "claude-3-5-sonnet": (3.0, 15.0),
@@ -602,7 +603,7 @@ class LLMGateway:
         self, role, index, route, messages, schema, thread_id, max_tokens, temperature, deadline, state,
     ) -> _Reply:
         s = self.settings
-        backoff = wait_exponential_jitter(initial=s.llm_retry_initial_s, max=s.llm_retry_max_s,
+        backoff = wait_exponential_jitter(multiplier=s.llm_retry_initial_s, max=s.llm_retry_max_s,
                                           jitter=s.llm_retry_initial_s)
 
         def wait(retry_state) -> float:
@@ -618,7 +619,6 @@ class LLMGateway:
             retry=retry_if_exception(lambda e: classify(e).retryable), reraise=True,
         ):
             with attempt:
-                state["attempts"] += 1
                 return await self._attempt(role, index, route, messages, schema, thread_id, max_tokens,
                                            temperature, deadline, state)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -634,6 +634,7 @@ class LLMGateway:
             timeout = min(timeout, remaining)
         breaker = self._breaker(self._endpoint_key(route))
         breaker.acquire()  # BreakerOpen: not retryable -> next route at once
+        state["attempts"] += 1  # only requests that were sent count
         started_wall, started = datetime.now(timezone.utc), self._clock()
         reply: _Reply | None = None
         try:
