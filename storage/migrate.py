@@ -30,11 +30,12 @@ LEASE_SECONDS = 120
 class Migration:
     version: str
     path: Path
+    text: str
 
     @property
     def statements(self) -> list[str]:
-        # Our files hold no semicolons inside literals, so a split at line ends is exact.
-        text = "\n".join(line for line in self.path.read_text().splitlines() if not line.strip().startswith("--"))
+        # Our files hold no semicolons inside literals, so a split on ';' is exact.
+        text = "\n".join(line for line in self.text.splitlines() if not line.strip().startswith("--"))
         return [s.strip() for s in text.split(";") if s.strip()]
 
 
@@ -49,7 +50,7 @@ def discover(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             raise ValueError(f"bad migration file name: {path.name}")
         if version in found:
             raise ValueError(f"two migrations for version {version} and dialect {dialect}")
-        found[version] = Migration(version, path)
+        found[version] = Migration(version, path, path.read_text())
     return [found[v] for v in sorted(found)]
 
 
@@ -97,7 +98,8 @@ async def under_lease(db: Database, work, *, wait_s: float = 300.0):
 async def migrate(db: Database, *, directory: Path = MIGRATIONS_DIR, wait_s: float = 300.0) -> list[str]:
     """Apply pending migrations; returns the versions this process applied."""
     await _create_bookkeeping(db)
-    wanted = discover(db.dialect, directory)
+    # File reads off the event loop (the Agent Server flags blocking calls).
+    wanted = await asyncio.to_thread(discover, db.dialect, directory)
     if not [m for m in wanted if m.version not in await applied_versions(db)]:
         return []
 

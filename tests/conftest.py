@@ -38,7 +38,11 @@ def pg_url(pg_data_dir) -> str:
     url = start_embedded(pg_data_dir)
     os.environ["DATABASE_URL"] = url
     reset_settings_cache()
-    return url
+    yield url
+    # Subprocesses (CLI, Agent Server) also hold handles, so stop it explicitly: no server outlives the session.
+    from storage.embedded import stop_embedded
+
+    stop_embedded(pg_data_dir)
 
 
 @pytest.fixture(scope="session")

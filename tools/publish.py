@@ -7,6 +7,7 @@ crash between the write and the ledger commit makes the replay write again.
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -89,7 +90,7 @@ async def publish_once(db: Database, destination: Destination, *, thread_id: str
     if existing is not None:
         log.info("publish key %s already in the ledger: not publishing again", item.publish_key)
         return existing, False
-    location = destination.publish(item)
+    location = await asyncio.to_thread(destination.publish, item)  # file I/O off the event loop
     recorded = await posts.record_publication(
         db, publish_key=item.publish_key, thread_id=thread_id, destination=destination.name,
         location=location, draft_hash=draft_hash, title=item.title,

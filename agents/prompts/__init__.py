@@ -41,8 +41,15 @@ def available() -> list[str]:
     return sorted(p.stem for p in PROMPTS_DIR.glob("*@*.md"))
 
 
-@functools.lru_cache(maxsize=64)
 def load_prompt(ref: str) -> PromptTemplate:
+    """Load 'name@version' (or 'name' for its highest version); templates are read once, at import."""
+    if ref in _LOADED:
+        return _LOADED[ref]
+    return _read_prompt(ref)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_prompt(ref: str) -> PromptTemplate:
     """Load 'name@version' (or 'name' for its highest version)."""
     if "@" in ref:
         name, _, ver = ref.partition("@")
@@ -60,3 +67,12 @@ def load_prompt(ref: str) -> PromptTemplate:
     if set(sections) != {"system", "user"}:
         raise ValueError(f"prompt {path.name} needs exactly '## system' and '## user' sections")
     return PromptTemplate(name, int(path.stem.split("@")[1]), sections["system"], sections["user"])
+
+
+# Read every template at import: nodes then never touch the disk on the event loop.
+_LOADED: dict[str, PromptTemplate] = {}
+for _name in available():
+    _LOADED[_name] = _read_prompt(_name)
+    _LOADED.setdefault(_name.split("@")[0], _LOADED[_name])
+for _base in {n.split("@")[0] for n in available()}:
+    _LOADED[_base] = _read_prompt(_base)  # the highest version

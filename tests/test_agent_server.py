@@ -1,0 +1,39 @@
+"""The same flow through the real Agent Server (`newsroom serve` = langgraph dev on our langgraph.json),
+driven with langgraph_sdk: checkpoints land in our PostgreSQL, the interrupt is visible, a command resumes it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from langgraph_sdk import get_client
+
+from storage import posts
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply, llm, scripted_llm  # noqa: F401
+from tests.server_fixtures import agent_server  # noqa: F401
+
+
+async def test_sdk_run_stops_at_the_gate_and_resumes_to_publish(db, llm, agent_server):
+    client = get_client(url=agent_server.url)
+    thread = await client.threads.create(metadata={"source": "api", "chat_id": 42})
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "newsroom", input={"topic": "How GQA shrinks the KV cache", "requester": "dana",
+                                                   "source": "api"})
+    state = await client.threads.get_state(tid)
+    assert state["next"] == ["human_approval"], agent_server.log_tail()
+    interrupts = [i for t in state["tasks"] for i in t["interrupts"]]
+    assert len(interrupts) == 1
+    payload = interrupts[0]["value"]
+    assert payload["draft"]["title"] == "GQA and the KV cache" and payload["scores"]["calibration"] == 4
+    # the server's checkpoints are in OUR database
+    rows = await db.fetch("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %(t)s", {"t": tid})
+    assert rows[0]["n"] >= 5
+    post = await posts.get_post(db, tid)
+    assert post["status"] == "awaiting_approval" and post["requester"] == "dana" and post["source"] == "api"
+
+    await client.runs.wait(tid, "newsroom", command={"resume": {"action": "approve", "reviewer": "studio-user"}})
+    final = await client.threads.get_state(tid)
+    assert final["next"] == [] and final["values"]["outcome"] == "published", agent_server.log_tail()
+    location = Path(final["values"]["publication"]["location"])
+    assert location.exists() and "GQA and the KV cache" in location.read_text()
+    assert (await posts.get_post(db, tid))["status"] == "published"
+    decisions = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
+    assert [d["actor"] for d in decisions] == ["studio-user"]
