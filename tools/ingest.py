@@ -1,0 +1,206 @@
+"""Ingest Markdown, text and HTML files (or folders of them) into the retrieval corpus.
+
+    report = await ingest_paths(["evals/corpus"], progress=lambda done, total, path, status: ...)
+
+Per file: read, hash (file text + chunker settings + embedder name), skip if the stored hash is
+the same (nothing is written), else chunk, embed the chunks whose text is new (a chunk whose text
+is unchanged keeps its stored vector), and replace the document's chunks in one transaction.
+Embedding is batched across files; the model runs in a worker thread.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from config import Settings, get_settings
+from storage.corpus import ChunkIn, CorpusStore, DocumentIn
+from storage.db import Database, get_database
+from tools.chunking import SUFFIXES, chunk_document, document_hash, kind_for, parse_document
+from tools.embeddings import Embedder, get_embedder
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, str, str], None]  # (files done, files total, source path, status)
+EMBED_FLUSH_CHUNKS = 64
+
+
+@dataclass
+class IngestReport:
+    files: int = 0
+    inserted: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    embed_model: str = ""
+    dim: int = 0
+    max_tokens: int = 0
+
+    def summary(self) -> str:
+        s = (f"{self.files} files: {self.inserted} new, {self.replaced} changed, {self.unchanged} unchanged"
+             f"{f', {self.removed} removed' if self.removed else ''}{f', {len(self.failed)} failed' if self.failed else ''}; "
+             f"{self.chunks_written} chunks written ({self.chunks_embedded} embedded, {self.chunks_reused} reused) "
+             f"with {self.embed_model} ({self.dim}-d, chunks <= {self.max_tokens} tokens) in {self.seconds:.1f}s")
+        return s
+
+
+def discover_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files with a supported suffix, folders walked recursively (hidden entries skipped), sorted."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise FileNotFoundError(f"no such file or folder: {p}")
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    f = Path(root) / name
+                    if not name.startswith(".") and kind_for(f):
+                        found.append(f)
+        elif kind_for(p):
+            found.append(p)
+        else:
+            raise ValueError(f"{p}: unsupported file type (supported: {', '.join(sorted(SUFFIXES))})")
+    seen, out = set(), []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def source_path_for(path: Path) -> str:
+    """Relative to the working directory when inside it (portable citations), else absolute."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+@dataclass
+class _Pending:
+    path: Path
+    source_path: str
+    doc: DocumentIn
+    reused: int
+
+
+async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
+                       reembed: bool = False, db: Database | None = None, embedder: Embedder | None = None,
+                       settings: Settings | None = None) -> IngestReport:
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    db = db or await get_database()
+    embedder = embedder or get_embedder()
+    store = CorpusStore(db)
+    files = discover_files(paths)
+
+    dim = await embedder.dimension()
+    model_max = await embedder.max_tokens()
+    max_tokens = min(settings.chunk_max_tokens or model_max, model_max)
+    count = await embedder.token_counter()
+    report = IngestReport(embed_model=embedder.name, dim=dim, max_tokens=max_tokens)
+
+    if reembed:
+        # Documents embedded with another model: re-ingest those whose file is still there,
+        # drop the others (a corpus must be one vector space).
+        known = {source_path_for(f) for f in files}
+        for sp in await store.documents_with_other_vectors(embedder.name, dim):
+            if sp in known:
+                continue
+            if Path(sp).exists() and kind_for(Path(sp)):
+                files.append(Path(sp))
+                known.add(sp)
+            else:
+                await store.delete_document(sp)
+                report.removed += 1
+    else:
+        await store.check_compatible(embedder.name, dim, purpose="ingest")
+    await store.ensure_vector_index(dim)
+
+    report.files = len(files)
+    total = len(files)
+    sources = [source_path_for(f) for f in files]
+    stored = await store.document_hashes(sources)
+    done = 0
+    pending: list[_Pending] = []
+
+    def tick(path: str, status: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total, path, status)
+
+    async def flush() -> None:
+        todo = [(p, c) for p in pending for c in p.doc.chunks if c.embedding is None]
+        if todo:
+            vecs = await embedder.embed([c.embed_text for _, c in todo])  # type: ignore[attr-defined]
+            for (_, c), v in zip(todo, vecs):
+                c.embedding = np.asarray(v, dtype=np.float32)
+            report.chunks_embedded += len(todo)
+        for p in pending:
+            try:
+                status = await store.upsert_document(p.doc, embed_model=embedder.name, dim=dim)
+            except Exception as e:  # one bad document must not stop the batch
+                log.exception("writing %s failed", p.source_path)
+                report.failed.append((p.source_path, f"{type(e).__name__}: {e}"))
+                tick(p.source_path, "failed")
+                continue
+            if status == "unchanged":
+                report.unchanged += 1
+            else:
+                setattr(report, status, getattr(report, status) + 1)
+                report.chunks_written += len(p.doc.chunks)
+                report.chunks_reused += p.reused
+            tick(p.source_path, status)
+        pending.clear()
+
+    for path, sp in zip(files, sources):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            h = document_hash(text, embed_model=embedder.name, max_tokens=max_tokens,
+                              overlap_tokens=settings.chunk_overlap_tokens)
+            if stored.get(sp) == h:
+                report.unchanged += 1
+                tick(sp, "unchanged")
+                continue
+            parsed = parse_document(text, kind_for(path) or "text", fallback_title=path.stem.replace("-", " "))
+            chunks = chunk_document(parsed, count, max_tokens=max_tokens, overlap_tokens=settings.chunk_overlap_tokens)
+            reuse = await store.reusable_vectors(sp, embedder.name, dim) if sp in stored else {}
+            items = []
+            reused = 0
+            for c in chunks:
+                ci = _ChunkWork(c.ordinal, c.heading_path, c.content, c.content_hash, reuse.get(c.content_hash))
+                ci.embed_text = c.embed_text
+                reused += ci.embedding is not None
+                items.append(ci)
+            meta = {k: v for k, v in parsed.metadata.items() if k != "title"}
+            meta["kind"] = kind_for(path)
+            pending.append(_Pending(path, sp, DocumentIn(sp, parsed.title or path.stem, h, items, meta), reused))
+        except Exception as e:
+            log.exception("reading %s failed", sp)
+            report.failed.append((sp, f"{type(e).__name__}: {e}"))
+            tick(sp, "failed")
+            continue
+        if sum(1 for p in pending for c in p.doc.chunks if c.embedding is None) >= EMBED_FLUSH_CHUNKS:
+            await flush()
+    await flush()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+@dataclass
+class _ChunkWork(ChunkIn):
+    embed_text: str = ""
