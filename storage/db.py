@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -37,6 +38,11 @@ class TransactionRetryExhausted(RuntimeError):
 
 
 def is_retryable(exc: BaseException) -> bool:
+    # The pool's own errors subclass OperationalError but are not worth another attempt:
+    # PoolTimeout already waited pool_timeout_s for a connection (retrying it multiplied that
+    # wait by tx_max_attempts), and a closed pool stays closed.
+    if isinstance(exc, (PoolTimeout, PoolClosed)):
+        return False
     if isinstance(exc, psycopg.Error):
         state = getattr(exc, "sqlstate", None)
         if state in RETRYABLE_SQLSTATES or (state or "").startswith("08"):
@@ -49,6 +55,17 @@ def is_retryable(exc: BaseException) -> bool:
 
 def detect_dialect(version_string: str) -> Dialect:
     return "cockroachdb" if "cockroachdb" in version_string.lower() else "postgres"
+
+
+def parse_server_version(version_string: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from `SELECT version()`: 'CockroachDB CCL v25.3.1 (...)' or
+    'PostgreSQL 18.1 on ...' (PostgreSQL has no patch level: 0). None if unrecognised."""
+    m = re.search(r"cockroachdb\s+\w+\s+v(\d+)\.(\d+)(?:\.(\d+))?", version_string, re.I) or re.search(
+        r"postgresql\s+(\d+)(?:\.(\d+))?(?:\.(\d+))?", version_string, re.I
+    )
+    if not m:
+        return None
+    return tuple(int(g) if g else 0 for g in m.groups())  # type: ignore[return-value]
 
 
 @dataclass

@@ -18,12 +18,32 @@ from pathlib import Path
 import psycopg
 
 from storage import sql
-from storage.db import Database
+from storage.db import Database, parse_server_version
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 LEASE_SECONDS = 120
+# The CockroachDB migrations create a C-SPANN vector index with vector_cosine_ops: operator
+# classes other than vector_l2_ops exist from v25.3 (v25.2 accelerates only L2 distance).
+MIN_COCKROACHDB = (25, 3)
+
+
+class UnsupportedServer(RuntimeError):
+    """The database server is too old for our migrations."""
+
+
+def check_server_supported(dialect: str, server_version: str) -> None:
+    """Refuse, with a clear message, a server our migrations cannot run on."""
+    if dialect != "cockroachdb":
+        return
+    v = parse_server_version(server_version)
+    if v is not None and v[:2] < MIN_COCKROACHDB:
+        raise UnsupportedServer(
+            f"CockroachDB v{v[0]}.{v[1]}.{v[2]} is too old: newsroom needs >= "
+            f"v{MIN_COCKROACHDB[0]}.{MIN_COCKROACHDB[1]} (vector index with vector_cosine_ops; "
+            "v25.2 supports only vector_l2_ops). See deploy/cockroach/README.md."
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ async def under_lease(db: Database, work, *, wait_s: float = 300.0):
 
 async def migrate(db: Database, *, directory: Path = MIGRATIONS_DIR, wait_s: float = 300.0) -> list[str]:
     """Apply pending migrations; returns the versions this process applied."""
+    check_server_supported(db.dialect, db.server_version)
     await _create_bookkeeping(db)
     # File reads off the event loop (the Agent Server flags blocking calls).
     wanted = await asyncio.to_thread(discover, db.dialect, directory)

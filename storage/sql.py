@@ -8,7 +8,8 @@ SELECT_VERSION = "SELECT version() AS version"
 
 # --- migrations -------------------------------------------------------------------------
 # A lease row instead of advisory locks (CockroachDB has none): a process owns the migration
-# step while its lease is fresh; a crashed holder's lease expires.
+# step while its lease is fresh; a crashed holder's lease expires. `n * INTERVAL '1 second'`
+# is documented on both dialects (make_interval's named-argument call is not, for CockroachDB).
 CREATE_MIGRATION_TABLES = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version     TEXT PRIMARY KEY,
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS schema_migration_lease (
 """
 ACQUIRE_MIGRATION_LEASE = """
 INSERT INTO schema_migration_lease (id, holder, expires_at)
-VALUES (1, %(holder)s, now() + make_interval(secs => %(seconds)s))
+VALUES (1, %(holder)s, now() + %(seconds)s * INTERVAL '1 second')
 ON CONFLICT (id) DO UPDATE
    SET holder = excluded.holder, expires_at = excluded.expires_at
  WHERE schema_migration_lease.expires_at < now()

@@ -133,3 +133,66 @@ def test_rerun_on_migrated_database_applies_nothing(fresh_db, tmp_path):
     second = _run_processes(fresh_db, MIGRATIONS_DIR, tmp_path)
     assert sorted(v for r in first for v in r["applied"]) == [m.version for m in discover("postgres")]
     assert all(r["applied"] == [] for r in second)
+
+
+# --- the lease itself, in-process ------------------------------------------------------------
+
+async def _open(url: str):
+    from config import load_settings
+    from storage.db import Database
+
+    return await Database(url, load_settings(database_url=url, pool_max_size=3), name="lease").open()
+
+
+async def test_lease_duration_and_release(fresh_db):
+    from storage.migrate import LEASE_SECONDS, _create_bookkeeping, under_lease
+
+    db = await _open(fresh_db)
+    try:
+        await _create_bookkeeping(db)
+        seen = {}
+
+        async def work(holder):
+            row = await db.fetchone(
+                "SELECT holder, extract(epoch FROM expires_at - now()) AS ttl FROM schema_migration_lease")
+            seen.update(row, me=holder)
+            return "ok"
+
+        assert await under_lease(db, work) == "ok"
+        assert seen["holder"] == seen["me"]
+        assert LEASE_SECONDS - 5 < float(seen["ttl"]) <= LEASE_SECONDS
+        assert await db.fetch("SELECT * FROM schema_migration_lease") == []
+    finally:
+        await db.close()
+
+
+async def test_live_lease_of_another_process_blocks_then_times_out(fresh_db):
+    from storage.migrate import _create_bookkeeping, migrate
+
+    db = await _open(fresh_db)
+    try:
+        await _create_bookkeeping(db)
+        async with db.pool.connection() as conn:
+            await conn.execute("INSERT INTO schema_migration_lease VALUES (1, 'other:1:x', now() + interval '1 hour')")
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeError, match="waiting for another process's migration lease"):
+            await migrate(db, wait_s=1.0)
+        assert 1.0 <= time.monotonic() - t0 < 5.0
+        assert await db.fetch("SELECT version FROM schema_migrations") == []
+    finally:
+        await db.close()
+
+
+async def test_expired_lease_of_a_crashed_process_is_taken_over(fresh_db):
+    from storage.migrate import _create_bookkeeping, migrate
+
+    db = await _open(fresh_db)
+    try:
+        await _create_bookkeeping(db)
+        async with db.pool.connection() as conn:
+            await conn.execute("INSERT INTO schema_migration_lease VALUES (1, 'crashed:1:x', now() - interval '1 second')")
+        applied = await migrate(db, wait_s=5.0)
+        assert applied == [m.version for m in discover("postgres")]
+        assert await db.fetch("SELECT * FROM schema_migration_lease") == []
+    finally:
+        await db.close()
