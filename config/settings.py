@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     anthropic_judge_model: str = "claude-sonnet-4-20250514"
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_max_attempts: int = Field(default=3, ge=1, le=10)
-    writer_max_tokens: int = Field(default=600, ge=16)
+    writer_max_tokens: int = Field(default=450, ge=16)
+    research_max_tokens: int = Field(default=250, ge=16, description="ungrounded research notes")
     judge_max_tokens: int = Field(default=400, ge=16)
     judge_max_attempts: int = Field(default=3, ge=1, le=10, description="invalid verdicts before escalation")
     # LLM gateway (tools/llm.py): routes, retries, breakers, prices.

@@ -47,7 +47,7 @@ async def gather(state: PostState, config: RunnableConfig) -> dict:
     try:
         notes = await researcher.gather_research(
             get_gateway(), topic=state.topic, thread_id=tid, top_k=setting(config, "retrieval_top_k"),
-            max_tokens=setting(config, "writer_max_tokens"),
+            max_tokens=setting(config, "research_max_tokens"),
         )
     except LLMUnavailable as err:
         return await _fail_post(tid, "researcher", str(err))

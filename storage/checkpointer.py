@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -38,15 +39,28 @@ def _saver_pool(url: str, s: Settings) -> AsyncConnectionPool:
     )
 
 
+# The typed-state models that may sit in channel values (a desk subgraph hands back validated
+# models). Named, not imported: storage imports nothing above it. Anything else unknown is refused.
+STATE_TYPES: tuple[tuple[str, str], ...] = (
+    ("agents.models", "Citation"), ("agents.models", "ResearchNotes"), ("agents.models", "Draft"),
+    ("agents.models", "Review"), ("agents.models", "HumanDecision"), ("agents.models", "Publication"),
+    ("agents.editor", "EditorVerdict"), ("agents.editor", "DimensionReasoning"), ("graphs.state", "PostState"),
+)
+
+
+def make_serde() -> JsonPlusSerializer:
+    return JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES)
+
+
 def make_saver(pool: AsyncConnectionPool, dialect: str) -> BaseCheckpointSaver:
     if dialect == "cockroachdb":
         # The Postgres saver's SQL uses nested arrays CockroachDB lacks; this one retries 40001.
         from langchain_cockroachdb import AsyncCockroachDBSaver
 
-        return AsyncCockroachDBSaver(pool)
+        return AsyncCockroachDBSaver(pool, serde=make_serde())
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-    return AsyncPostgresSaver(pool)
+    return AsyncPostgresSaver(pool, serde=make_serde())
 
 
 @asynccontextmanager
