@@ -32,14 +32,14 @@ class Settings(BaseSettings):
         description="postgresql://... for PostgreSQL or CockroachDB; unset = embedded PostgreSQL",
     )
     data_dir: Path = Field(default=Path(".newsroom"), description="state folder (embedded db, logs)")
-    pool_min_size: int = Field(default=1, ge=0)
-    pool_max_size: int = Field(default=10, ge=1)
-    pool_max_idle_s: float = Field(default=300.0, gt=0)
-    pool_timeout_s: float = Field(default=30.0, gt=0)
-    tx_max_attempts: int = Field(default=10, ge=1, le=100)
+    pool_min_size: int = Field(default=1, ge=0, description="connections kept open per pool")
+    pool_max_size: int = Field(default=10, ge=1, description="connections at most per pool")
+    pool_max_idle_s: float = Field(default=300.0, gt=0, description="idle connections older than this are closed")
+    pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a connection (and for the first connect)")
+    tx_max_attempts: int = Field(default=10, ge=1, le=100, description="attempts per transaction on 40001/40003/connection loss")
 
     # --- logging ----------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR")
 
     # --- LLM ----------------------------------------------------------------------
     llm_base_url: str = Field(
@@ -47,24 +47,26 @@ class Settings(BaseSettings):
         description="OpenAI-compatible endpoint for the writer (vLLM or the local llama.cpp server)",
     )
     llm_provider: ProviderKind = Field(default="llamacpp", description="vllm | llamacpp | openai")
-    llm_api_key: SecretStr = Field(default=SecretStr("not-needed"))
+    llm_api_key: SecretStr = Field(default=SecretStr("not-needed"), description="API key of the OpenAI-compatible endpoint")
     writer_model: str = Field(default="newsroom-writer", description="served model / LoRA adapter name")
     judge_model: str = Field(default="newsroom-judge", description="judge model name (must differ from writer)")
     judge_base_url: str | None = Field(default=None, description="judge endpoint; default = llm_base_url")
     judge_provider: ProviderKind | None = Field(default=None, description="default: anthropic if key set, else llm_provider")
     hyde_model: str | None = Field(default=None, description="HyDE model; default = writer model")
     anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "NEWSROOM_ANTHROPIC_API_KEY")
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "NEWSROOM_ANTHROPIC_API_KEY"),
+        description="set = the judge runs on Anthropic",
     )
     anthropic_base_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "NEWSROOM_ANTHROPIC_BASE_URL")
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "NEWSROOM_ANTHROPIC_BASE_URL"),
+        description="Anthropic API base URL (tests point it at a scripted server)",
     )
-    anthropic_judge_model: str = "claude-sonnet-4-20250514"
-    llm_timeout_s: float = Field(default=120.0, gt=0)
-    llm_max_attempts: int = Field(default=3, ge=1, le=10)
-    writer_max_tokens: int = Field(default=450, ge=16)
+    anthropic_judge_model: str = Field(default="claude-sonnet-4-20250514", description="judge model on Anthropic")
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="per LLM call attempt")
+    llm_max_attempts: int = Field(default=3, ge=1, le=10, description="attempts per route on retryable errors")
+    writer_max_tokens: int = Field(default=450, ge=16, description="max tokens of a draft")
     research_max_tokens: int = Field(default=250, ge=16, description="ungrounded research notes")
-    judge_max_tokens: int = Field(default=400, ge=16)
+    judge_max_tokens: int = Field(default=400, ge=16, description="max tokens of a verdict")
     judge_max_attempts: int = Field(default=3, ge=1, le=10, description="invalid verdicts before escalation")
     # LLM gateway (tools/llm.py): routes, retries, breakers, prices.
     routes_json: str | None = Field(
@@ -88,10 +90,10 @@ class Settings(BaseSettings):
     )
 
     # --- engine -----------------------------------------------------------------------
-    max_revisions: int = Field(default=3, ge=0, le=10)
-    approval_policy: Literal["human", "escalations_only"] = "human"
+    max_revisions: int = Field(default=3, ge=0, le=10, description="Editor revision cycles before escalation to a human")
+    approval_policy: Literal["human", "escalations_only"] = Field(default="human", description="human: every approved draft waits for a person; escalations_only: approved drafts publish directly")
     site_dir: Path = Field(default=Path("site"), description="static-site publish folder")
-    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    retrieval_top_k: int = Field(default=5, ge=1, le=50, description="chunks cited per post")
 
     # --- retrieval (tools/embeddings.py, tools/chunking.py, tools/retrieval.py) ----------
     embed_model: str = Field(
@@ -112,11 +114,11 @@ class Settings(BaseSettings):
     hyde_max_tokens: int = Field(default=160, ge=16)
 
     # --- local LLM server (make demo) ---------------------------------------------------
-    local_llm_port: int = Field(default=8765, ge=1, le=65535)
-    local_llm_threads: int = Field(default=2, ge=1)
+    local_llm_port: int = Field(default=8765, ge=1, le=65535, description="port of the local SmolLM2 server started on demand")
+    local_llm_threads: int = Field(default=2, ge=1, description="CPU threads of the local SmolLM2 server")
 
     # --- Agent Server ------------------------------------------------------------------
-    server_port: int = Field(default=2024, ge=1, le=65535)
+    server_port: int = Field(default=2024, ge=1, le=65535, description="`newsroom serve` port (Agent Server + Studio)")
     server_jobs: int = Field(default=8, ge=1, description="concurrent runs in `newsroom serve`")
 
     @field_validator("database_url")
