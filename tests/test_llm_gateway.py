@@ -524,3 +524,42 @@ def test_breaker_state_machine():
     b.acquire()
     b.success()
     assert b.state is BreakerState.CLOSED and b.snapshot()["consecutive_failures"] == 0
+
+
+# --- deploy/vllm readiness check and the throughput benchmark (smoke) ------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("adapter, expected_rc", [("newsroom-writer", 0), ("newsroom-writer-r32", 1)])
+def test_vllm_readiness_script_requires_the_adapter_listed(primary, adapter, expected_rc):
+    import subprocess
+
+    proc = subprocess.run(["bash", str(REPO / "deploy/vllm/readiness.sh"), primary.base_url, adapter, "2"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == expected_rc, proc.stderr
+    if expected_rc == 1:
+        assert "does not list newsroom-writer-r32" in proc.stderr and "--lora-modules" in proc.stderr
+
+
+def test_vllm_readiness_script_no_server():
+    import subprocess
+
+    proc = subprocess.run(["bash", str(REPO / "deploy/vllm/readiness.sh"), "http://127.0.0.1:9/v1", "x", "1"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "no answer" in proc.stderr
+
+
+def test_gateway_throughput_bench_prints_one_json_line_last():
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "evals.bench.gateway_throughput", "--scripted", "--no-db", "--requests", "2",
+         "--max-tokens", "20", "--token-delay-s", "0.005"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["bench"] == "gateway_throughput" and result["server"].startswith("scripted")
+    assert result["direct_tok_s"] > 0 and result["gateway_tok_s"] > 0 and 0.5 < result["ratio"] < 1.5
