@@ -33,5 +33,21 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- envtable:start -->", "<!-- envtable:end -->"
+
+
+def with_table(readme: str) -> str:
+    head, _, rest = readme.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{markdown_table()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+    from pathlib import Path
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--write":
+        path = Path(sys.argv[2])
+        path.write_text(with_table(path.read_text()))
+    else:
+        print(markdown_table())
