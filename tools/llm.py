@@ -14,6 +14,12 @@ validate raises LLMOutputInvalid and is never retried or rerouted here (the Edit
 Every HTTP attempt, success or failure, is recorded in llm_calls (tokens, cost, latency) and
 added to the post's running totals, and handed to the optional observers (tracing seam).
 
+Tracing seam: gw.add_observer(fn) — fn(LLMCallEvent) (sync or async) is awaited inline after
+every attempt, in the caller's task, so contextvars (an OpenTelemetry/Langfuse current span) are
+the desk's: a generation created there nests under the desk span. Observer errors are logged,
+never raised. A desk deadline: complete_*(..., deadline_s=S) bounds attempts, timeouts and
+backoffs over all routes. Anthropic calls send no temperature (this SDK generation dropped it).
+
 Picking "the next judge model" (for the Editor after an invalid verdict):
     await gw.complete_json("judge", msgs, EditorVerdict, start_at=res.route_index + 1)
 or  await gw.complete_json("judge", msgs, EditorVerdict, exclude_models={res.model})
