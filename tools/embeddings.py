@@ -106,6 +106,12 @@ class SentenceTransformerEmbedder:
                         "build: pip install torch==2.13.0 first)"
                     ) from e
                 try:
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()  # "Loading weights" bars on every start
+                except Exception:  # pragma: no cover - cosmetic only
+                    pass
+                try:
                     self._model = SentenceTransformer(self._load_from, device=self.device)
                 except Exception as e:
                     raise EmbedderError(

@@ -49,7 +49,9 @@ class IngestReport:
         s = (f"{self.files} files: {self.inserted} new, {self.replaced} changed, {self.unchanged} unchanged"
              f"{f', {self.removed} removed' if self.removed else ''}{f', {len(self.failed)} failed' if self.failed else ''}; "
              f"{self.chunks_written} chunks written ({self.chunks_embedded} embedded, {self.chunks_reused} reused) "
-             f"with {self.embed_model} ({self.dim}-d, chunks <= {self.max_tokens} tokens) in {self.seconds:.1f}s")
+             f"with {self.embed_model}"
+             f"{f' ({self.dim}-d, chunks <= {self.max_tokens} tokens)' if self.dim else ' (model not loaded: nothing to embed)'}"
+             f" in {self.seconds:.1f}s")
         return s
 
 
@@ -107,33 +109,63 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
     store = CorpusStore(db)
     files = discover_files(paths)
 
-    dim = await embedder.dimension()
-    model_max = await embedder.max_tokens()
-    max_tokens = min(settings.chunk_max_tokens or model_max, model_max)
-    count = await embedder.token_counter()
-    report = IngestReport(embed_model=embedder.name, dim=dim, max_tokens=max_tokens)
+    report = IngestReport(embed_model=embedder.name)
+    overlap = settings.chunk_overlap_tokens
+    # The document hash needs no model: the configured cap stands for the chunk size ("model" =
+    # the model's own max, a property of the model name), so an unchanged corpus is checked
+    # without loading torch at all.
+    cap_label = settings.chunk_max_tokens or 0
 
-    if reembed:
-        # Documents embedded with another model: re-ingest those whose file is still there,
-        # drop the others (a corpus must be one vector space).
-        known = {source_path_for(f) for f in files}
-        for sp in await store.documents_with_other_vectors(embedder.name, dim):
-            if sp in known:
-                continue
-            if Path(sp).exists() and kind_for(Path(sp)):
-                files.append(Path(sp))
-                known.add(sp)
-            else:
-                await store.delete_document(sp)
-                report.removed += 1
-    else:
-        await store.check_compatible(embedder.name, dim, purpose="ingest")
-    await store.ensure_vector_index(dim)
+    others = [m for m in await store.models() if m.embed_model != embedder.name]
+    if others and not reembed:
+        await store.check_compatible(embedder.name, await embedder.dimension(), purpose="ingest")
+
+    sources = [source_path_for(f) for f in files]
+    texts: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    stored = await store.document_hashes(sources)
+    unreadable: dict[str, str] = {}
+    for path, sp in zip(files, sources):
+        try:
+            texts[sp] = path.read_text(encoding="utf-8", errors="replace")
+            hashes[sp] = document_hash(texts[sp], embed_model=embedder.name, max_tokens=cap_label,
+                                       overlap_tokens=overlap)
+        except OSError as e:
+            unreadable[sp] = f"{type(e).__name__}: {e}"
+    work_needed = reembed or any(stored.get(sp) != h for sp, h in hashes.items())
+
+    dim = max_tokens = 0
+    count = None
+    if work_needed:
+        dim = await embedder.dimension()
+        model_max = await embedder.max_tokens()
+        max_tokens = min(settings.chunk_max_tokens or model_max, model_max)
+        count = await embedder.token_counter()
+        report.dim, report.max_tokens = dim, max_tokens
+        if not reembed:
+            await store.check_compatible(embedder.name, dim, purpose="ingest")
+        else:
+            # Documents embedded with another model: re-ingest those whose file is still there,
+            # drop the others (a corpus must be one vector space).
+            known = set(sources)
+            for sp in await store.documents_with_other_vectors(embedder.name, dim):
+                if sp in known:
+                    continue
+                if Path(sp).exists() and kind_for(Path(sp)):
+                    files.append(Path(sp))
+                    sources.append(sp)
+                    known.add(sp)
+                    texts[sp] = Path(sp).read_text(encoding="utf-8", errors="replace")
+                    hashes[sp] = document_hash(texts[sp], embed_model=embedder.name, max_tokens=cap_label,
+                                               overlap_tokens=overlap)
+                else:
+                    await store.delete_document(sp)
+                    report.removed += 1
+            stored.update(await store.document_hashes(sources))
+        await store.ensure_vector_index(dim)
 
     report.files = len(files)
     total = len(files)
-    sources = [source_path_for(f) for f in files]
-    stored = await store.document_hashes(sources)
     done = 0
     pending: list[_Pending] = []
 
@@ -168,16 +200,18 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
         pending.clear()
 
     for path, sp in zip(files, sources):
+        if sp in unreadable:
+            report.failed.append((sp, unreadable[sp]))
+            tick(sp, "failed")
+            continue
+        h = hashes[sp]
+        if stored.get(sp) == h:
+            report.unchanged += 1
+            tick(sp, "unchanged")
+            continue
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-            h = document_hash(text, embed_model=embedder.name, max_tokens=max_tokens,
-                              overlap_tokens=settings.chunk_overlap_tokens)
-            if stored.get(sp) == h:
-                report.unchanged += 1
-                tick(sp, "unchanged")
-                continue
-            parsed = parse_document(text, kind_for(path) or "text", fallback_title=path.stem.replace("-", " "))
-            chunks = chunk_document(parsed, count, max_tokens=max_tokens, overlap_tokens=settings.chunk_overlap_tokens)
+            parsed = parse_document(texts[sp], kind_for(path) or "text", fallback_title=path.stem.replace("-", " "))
+            chunks = chunk_document(parsed, count, max_tokens=max_tokens, overlap_tokens=overlap)
             reuse = await store.reusable_vectors(sp, embedder.name, dim) if sp in stored else {}
             items = []
             reused = 0
@@ -190,7 +224,7 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
             meta["kind"] = kind_for(path)
             pending.append(_Pending(path, sp, DocumentIn(sp, parsed.title or path.stem, h, items, meta), reused))
         except Exception as e:
-            log.exception("reading %s failed", sp)
+            log.exception("chunking %s failed", sp)
             report.failed.append((sp, f"{type(e).__name__}: {e}"))
             tick(sp, "failed")
             continue
