@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ConfigError(RuntimeError):
@@ -120,6 +120,65 @@ class Settings(BaseSettings):
     # --- Agent Server ------------------------------------------------------------------
     server_port: int = Field(default=2024, ge=1, le=65535, description="`newsroom serve` port (Agent Server + Studio)")
     server_jobs: int = Field(default=8, ge=1, description="concurrent runs in `newsroom serve`")
+    agent_server_url: str = Field(
+        default="http://127.0.0.1:2024",
+        description="the Agent Server the Telegram bot (polling mode) and `newsroom sweep` talk to",
+    )
+
+    # --- Telegram bot (service/telegram_bot.py) ---------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "NEWSROOM_TELEGRAM_BOT_TOKEN"),
+        description="the token BotFather gave; unset = no bot, no webhook route",
+    )
+    telegram_api_base_url: str = Field(
+        default="https://api.telegram.org",
+        description="Bot API host (a local Bot API server or a test fake); requests go to {url}/bot{token}/{method}",
+    )
+    telegram_allowed_chats: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="comma-separated chat ids that may use the bot; empty = nobody",
+    )
+    telegram_approvers: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="comma-separated Telegram user ids that may approve, revise, reject or cancel",
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="webhook mode: the secret_token given to setWebhook; the route refuses requests without it",
+    )
+    telegram_max_draft_messages: int = Field(
+        default=3, ge=1, le=20, description="a longer draft than this many 4096-char messages is sent as a document",
+    )
+
+    # --- approval deadline (the sweep: `newsroom sweep` or the Agent Server's background task) ----
+    approval_deadline_s: float = Field(default=86400.0, gt=0, description="a draft waiting longer gets one reminder")
+    approval_grace_s: float = Field(
+        default=86400.0, ge=0, description="after the reminder, this long until the expiry action",
+    )
+    approval_expiry_action: Literal["escalate", "expire"] = Field(
+        default="escalate", description="escalate: mark escalated and notify; expire: reject it (nothing published)",
+    )
+    approval_sweep_interval_s: float = Field(
+        default=60.0, ge=0, description="how often the Agent Server sweeps waiting approvals; 0 = never (use cron)",
+    )
+    telegram_escalation_chat: int | None = Field(
+        default=None, description="chat that receives reminders and escalations too (default: only the post's chat)",
+    )
+
+    # --- web approval page (service/http_app.py) -----------------------------------------------
+    web_token: SecretStr | None = Field(
+        default=None, description="token for the /newsroom/ui pages (login form, or Authorization: Bearer); unset = pages refuse",
+    )
+
+    @field_validator("telegram_allowed_chats", "telegram_approvers", mode="before")
+    @classmethod
+    def _split_ids(cls, v):
+        # "123, -100456" from the environment; a list from code.
+        if v is None or v == "":
+            return []
+        if isinstance(v, str):
+            return [int(x) for x in v.replace(";", ",").split(",") if x.strip()]
+        if isinstance(v, int):
+            return [v]
+        return v
 
     @field_validator("database_url")
     @classmethod
