@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -207,18 +208,28 @@ async def record_publication(
 async def record_llm_call(
     db: Database, *, thread_id: str | None, role: str, provider: str, endpoint: str, model: str,
     tokens_in: int, tokens_out: int, cost_usd: float, latency_ms: int, outcome: str, error: str | None = None,
-) -> None:
-    """Log one LLM call and add its usage to the post's running totals, in one transaction."""
-    params = {"thread_id": thread_id, "role": role, "provider": provider, "endpoint": endpoint, "model": model,
-              "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": Decimal(str(round(cost_usd, 6))),
-              "latency_ms": latency_ms, "outcome": outcome, "error": (error or None) and error[:2000]}
+    call_id: str | None = None,
+) -> str:
+    """Log one LLM call and add its usage to the post's running totals, in one transaction.
+
+    Exactly once per call_id (generated if not given; returned): if the retry helper re-runs a
+    transaction whose COMMIT did land, the row is found and the usage is not added again.
+    """
+    call_id = str(call_id or uuid.uuid4())
+    params = {"id": call_id, "thread_id": thread_id, "role": role, "provider": provider, "endpoint": endpoint,
+              "model": model, "tokens_in": tokens_in, "tokens_out": tokens_out,
+              "cost_usd": Decimal(str(round(cost_usd, 6))), "latency_ms": latency_ms, "outcome": outcome,
+              "error": (error or None) and error[:2000]}
 
     async def _work(conn):
-        await conn.execute(sql.INSERT_LLM_CALL, params)
+        cur = await conn.execute(sql.INSERT_LLM_CALL, params)
+        if await cur.fetchone() is None:
+            return  # already recorded by an earlier attempt (or an earlier call with this id)
         if thread_id:
             await _add_usage_in(conn, thread_id, tokens_in, tokens_out, params["cost_usd"])
 
     await db.transaction(_work)
+    return call_id
 
 
 async def _add_usage_in(conn, thread_id: str, tokens_in: int, tokens_out: int, cost: Decimal) -> None:

@@ -103,11 +103,15 @@ RETURNING publish_key
 COUNT_PUBLICATIONS = "SELECT count(*) AS n FROM publications"
 
 # --- llm_calls -----------------------------------------------------------------------------------
+# The id is chosen by the caller once per call: a transaction re-run after an ambiguous commit
+# (40003, or the connection lost during COMMIT) then finds its row and adds no usage twice.
 INSERT_LLM_CALL = """
-INSERT INTO llm_calls (thread_id, role, provider, endpoint, model, tokens_in, tokens_out,
+INSERT INTO llm_calls (id, thread_id, role, provider, endpoint, model, tokens_in, tokens_out,
                        cost_usd, latency_ms, outcome, error)
-VALUES (%(thread_id)s, %(role)s, %(provider)s, %(endpoint)s, %(model)s, %(tokens_in)s,
+VALUES (%(id)s, %(thread_id)s, %(role)s, %(provider)s, %(endpoint)s, %(model)s, %(tokens_in)s,
         %(tokens_out)s, %(cost_usd)s, %(latency_ms)s, %(outcome)s, %(error)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
 """
 LIST_LLM_CALLS = """
 SELECT role, provider, endpoint, model, tokens_in, tokens_out, cost_usd, latency_ms, outcome, error, at

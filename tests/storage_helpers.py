@@ -25,6 +25,13 @@ def create_database(admin_url: str, prefix: str = "t") -> tuple[str, str]:
     return name, url_with_dbname(admin_url, name)
 
 
+def set_default_isolation(admin_url: str, name: str, level: str) -> None:
+    """ALTER DATABASE ... SET default_transaction_isolation (new sessions pick it up)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("ALTER DATABASE {} SET default_transaction_isolation = {}").format(
+            pgsql.Identifier(name), pgsql.Literal(level)))
+
+
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))

@@ -18,11 +18,18 @@ from config import load_settings
 from storage.db import Database
 from storage.posts import add_post_usage, create_post, get_post, llm_calls_for, record_llm_call, usage_for
 
+# Attempt budget. Writers that hammer ONE row in a loop each win an attempt with odds of about
+# 1/writers, so the attempts a transaction needs grow with them: measured on 2 cores, up to 8
+# with 4 writers, 10+ with 8 (the default budget of 10 ran out once in 3 runs) and 10-17 with 16.
+# Running out raises TransactionRetryExhausted, never loses an update silently; these tests give
+# the budget room (30) and report the most attempts a transaction needed.
+BUDGET = 30
+
 
 @pytest.fixture(scope="module")
 async def wide_db(pg_url, db):
-    """A Database whose pool holds a connection per writer (max_size >= 16 writers)."""
-    s = load_settings(database_url=pg_url, pool_min_size=16, pool_max_size=20)
+    """A Database whose pool holds a connection per writer (8 writers), attempt budget BUDGET."""
+    s = load_settings(database_url=pg_url, pool_min_size=8, pool_max_size=12, tx_max_attempts=BUDGET)
     database = await Database(pg_url, s, name="contention").open()
     yield database
     await database.close()
@@ -56,9 +63,16 @@ def _tokens(w: int, i: int) -> tuple[int, int, Decimal]:
     return 1000 * w + i + 1, 7 * w + 3 * i + 1, Decimal(f"0.{w:02d}{i:03d}1")
 
 
+
 @pytest.mark.parametrize("writers,per_writer", [(4, 25), (16, 10)])
-async def test_record_llm_call_no_lost_updates(wide_db, writers, per_writer):
-    db = wide_db
+async def test_record_llm_call_no_lost_updates(pg_url, db, writers, per_writer):
+    s = load_settings(database_url=pg_url, pool_min_size=writers, pool_max_size=writers + 4,
+                      tx_max_attempts=BUDGET)
+    async with Database(pg_url, s, name=f"contention-{writers}") as database:
+        await _record_llm_call_no_lost_updates(database, writers, per_writer)
+
+
+async def _record_llm_call_no_lost_updates(db, writers, per_writer):
     tid = f"contend-{writers}-{uuid.uuid4().hex[:8]}"
     await create_post(db, tid, "contention", "tester")
 
@@ -88,8 +102,10 @@ async def test_record_llm_call_no_lost_updates(wide_db, writers, per_writer):
     assert retries > 0, "no serialization failure observed: the test did not contend"
     new_40001 = db.stats.by_sqlstate.get("40001", 0) - by_state_before.get("40001", 0)
     assert new_40001 > 0
-    print(f"\n{writers} writers x {per_writer} record_llm_call: {elapsed:.2f}s, "
-          f"{retries} retries ({new_40001} x 40001), 0 lost updates")
+    assert db.stats.exhausted == 0
+    print(f"\n{writers} writers x {per_writer} record_llm_call: {elapsed:.2f}s, {retries} retries "
+          f"({new_40001} x 40001), max {db.stats.max_attempts} attempts (budget "
+          f"{db.settings.tx_max_attempts}), 0 lost updates")
 
 
 async def test_add_post_usage_no_lost_updates(wide_db):
@@ -110,7 +126,9 @@ async def test_add_post_usage_no_lost_updates(wide_db):
     assert post["tokens_out"] == sum(c[1] for c in calls)
     assert post["cost_usd"] == sum(c[2] for c in calls)
     assert retries > 0
-    print(f"\n{writers} writers x {per_writer} add_post_usage: {elapsed:.2f}s, {retries} retries")
+    assert db.stats.exhausted == 0
+    print(f"\n{writers} writers x {per_writer} add_post_usage: {elapsed:.2f}s, {retries} retries, "
+          f"max {db.stats.max_attempts} attempts so far")
 
 
 async def test_without_the_retry_helper_updates_are_lost_or_refused(wide_db):
@@ -146,3 +164,56 @@ async def test_without_the_retry_helper_updates_are_lost_or_refused(wide_db):
     assert failures > 0
     assert post["llm_calls"] == committed  # what committed is still exact; the rest was refused
     assert committed + failures == 80
+
+
+async def test_serializable_even_where_the_server_defaults_to_read_committed(pg_url):
+    """An external PostgreSQL defaults to READ COMMITTED, where this read-modify-write loses
+    updates silently (measured: 31 of 160 kept). The pool pins SERIALIZABLE per connection."""
+    from storage.migrate import migrate
+    from tests.storage_helpers import create_database, drop_database, set_default_isolation
+
+    name, url = create_database(pg_url, "rc")
+    set_default_isolation(pg_url, name, "read committed")
+    s = load_settings(database_url=url, pool_min_size=8, pool_max_size=10, tx_max_attempts=BUDGET)
+    try:
+        async with Database(url, s, name="read-committed") as db:
+            await migrate(db)
+            async with db.pool.connection() as conn:  # outside a transaction: the server default
+                server_default = (await (await conn.execute("SHOW default_transaction_isolation")).fetchone())
+            assert server_default["default_transaction_isolation"] == "read committed"
+            ours = await db.fetchone("SHOW transaction_isolation")  # inside Database.transaction
+            assert ours["transaction_isolation"] == "serializable"
+
+            tid = f"rc-{uuid.uuid4().hex[:8]}"
+            await create_post(db, tid, "contention", "tester")
+
+            async def op(w, i):
+                t_in, t_out, cost = _tokens(w, i)
+                await add_post_usage(db, tid, tokens_in=t_in, tokens_out=t_out, cost_usd=float(cost))
+
+            _, retries, _ = await _hammer(db, 8, 20, op)
+            post = await get_post(db, tid)
+            calls = [_tokens(w, i) for w in range(8) for i in range(20)]
+            assert post["llm_calls"] == 160 and post["tokens_in"] == sum(c[0] for c in calls)
+            assert retries > 0
+    finally:
+        drop_database(pg_url, name)
+
+
+async def test_record_llm_call_exactly_once_per_call_id(wide_db):
+    """A re-run of an already committed call (what the retry helper does after an ambiguous
+    commit: 40003, or the connection lost during COMMIT) must not count the usage twice."""
+    db = wide_db
+    tid = f"once-{uuid.uuid4().hex[:8]}"
+    await create_post(db, tid, "idempotent usage", "tester")
+    call = dict(thread_id=tid, role="judge", provider="anthropic", endpoint="api", model="m",
+                tokens_in=120, tokens_out=30, cost_usd=0.0123, latency_ms=800, outcome="ok")
+    first = await record_llm_call(db, **call)
+    again = await asyncio.gather(*[record_llm_call(db, **call, call_id=first) for _ in range(4)])
+    assert again == [first] * 4
+    other = await record_llm_call(db, **call)  # a new call: new id, counted
+    assert other != first
+    post = await get_post(db, tid)
+    assert (post["llm_calls"], post["tokens_in"], post["tokens_out"]) == (2, 240, 60)
+    assert post["cost_usd"] == Decimal("0.024600")
+    assert (await usage_for(db, tid))["calls"] == 2
