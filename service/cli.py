@@ -312,6 +312,10 @@ def llm_server() -> None:
 
 
 def _register_optional() -> None:
+    from service.telegram_cmd import bot_command, sweep_command  # Telegram polling bot, approval deadline sweep
+
+    main.add_command(bot_command, "bot")
+    main.add_command(sweep_command, "sweep")
     try:
         from service.ingest_cmd import eval_retrieval_command, ingest_command
     except ImportError:

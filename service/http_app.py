@@ -1,14 +1,123 @@
-"""Custom HTTP routes mounted in the Agent Server (langgraph.json "http.app")."""
+"""Custom HTTP routes mounted in the Agent Server (langgraph.json "http.app").
+
+- /newsroom/health
+- /newsroom/telegram/webhook: Telegram's webhook (checks X-Telegram-Bot-Api-Secret-Token)
+- /newsroom/ui...: the server-rendered approval pages (service/web_ui.py), behind NEWSROOM_WEB_TOKEN
+- a background sweep of waiting approvals (reminder, then escalate or expire)
+
+Inside the server, langgraph_sdk.get_client() with no URL talks to this same server in-process.
+"""
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from config import get_settings
+from service import web_ui
+
+log = logging.getLogger(__name__)
+
+
+def _in_process_client():
+    from langgraph_sdk import get_client
+
+    return get_client()
+
+
+class _Runtime:
+    """What the routes share, made on first use (settings are read once the server has started)."""
+
+    def __init__(self):
+        self._receiver = None
+
+    @property
+    def receiver(self):
+        if self._receiver is None:
+            from service.telegram_bot import WebhookReceiver
+
+            self._receiver = WebhookReceiver(get_settings(), _in_process_client)
+        return self._receiver
+
+    async def close(self) -> None:
+        if self._receiver is not None:
+            await self._receiver.shutdown()
+
+
+runtime = _Runtime()
+
 
 async def health(_: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
-app = Starlette(routes=[Route("/newsroom/health", health)])
+async def telegram_webhook(request: Request) -> JSONResponse:
+    status, body = await runtime.receiver.handle(request.headers.get("x-telegram-bot-api-secret-token"),
+                                                 await request.body())
+    return JSONResponse(body, status_code=status)
+
+
+async def _telegram_start_run(chat_id: int | None, topic: str, verb: str, reviewer: str):
+    """A web decision on a run started from Telegram reports its progress in that chat too."""
+    settings = get_settings()
+    if chat_id is None or settings.telegram_bot_token is None:
+        return None
+    try:
+        app = await runtime.receiver.application()
+    except Exception as err:  # noqa: BLE001 - Telegram unreachable: the decision still goes through
+        log.warning("Telegram unavailable, resuming without a chat report: %s", err)
+        return None
+    return app.bot_data["newsroom"].start_and_follow(chat_id, topic, verb, reviewer)
+
+
+async def _sweep_forever(interval_s: float) -> None:
+    """The graph cannot time itself out: this loop reminds, then escalates or expires."""
+    from service.approvals import sweep_once
+    from storage.db import get_database
+
+    settings = get_settings()
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            notifier = None
+            if settings.telegram_bot_token is not None:
+                from service.telegram_bot import TelegramNotifier
+
+                notifier = TelegramNotifier((await runtime.receiver.application()).bot, settings)
+            report = await sweep_once(_in_process_client(), await get_database(), settings, notifier)
+            if any(report.model_dump().values()):
+                log.info("approval sweep: %s", report.summary())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.exception("approval sweep failed")
+
+
+@asynccontextmanager
+async def lifespan(_app: Starlette):
+    interval = get_settings().approval_sweep_interval_s
+    task = asyncio.create_task(_sweep_forever(interval), name="newsroom-approval-sweep") if interval > 0 else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await runtime.close()
+
+
+app = Starlette(
+    routes=[
+        Route("/newsroom/health", health),
+        Route("/newsroom/telegram/webhook", telegram_webhook, methods=["POST"]),
+        *web_ui.routes(_in_process_client, _telegram_start_run),
+    ],
+    lifespan=lifespan,
+)

@@ -1,0 +1,254 @@
+"""Human decisions at the approval gate, the same for every channel (Telegram, the web page, the sweep).
+
+The graph's interrupt is the only source of truth about what is waiting: before a decision we read
+the thread's state from the Agent Server and compare the pending interrupt with the gate the human
+was shown. The decision is then claimed in the approval ledger (storage/approvals.py) with one
+conditional UPDATE, so a double press, two approvers or two channels resume the run once.
+The graph cannot time itself out, so the deadline lives here too: `sweep_once` reminds, then
+escalates or expires waiting approvals.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from config import Settings
+from storage import approvals, posts
+from storage.approvals import Gate, OpenGate
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+GRAPH_ID = "newsroom"
+ACTIONS = ("approve", "revise", "reject")
+WAITING_STATUSES = ["awaiting_approval", "escalated"]
+
+
+class PendingInterrupt(BaseModel):
+    """The approval interrupt a thread is stopped at, as the Agent Server reports it."""
+
+    thread_id: str
+    interrupt_id: str
+    payload: dict[str, Any]
+    checkpoint_id: str | None = None
+
+    @property
+    def draft_version(self) -> int:
+        return int((self.payload.get("draft") or {}).get("version") or 0)
+
+
+async def pending_interrupt(client, thread_id: str) -> PendingInterrupt | None:
+    """The thread's pending approval interrupt, or None (running, finished, unknown)."""
+    try:
+        state = await client.threads.get_state(thread_id)
+    except Exception as err:  # noqa: BLE001 - an unknown thread is a 404 from the server
+        if getattr(getattr(err, "response", None), "status_code", None) == 404:
+            return None
+        raise
+    for task in state.get("tasks") or []:
+        for intr in task.get("interrupts") or []:
+            value = intr.get("value")
+            if isinstance(value, dict) and "draft" in value:
+                return PendingInterrupt(thread_id=thread_id, interrupt_id=str(intr.get("id") or task.get("id")),
+                                        payload=value, checkpoint_id=state.get("checkpoint_id")
+                                        or (state.get("checkpoint") or {}).get("checkpoint_id"))
+    return None
+
+
+async def gate_for(db: Database, pending: PendingInterrupt, *, chat_id: int | None = None) -> Gate:
+    return await approvals.register_gate(db, thread_id=pending.thread_id, interrupt_id=pending.interrupt_id,
+                                         draft_version=pending.draft_version, chat_id=chat_id)
+
+
+class Outcome(StrEnum):
+    RESUMED = "resumed"
+    ALREADY_DECIDED = "already_decided"
+    NOT_FOUND = "not_found"
+    INVALID = "invalid"
+    FAILED = "failed"
+
+
+class DecisionResult(BaseModel):
+    outcome: Outcome
+    message: str
+    gate: Gate | None = None
+    run_id: str | None = None
+    resume_value: dict[str, Any] | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return self.outcome == Outcome.RESUMED
+
+
+def resume_value(action: str, text: str | None, reviewer: str) -> dict[str, Any]:
+    """The exact value the graph's gate accepts (agents/supervisor.parse_resume)."""
+    value: dict[str, Any] = {"action": action, "reviewer": reviewer}
+    if action == "revise":
+        value["feedback"] = text
+    elif action == "reject":
+        value["reason"] = text or "rejected"
+    return value
+
+
+StartRun = Callable[[str, dict[str, Any]], Awaitable[str]]  # (thread_id, resume value) -> run id
+
+
+def default_start_run(client) -> StartRun:
+    async def _start(thread_id: str, value: dict[str, Any]) -> str:
+        # "reject": a second run on a busy thread is refused by the server instead of queued behind.
+        run = await client.runs.create(thread_id, GRAPH_ID, command={"resume": value}, multitask_strategy="reject")
+        return run["run_id"]
+
+    return _start
+
+
+def _already(gate: Gate) -> str:
+    if gate.decision == "superseded":
+        return "Already decided: this draft was answered elsewhere (Studio or the CLI) or is no longer waiting."
+    how = f" via {gate.decided_via}" if gate.decided_via else ""
+    return f"Already decided: {gate.decision} by {gate.decided_by}{how}. Nothing was resumed."
+
+
+async def decide(
+    client, db: Database, gate_id: str, *, action: str, text: str | None, reviewer: str, via: str,
+    start_run: StartRun | None = None,
+) -> DecisionResult:
+    """Answer one gate once. Checks the thread really waits at THIS interrupt, claims the decision,
+    then starts the resume run; a failed start releases the claim so the human can try again."""
+    if action not in ACTIONS:
+        return DecisionResult(outcome=Outcome.INVALID, message=f"unknown action {action!r}: use {', '.join(ACTIONS)}")
+    text = (text or "").strip() or None
+    if action == "revise" and not text:
+        return DecisionResult(outcome=Outcome.INVALID, message="Revise needs feedback for the writer.")
+    gate = await approvals.get_gate(db, gate_id)
+    if gate is None:
+        return DecisionResult(outcome=Outcome.NOT_FOUND, message="This approval is unknown (it may belong to another server).")
+    if gate.decided:
+        return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
+    pending = await pending_interrupt(client, gate.thread_id)
+    if pending is None or pending.interrupt_id != gate.interrupt_id:
+        # Finished, running, or waiting at a newer draft: this gate is over; say so and close it.
+        await approvals.claim_gate(db, gate_id, decision="superseded", decided_by="newsroom", decided_via="state-check")
+        gate = await approvals.get_gate(db, gate_id)
+        return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
+    if not await approvals.claim_gate(db, gate_id, decision=action, decided_by=reviewer, decided_via=via):
+        gate = await approvals.get_gate(db, gate_id)
+        return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
+    value = resume_value(action, text, reviewer)
+    try:
+        run_id = await (start_run or default_start_run(client))(gate.thread_id, value)
+    except Exception as err:  # noqa: BLE001 - reported to the human, the claim is undone
+        log.warning("resume of %s failed to start: %s", gate.thread_id, err)
+        await approvals.release_gate(db, gate_id, decided_by=reviewer)
+        return DecisionResult(outcome=Outcome.FAILED, message=f"Could not resume the run: {err}", gate=gate)
+    await approvals.set_gate_run(db, gate_id, run_id)
+    gate = await approvals.get_gate(db, gate_id)
+    return DecisionResult(outcome=Outcome.RESUMED, message=f"{action} recorded by {reviewer}", gate=gate,
+                          run_id=run_id, resume_value=value)
+
+
+# --- the deadline sweep ----------------------------------------------------------------------------
+
+class Notifier(Protocol):
+    async def notify(self, gate: Gate, kind: str, text: str) -> None: ...
+
+
+class SweepReport(BaseModel):
+    discovered: list[str] = Field(default_factory=list)
+    reminded: list[str] = Field(default_factory=list)
+    escalated: list[str] = Field(default_factory=list)
+    expired: list[str] = Field(default_factory=list)
+    closed: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {len(v)}" for k, v in self.model_dump().items())
+
+
+def _human(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+async def _discover(client, db: Database, report: SweepReport) -> None:
+    """Posts waiting for a human that no channel has shown yet (Studio, CLI, a bot that was down)."""
+    for row in await posts.posts_in_status(db, WAITING_STATUSES):
+        tid = row["thread_id"]
+        if any(not g.decided for g in await approvals.gates_for_thread(db, tid)):
+            continue
+        pending = await pending_interrupt(client, tid)
+        if pending is None:
+            continue
+        post = await posts.get_post(db, tid) or {}
+        chat = (post.get("metadata") or {}).get("chat_id")
+        await approvals.register_gate(db, thread_id=tid, interrupt_id=pending.interrupt_id,
+                                      draft_version=pending.draft_version,
+                                      chat_id=int(chat) if chat is not None else None,
+                                      waiting_since=row["updated_at"])
+        report.discovered.append(tid)
+
+
+async def sweep_once(client, db: Database, settings: Settings, notifier: Notifier | None = None) -> SweepReport:
+    """One pass: at most one step per gate (reminder, then escalate/expire), so the reminder
+    always comes first; every step is guarded in the ledger and happens once."""
+    report = SweepReport()
+    await _discover(client, db, report)
+    for gate in await approvals.open_gates(db):
+        try:
+            await _sweep_gate(client, db, settings, notifier, gate, report)
+        except Exception as err:  # noqa: BLE001 - one bad gate must not stop the others
+            log.exception("sweep of gate %s failed", gate.gate_id)
+            report.errors.append(f"{gate.thread_id}: {err}")
+    return report
+
+
+async def _sweep_gate(client, db: Database, settings: Settings, notifier: Notifier | None, gate: OpenGate,
+                      report: SweepReport) -> None:
+    pending = await pending_interrupt(client, gate.thread_id)
+    if pending is None or pending.interrupt_id != gate.interrupt_id:
+        if await approvals.claim_gate(db, gate.gate_id, decision="superseded", decided_by="sweep",
+                                      decided_via="state-check"):
+            report.closed.append(gate.thread_id)
+        return
+    waited = (gate.db_now - gate.waiting_since).total_seconds()
+    if gate.reminded_at is None:
+        if waited >= settings.approval_deadline_s and await approvals.mark_reminded(db, gate.gate_id):
+            await posts.record_event(db, gate.thread_id, actor="sweep", kind="approval_reminder",
+                                     detail={"waited_s": round(waited), "gate_id": gate.gate_id})
+            if notifier:
+                await notifier.notify(gate, "reminder", (
+                    f"Reminder: draft v{gate.draft_version} of “{gate.topic}” has waited {_human(waited)} for approval. "
+                    f"Without a decision it will be {'escalated' if settings.approval_expiry_action == 'escalate' else 'expired (rejected)'} "
+                    f"in {_human(settings.approval_grace_s)}."))
+            report.reminded.append(gate.thread_id)
+        return
+    if gate.escalated_at is not None:
+        return  # escalated once; it waits for a human from now on
+    if (gate.db_now - gate.reminded_at).total_seconds() < settings.approval_grace_s:
+        return
+    if settings.approval_expiry_action == "expire":
+        reason = f"approval expired: no decision within {_human(settings.approval_deadline_s + settings.approval_grace_s)}"
+        result = await decide(client, db, gate.gate_id, action="reject", text=reason, reviewer="sweep", via="sweep")
+        if result.resumed:
+            await posts.record_event(db, gate.thread_id, actor="sweep", kind="approval_expired",
+                                     detail={"gate_id": gate.gate_id, "run_id": result.run_id})
+            if notifier:
+                await notifier.notify(gate, "expired", f"Expired: draft v{gate.draft_version} of “{gate.topic}” "
+                                                       f"was rejected — {reason}. Nothing was published.")
+            report.expired.append(gate.thread_id)
+        return
+    if not await approvals.mark_escalated(db, gate.gate_id):
+        return
+    if gate.post_status == "awaiting_approval":
+        await posts.transition(db, gate.thread_id, "escalated", actor="sweep",
+                               reason="approval deadline passed", detail={"gate_id": gate.gate_id})
+    await posts.record_event(db, gate.thread_id, actor="sweep", kind="approval_escalated",
+                             detail={"gate_id": gate.gate_id, "waited_s": round(waited)})
+    if notifier:
+        await notifier.notify(gate, "escalated", f"Escalated: draft v{gate.draft_version} of “{gate.topic}” is still "
+                                                 f"waiting after {_human(waited)}. Any approver can decide.")
+    report.escalated.append(gate.thread_id)

@@ -1,0 +1,116 @@
+"""`newsroom bot` (Telegram polling mode, or registering the webhook) and `newsroom sweep`
+(the approval deadline pass, for cron when the Agent Server's own sweep is off)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from config import ConfigError, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _client(url: str | None):
+    from langgraph_sdk import get_client
+
+    return get_client(url=url or get_settings().agent_server_url)
+
+
+async def _sweep_loop(app, settings, url: str | None) -> None:
+    from service.approvals import sweep_once
+    from service.telegram_bot import TelegramNotifier
+    from storage.db import get_database
+
+    while True:
+        await asyncio.sleep(settings.approval_sweep_interval_s)
+        try:
+            report = await sweep_once(_client(url), await get_database(), settings, TelegramNotifier(app.bot, settings))
+            if any(report.model_dump().values()):
+                log.info("approval sweep: %s", report.summary())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - try again next interval
+            log.exception("approval sweep failed")
+
+
+@click.command("bot")
+@click.option("--server", "server_url", default=None, help="Agent Server URL (default NEWSROOM_AGENT_SERVER_URL)")
+@click.option("--set-webhook", "webhook_url", default=None, metavar="URL",
+              help="register URL (https://HOST/newsroom/telegram/webhook) with Telegram and exit")
+@click.option("--sweep/--no-sweep", default=True, show_default=True,
+              help="also run the approval deadline sweep every NEWSROOM_APPROVAL_SWEEP_INTERVAL_S")
+def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) -> None:
+    """The Telegram bot in polling mode (or --set-webhook URL for webhook mode), a client of the Agent Server."""
+    from telegram import Update
+
+    from service.telegram_bot import build_application
+
+    settings = get_settings()
+    if settings.telegram_bot_token is None:
+        raise click.ClickException("set TELEGRAM_BOT_TOKEN (the token BotFather gave you)")
+    if not settings.telegram_allowed_chats:
+        click.echo("warning: NEWSROOM_TELEGRAM_ALLOWED_CHATS is empty: every chat will be refused "
+                   "(send /help to the bot to learn a chat's id)", err=True)
+    app = build_application(settings, _client(server_url))
+    if webhook_url:
+        if settings.telegram_webhook_secret is None:
+            raise click.ClickException("set NEWSROOM_TELEGRAM_WEBHOOK_SECRET first: the route refuses requests without it")
+
+        async def _register() -> None:
+            async with app:
+                await app.bot.set_webhook(webhook_url, secret_token=settings.telegram_webhook_secret.get_secret_value(),
+                                          allowed_updates=["message", "callback_query"])
+        asyncio.run(_register())
+        click.echo(f"webhook set: {webhook_url} (the Agent Server must have the same token and secret)")
+        return
+    if sweep and settings.approval_sweep_interval_s > 0:
+        async def _start_sweep(application) -> None:
+            application.create_task(_sweep_loop(application, settings, server_url), name="approval-sweep")
+        app.post_init = _start_sweep
+    click.echo(f"newsroom bot: polling Telegram; Agent Server {server_url or settings.agent_server_url}; "
+               f"{len(settings.telegram_allowed_chats)} allowed chats, {len(settings.telegram_approvers)} approvers")
+    # run_polling deletes any webhook first, so one token serves one mode at a time.
+    app.run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+
+
+@click.command("sweep")
+@click.option("--server", "server_url", default=None, help="Agent Server URL (default NEWSROOM_AGENT_SERVER_URL)")
+@click.option("--loop", "loop_s", type=float, default=None, metavar="SECONDS", help="repeat every SECONDS")
+def sweep_command(server_url: str | None, loop_s: float | None) -> None:
+    """Remind, then escalate or expire approvals waiting past NEWSROOM_APPROVAL_DEADLINE_S."""
+    from service.approvals import sweep_once
+    from storage.db import get_database
+
+    settings = get_settings()
+
+    async def _once() -> None:
+        notifier, bot = None, None
+        if settings.telegram_bot_token is not None:
+            from telegram import Bot
+
+            from service.telegram_bot import TelegramNotifier
+
+            base = settings.telegram_api_base_url.rstrip("/")
+            bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=f"{base}/bot",
+                      base_file_url=f"{base}/file/bot")
+            await bot.initialize()
+            notifier = TelegramNotifier(bot, settings)
+        try:
+            while True:
+                report = await sweep_once(_client(server_url), await get_database(), settings, notifier)
+                click.echo(f"approval sweep: {report.summary()}")
+                for err in report.errors:
+                    click.echo(f"  error: {err}", err=True)
+                if loop_s is None:
+                    return
+                await asyncio.sleep(loop_s)
+        finally:
+            if bot is not None:
+                await bot.shutdown()
+
+    try:
+        asyncio.run(_once())
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None

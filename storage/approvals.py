@@ -1,0 +1,176 @@
+"""Approval gates: the ledger that makes a human decision happen once, whatever the channel.
+
+A gate is one approval interrupt of one thread (thread_id, interrupt_id). Channels register the
+gate when they show it, claim it with a conditional UPDATE before resuming the run, and the sweep
+reads the open ones to remind, escalate or expire them.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
+
+from storage import approvals_sql as q
+from storage.db import Database
+
+
+class Gate(BaseModel):
+    gate_id: str
+    thread_id: str
+    interrupt_id: str
+    draft_version: int = 0
+    chat_id: int | None = None
+    message_ids: list[int] = Field(default_factory=list)
+    waiting_since: datetime
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
+    decision: str | None = None
+    decided_by: str | None = None
+    decided_via: str | None = None
+    decided_at: datetime | None = None
+    run_id: str | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.decided_at is not None
+
+
+class OpenGate(Gate):
+    post_status: str
+    topic: str
+    db_now: datetime
+
+
+class Prompt(BaseModel):
+    chat_id: int
+    message_id: int
+    gate_id: str
+    action: str
+    asked_user: int
+
+
+def new_gate_id() -> str:
+    # Short: it travels in Telegram callback_data (64 bytes at most) as "nr:<action>:<gate_id>".
+    return secrets.token_hex(6)
+
+
+async def register_gate(
+    db: Database, *, thread_id: str, interrupt_id: str, draft_version: int, chat_id: int | None = None,
+    waiting_since: datetime | None = None,
+) -> Gate:
+    """The gate for this interrupt, created on first sight (idempotent across channels)."""
+    params: dict[str, Any] = {"gate_id": new_gate_id(), "thread_id": thread_id, "interrupt_id": interrupt_id,
+                              "draft_version": draft_version, "chat_id": chat_id, "waiting_since": waiting_since}
+
+    async def _work(conn):
+        await conn.execute(q.INSERT_GATE, params)
+        if chat_id is not None:
+            row = await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
+            await conn.execute(q.SET_GATE_CHAT, {"gate_id": row["gate_id"], "chat_id": chat_id})
+        return await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
+
+    return Gate.model_validate(await db.transaction(_work))
+
+
+async def get_gate(db: Database, gate_id: str) -> Gate | None:
+    row = await db.fetchone(q.SELECT_GATE, {"gate_id": gate_id})
+    return Gate.model_validate(row) if row else None
+
+
+async def gate_for_interrupt(db: Database, thread_id: str, interrupt_id: str) -> Gate | None:
+    row = await db.fetchone(q.SELECT_GATE_FOR_INTERRUPT, {"thread_id": thread_id, "interrupt_id": interrupt_id})
+    return Gate.model_validate(row) if row else None
+
+
+async def gates_for_thread(db: Database, thread_id: str) -> list[Gate]:
+    return [Gate.model_validate(r) for r in await db.fetch(q.SELECT_GATES_FOR_THREAD, {"thread_id": thread_id})]
+
+
+async def open_gates(db: Database) -> list[OpenGate]:
+    return [OpenGate.model_validate(r) for r in await db.fetch(q.SELECT_OPEN_GATES)]
+
+
+async def add_gate_messages(db: Database, gate_id: str, message_ids: list[int]) -> None:
+    async def _work(conn):
+        await conn.execute(q.ADD_GATE_MESSAGES, {"gate_id": gate_id, "message_ids": Jsonb(list(message_ids))})
+
+    await db.transaction(_work)
+
+
+async def claim_gate(db: Database, gate_id: str, *, decision: str, decided_by: str, decided_via: str) -> bool:
+    """True for exactly one caller per gate: the one allowed to resume the run."""
+
+    async def _work(conn):
+        cur = await conn.execute(q.CLAIM_GATE, {"gate_id": gate_id, "decision": decision,
+                                                "decided_by": decided_by, "decided_via": decided_via})
+        return await cur.fetchone() is not None
+
+    return await db.transaction(_work)
+
+
+async def release_gate(db: Database, gate_id: str, *, decided_by: str) -> None:
+    async def _work(conn):
+        await conn.execute(q.RELEASE_GATE, {"gate_id": gate_id, "decided_by": decided_by})
+
+    await db.transaction(_work)
+
+
+async def set_gate_run(db: Database, gate_id: str, run_id: str) -> None:
+    async def _work(conn):
+        await conn.execute(q.SET_GATE_RUN, {"gate_id": gate_id, "run_id": run_id})
+
+    await db.transaction(_work)
+
+
+async def _mark_once(db: Database, statement: str, gate_id: str) -> bool:
+    async def _work(conn):
+        return await (await conn.execute(statement, {"gate_id": gate_id})).fetchone() is not None
+
+    return await db.transaction(_work)
+
+
+async def mark_reminded(db: Database, gate_id: str) -> bool:
+    """True once per gate: the sweep sends its single reminder only when this wins."""
+    return await _mark_once(db, q.MARK_GATE_REMINDED, gate_id)
+
+
+async def mark_escalated(db: Database, gate_id: str) -> bool:
+    return await _mark_once(db, q.MARK_GATE_ESCALATED, gate_id)
+
+
+async def add_prompt(db: Database, *, chat_id: int, message_id: int, gate_id: str, action: str, asked_user: int) -> None:
+    async def _work(conn):
+        await conn.execute(q.INSERT_PROMPT, {"chat_id": chat_id, "message_id": message_id, "gate_id": gate_id,
+                                             "action": action, "asked_user": asked_user})
+
+    await db.transaction(_work)
+
+
+async def get_prompt(db: Database, *, chat_id: int, message_id: int) -> Prompt | None:
+    row = await db.fetchone(q.SELECT_PROMPT, {"chat_id": chat_id, "message_id": message_id})
+    return Prompt.model_validate(row) if row else None
+
+
+async def posts_for_chat(db: Database, chat_id: int, *, limit: int = 10) -> list[dict]:
+    return await db.fetch(q.LIST_POSTS_FOR_CHAT, {"chat_id": str(chat_id), "limit": limit})
+
+
+_THREAD_PREFIX = re.compile(r"^[0-9a-fA-F-]{4,64}$")
+
+
+async def resolve_thread_id(db: Database, text: str) -> str | None:
+    """A full thread id or an unambiguous prefix of one (Telegram users type the first 8 chars)."""
+    text = text.strip()
+    if not _THREAD_PREFIX.match(text):
+        return None
+    rows = await db.fetch(q.FIND_THREAD_IDS_BY_PREFIX, {"prefix": text.lower() + "%"})
+    return rows[0]["thread_id"] if len(rows) == 1 else None
+
+
+__all__ = ["Gate", "OpenGate", "Prompt", "register_gate", "get_gate", "gate_for_interrupt", "gates_for_thread",
+           "open_gates", "add_gate_messages", "claim_gate", "release_gate", "set_gate_run", "mark_reminded",
+           "mark_escalated", "add_prompt", "get_prompt", "posts_for_chat", "resolve_thread_id"]

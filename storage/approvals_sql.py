@@ -1,0 +1,75 @@
+"""SQL of the approval gates and prompts (storage/approvals.py), plus the post look-ups the
+channels need (a chat's posts, a thread id by prefix). Plain SQL both dialects accept."""
+
+INSERT_GATE = """
+INSERT INTO approval_gates (gate_id, thread_id, interrupt_id, draft_version, chat_id, waiting_since)
+VALUES (%(gate_id)s, %(thread_id)s, %(interrupt_id)s, %(draft_version)s, %(chat_id)s,
+        COALESCE(%(waiting_since)s, now()))
+ON CONFLICT (thread_id, interrupt_id) DO NOTHING
+RETURNING gate_id
+"""
+SELECT_GATE = "SELECT * FROM approval_gates WHERE gate_id = %(gate_id)s"
+SELECT_GATE_FOR_INTERRUPT = """
+SELECT * FROM approval_gates WHERE thread_id = %(thread_id)s AND interrupt_id = %(interrupt_id)s
+"""
+SELECT_GATES_FOR_THREAD = """
+SELECT * FROM approval_gates WHERE thread_id = %(thread_id)s ORDER BY created_at
+"""
+SELECT_OPEN_GATES = """
+SELECT g.*, p.status AS post_status, p.topic AS topic, now() AS db_now
+  FROM approval_gates g JOIN posts p ON p.thread_id = g.thread_id
+ WHERE g.decided_at IS NULL
+ ORDER BY g.waiting_since
+"""
+SET_GATE_CHAT = """
+UPDATE approval_gates SET chat_id = COALESCE(chat_id, %(chat_id)s) WHERE gate_id = %(gate_id)s
+"""
+ADD_GATE_MESSAGES = """
+UPDATE approval_gates SET message_ids = message_ids || %(message_ids)s WHERE gate_id = %(gate_id)s
+"""
+# The one place a decision is taken: only the first claimant gets a row back.
+CLAIM_GATE = """
+UPDATE approval_gates
+   SET decision = %(decision)s, decided_by = %(decided_by)s, decided_via = %(decided_via)s, decided_at = now()
+ WHERE gate_id = %(gate_id)s AND decided_at IS NULL
+RETURNING gate_id
+"""
+# Undo a claim whose resume could not be started, so the gate can be answered again.
+RELEASE_GATE = """
+UPDATE approval_gates
+   SET decision = NULL, decided_by = NULL, decided_via = NULL, decided_at = NULL
+ WHERE gate_id = %(gate_id)s AND decided_by = %(decided_by)s AND run_id IS NULL
+"""
+SET_GATE_RUN = "UPDATE approval_gates SET run_id = %(run_id)s WHERE gate_id = %(gate_id)s"
+MARK_GATE_REMINDED = """
+UPDATE approval_gates SET reminded_at = now()
+ WHERE gate_id = %(gate_id)s AND reminded_at IS NULL AND decided_at IS NULL
+RETURNING gate_id
+"""
+MARK_GATE_ESCALATED = """
+UPDATE approval_gates SET escalated_at = now()
+ WHERE gate_id = %(gate_id)s AND escalated_at IS NULL AND decided_at IS NULL
+RETURNING gate_id
+"""
+
+INSERT_PROMPT = """
+INSERT INTO approval_prompts (chat_id, message_id, gate_id, action, asked_user)
+VALUES (%(chat_id)s, %(message_id)s, %(gate_id)s, %(action)s, %(asked_user)s)
+ON CONFLICT (chat_id, message_id) DO NOTHING
+"""
+SELECT_PROMPT = """
+SELECT * FROM approval_prompts WHERE chat_id = %(chat_id)s AND message_id = %(message_id)s
+"""
+
+# --- posts as the channels see them ----------------------------------------------------------------
+LIST_POSTS_FOR_CHAT = """
+SELECT thread_id, topic, requester, source, status, status_reason, revision,
+       tokens_in, tokens_out, cost_usd, llm_calls, created_at, updated_at
+  FROM posts
+ WHERE metadata->>'chat_id' = %(chat_id)s
+ ORDER BY created_at DESC
+ LIMIT %(limit)s
+"""
+FIND_THREAD_IDS_BY_PREFIX = """
+SELECT thread_id FROM posts WHERE thread_id LIKE %(prefix)s ORDER BY created_at DESC LIMIT 2
+"""
