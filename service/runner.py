@@ -34,7 +34,13 @@ def new_thread_id() -> str:
     return str(uuid.uuid4())
 
 
+_STARTS = {"start_research": "researching...", "start_drafting": "drafting...", "start_editing": "judging the draft...",
+           "start_publishing": "publishing...", "prepare_approval": "handing the draft to a human"}
+
+
 def _describe(node: str, update: Any) -> str | None:
+    if node in _STARTS:
+        return _STARTS[node]
     if not isinstance(update, dict):
         return None
     if node == "gather" and update.get("research"):
@@ -85,8 +91,8 @@ async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None
                     continue
                 desk = ns[0].split(":")[0] if ns else node
                 msg = _describe(node, update)
-                if progress and (msg or not ns):
-                    progress(desk, msg or node, time.monotonic() - started)
+                if progress and msg:
+                    progress(desk, msg, time.monotonic() - started)
         return await snapshot(graph, config)
 
 
