@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "NEWSROOM_ANTHROPIC_BASE_URL"),
         description="Anthropic API base URL (tests point it at a scripted server)",
     )
-    anthropic_judge_model: str = Field(default="claude-sonnet-4-20250514", description="judge model on Anthropic")
+    anthropic_judge_model: str = Field(default="claude-sonnet-4-6", description="judge model on Anthropic (the rubric was calibrated on claude-sonnet-4-20250514, now retired)")
     llm_timeout_s: float = Field(default=120.0, gt=0, description="per LLM call attempt")
     llm_max_attempts: int = Field(default=3, ge=1, le=10, description="attempts per route on retryable errors")
     writer_max_tokens: int = Field(default=450, ge=16, description="max tokens of a draft")

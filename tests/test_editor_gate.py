@@ -73,3 +73,15 @@ def test_missing_key_does_not_validate():
 ])
 def test_next_step_after_review(decision, used, policy, expected):
     assert next_step_after_review(decision, used, 3, policy) == expected
+
+
+def test_raw_newlines_inside_json_strings_still_validate_but_bad_scores_do_not():
+    from tools.llm import LLMOutputInvalid, _parse
+
+    text = ('{"technical_accuracy": 3, "calibration": 3, "mechanistic_depth": 4, "audience_calibration": 3, '
+            '"flag": "none", "reasoning": {"technical_accuracy": "line one\nline two", "calibration": "c", '
+            '"mechanistic_depth": "d", "audience_calibration": "e"}}')
+    v = _parse(EditorVerdict, text)
+    assert v.reasoning.technical_accuracy == "line one\nline two" and decide(v) == "approve"
+    with pytest.raises(LLMOutputInvalid):
+        _parse(EditorVerdict, text.replace('"calibration": 3', '"calibration": 1234567890'))

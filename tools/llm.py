@@ -767,6 +767,16 @@ def _parse(schema: type[M], text: str) -> M:
     try:
         return schema.model_validate_json(body)
     except ValidationError as err:
+        errors = json.loads(err.json(include_url=False))
+    # Small local models put raw newlines inside JSON strings; that is a lexical slip, not a
+    # different answer, so re-read leniently (strict=False) and validate the same model again.
+    try:
+        data = json.loads(body, strict=False)
+    except ValueError:
+        raise LLMOutputInvalid(text, errors, placeholder) from None
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
         raise LLMOutputInvalid(text, json.loads(err.json(include_url=False)), placeholder) from None
 
 
