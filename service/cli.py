@@ -259,6 +259,36 @@ def serve(port: int | None, jobs: int | None) -> None:
     raise SystemExit(subprocess.call(cmd, cwd=root, env=env))
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def health(as_json: bool) -> None:
+    """Check the database and every LLM endpoint (models listed, adapters present, breaker state)."""
+    from storage.db import get_database
+    from tools.llm import get_gateway
+
+    async def _health():
+        db = await get_database()
+        report = {"database": {"dialect": db.dialect, "version": db.server_version.split(" on ")[0]},
+                  "llm": await get_gateway().health()}
+        return report
+
+    report = _run(_health())
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(f"database: {report['database']['dialect']} ({report['database']['version']})")
+    ok = True
+    for ep, info in report["llm"].items():
+        state = "reachable" if info["reachable"] else f"UNREACHABLE ({info['error']})"
+        click.echo(f"{info['provider']:<9} {info['base_url']}: {state}; breaker {info['breaker'].get('state')}")
+        for r in info["routes"]:
+            flag = {True: "listed", False: "NOT LISTED", None: "-"}[r["listed"]]
+            click.echo(f"    {r['role']:<10} {r['model']:<32} {flag}")
+            ok = ok and info["reachable"] and r["listed"] is not False
+    if not ok:
+        raise SystemExit(1)
+
+
 @main.group()
 def db() -> None:
     """The database: url, migrate, stop (embedded)."""
