@@ -47,7 +47,7 @@ HELP = """<b>newsroom</b> — posts written by four desks (research, writing, ed
 /help — this text
 
 Approve / Revise / Reject buttons come with each draft. Revise and Reject ask for feedback or a reason:
-answer by replying to my question. THREAD may be the first 8 characters of a thread id."""
+answer by replying to my question. THREAD may be a thread id or its last 8 characters."""
 
 
 # --- text helpers (pure) ------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ class NewsroomBot:
         if context.args:
             tid = await approvals.resolve_thread_id(db, context.args[0])
             if tid is None:
-                await msg.reply_text(f"No post matches {context.args[0]!r} (give a thread id or its first 8 characters).")
+                await msg.reply_text(f"No post matches {context.args[0]!r} (give a thread id or its last 8 characters).")
                 return
         else:
             rows = await approvals.posts_for_chat(db, chat.id, limit=1)
@@ -336,7 +336,7 @@ class NewsroomBot:
             await msg.reply_text("No posts from this chat yet. Start one with /post TOPIC.")
             return
         lines = ["<b>Recent posts</b>"] + [
-            f"<code>{r['thread_id'][:8]}</code> {esc(r['status'])} · rev {r['revision']} · "
+            f"<code>{r['thread_id'][-8:]}</code> {esc(r['status'])} · rev {r['revision']} · "
             f"${float(r['cost_usd']):.4f} · {esc(r['topic'][:60])}" for r in rows]
         await msg.reply_text("\n".join(lines), parse_mode=ParseMode.HTML)
 
@@ -449,7 +449,7 @@ class NewsroomBot:
         question = ("✏️ What should the writer change? Reply to this message with your feedback."
                     if press.action == "revise" else "❌ Why reject it? Reply to this message with the reason.")
         asked = await self.app.bot.send_message(
-            chat_id, f"{question}\n(draft v{gate.draft_version}, thread {gate.thread_id[:8]}, asked of {reviewer})",
+            chat_id, f"{question}\n(draft v{gate.draft_version}, thread {gate.thread_id[-8:]}, asked of {reviewer})",
             reply_markup=ForceReply(selective=True, input_field_placeholder="feedback" if press.action == "revise" else "reason"),
             reply_parameters=ReplyParameters(message_id=query.message.message_id, allow_sending_without_reply=True))
         await approvals.add_prompt(db, chat_id=chat_id, message_id=asked.message_id, gate_id=gate.gate_id,
@@ -542,7 +542,7 @@ class NewsroomBot:
                 await self._edit_progress(chat_id, message_id, progress, shown)
                 return
             log.warning("following %s failed: %s", thread_id, err)
-            progress.finish(f"✗ Lost the run's stream: {esc(str(err)[:300])} (see /status {thread_id[:8]})")
+            progress.finish(f"✗ Lost the run's stream: {esc(str(err)[:300])} (see /status {thread_id[-8:]})")
         if created is not None and not created.done():
             created.set_exception(RuntimeError("the server started no run"))
         await self.report_end(chat_id, thread_id, progress, message_id, shown)
@@ -585,7 +585,7 @@ class NewsroomBot:
             progress.finish(f"✗ Failed: {esc(values.get('error') or 'unknown error')}")
             await self._edit_progress(chat_id, message_id, progress, shown)
         else:
-            progress.finish(f"⏹ Stopped (next: {', '.join(state.get('next') or []) or 'nothing'}); /status {thread_id[:8]}")
+            progress.finish(f"⏹ Stopped (next: {', '.join(state.get('next') or []) or 'nothing'}); /status {thread_id[-8:]}")
             await self._edit_progress(chat_id, message_id, progress, shown)
 
     # --- errors ----------------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def disabled_page() -> HTMLResponse:
 
 def render_runs(rows: list[dict]) -> str:
     trs = "".join(
-        f"<tr><td><a href='{BASE}/runs/{quote(r['thread_id'])}'><code>{e(r['thread_id'][:8])}</code></a></td>"
+        f"<tr><td><a href='{BASE}/runs/{quote(r['thread_id'])}'><code>{e(r['thread_id'][-8:])}</code></a></td>"
         f"<td>{e(r['topic'][:90])}</td><td class=status>{e(r['status'])}</td><td>{r['revision']}</td>"
         f"<td>{e(r['source'])}</td><td>${float(r['cost_usd']):.4f}</td><td>{r['updated_at']:%Y-%m-%d %H:%M}</td></tr>"
         for r in rows)

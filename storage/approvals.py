@@ -159,15 +159,19 @@ async def posts_for_chat(db: Database, chat_id: int, *, limit: int = 10) -> list
     return await db.fetch(q.LIST_POSTS_FOR_CHAT, {"chat_id": str(chat_id), "limit": limit})
 
 
-_THREAD_PREFIX = re.compile(r"^[0-9a-fA-F-]{4,64}$")
+_THREAD_PART = re.compile(r"^[0-9a-fA-F-]{6,64}$")
 
 
 async def resolve_thread_id(db: Database, text: str) -> str | None:
-    """A full thread id or an unambiguous prefix of one (Telegram users type the first 8 chars)."""
-    text = text.strip()
-    if not _THREAD_PREFIX.match(text):
+    """A full thread id, or an unambiguous start or end of one. Server thread ids are time-ordered
+    (UUIDv7-like), so their first characters are shared by posts started close together: the
+    last 8 characters are what people type."""
+    text = text.strip().lower()
+    if not _THREAD_PART.match(text):
         return None
-    rows = await db.fetch(q.FIND_THREAD_IDS_BY_PREFIX, {"prefix": text.lower() + "%"})
+    rows = await db.fetch(q.FIND_THREAD_IDS_BY_PART, {"exact": text, "prefix": text + "%", "suffix": "%" + text})
+    if rows and rows[0]["thread_id"] == text:
+        return text
     return rows[0]["thread_id"] if len(rows) == 1 else None
 
 

@@ -70,6 +70,9 @@ SELECT thread_id, topic, requester, source, status, status_reason, revision,
  ORDER BY created_at DESC
  LIMIT %(limit)s
 """
-FIND_THREAD_IDS_BY_PREFIX = """
-SELECT thread_id FROM posts WHERE thread_id LIKE %(prefix)s ORDER BY created_at DESC LIMIT 2
+FIND_THREAD_IDS_BY_PART = """
+SELECT thread_id FROM posts
+ WHERE thread_id = %(exact)s OR thread_id LIKE %(prefix)s OR thread_id LIKE %(suffix)s
+ ORDER BY (thread_id = %(exact)s) DESC, created_at DESC
+ LIMIT 2
 """

@@ -167,6 +167,16 @@ class FakeTelegram:
             return {"reply_to_message": dict(self.messages[(chat_id, int(target))])}
         return {}
 
+    @staticmethod
+    def _markup(params) -> dict:
+        # Telegram echoes only inline keyboards in Message.reply_markup; a ForceReply is kept aside.
+        markup = params.get("reply_markup")
+        if not markup:
+            return {}
+        if "inline_keyboard" in markup:
+            return {"reply_markup": markup}
+        return {"_reply_markup": markup}
+
     def _m_sendMessage(self, params) -> dict:
         text = str(params.get("text") or "")
         if not text:
@@ -174,9 +184,7 @@ class FakeTelegram:
         if len(text.encode("utf-16-le")) // 2 > TEXT_LIMIT:
             raise _BadRequest("message is too long")
         chat_id = int(params["chat_id"])
-        fields: dict[str, Any] = {"text": text, **self._reply_to(chat_id, params)}
-        if params.get("reply_markup"):
-            fields["reply_markup"] = params["reply_markup"]
+        fields: dict[str, Any] = {"text": text, **self._reply_to(chat_id, params), **self._markup(params)}
         if params.get("parse_mode"):
             fields["_parse_mode"] = params["parse_mode"]
         return self._new_message(chat_id, **fields)
@@ -192,8 +200,7 @@ class FakeTelegram:
                                                "file_name": doc["filename"], "file_size": len(doc["content"])}}
         if params.get("caption"):
             fields["caption"] = params["caption"]
-        if params.get("reply_markup"):
-            fields["reply_markup"] = params["reply_markup"]
+        fields.update(self._markup(params))
         return self._new_message(chat_id, **fields)
 
     def _edit(self, params, **changes) -> dict:

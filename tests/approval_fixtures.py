@@ -1,0 +1,45 @@
+"""A real `newsroom serve` configured for the approval channels: Telegram (pointing at our fake
+Bot API server, with allow-lists and a webhook secret) and the web page (with a token).
+
+The shared `agent_server` fixture has no Telegram settings, and the server reads its settings at
+start, so the approval tests get their own server on the same session database and scripted LLM.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.fake_telegram import TOKEN, fake_telegram  # noqa: F401
+from tests.server_fixtures import AgentServer, free_port
+
+GROUP_CHAT = -100123          # an allowed group chat
+WEBHOOK_CHAT = -100456        # an allowed chat used by the webhook tests
+STRANGER_CHAT = 999           # not allowed
+APPROVER, APPROVER_2 = 501, 502
+NOT_APPROVER = 777
+WEBHOOK_SECRET = "wh-secret-3f1c9a"
+WEB_TOKEN = "web-token-7d2e"
+
+
+def approval_env(fake_url: str) -> dict[str, str]:
+    return {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "NEWSROOM_TELEGRAM_API_BASE_URL": fake_url,
+        "NEWSROOM_TELEGRAM_ALLOWED_CHATS": f"{GROUP_CHAT},{WEBHOOK_CHAT}",
+        "NEWSROOM_TELEGRAM_APPROVERS": f"{APPROVER},{APPROVER_2}",
+        "NEWSROOM_TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "NEWSROOM_WEB_TOKEN": WEB_TOKEN,
+        # The tests run the sweep themselves, with their own deadlines.
+        "NEWSROOM_APPROVAL_SWEEP_INTERVAL_S": "0",
+    }
+
+
+@pytest.fixture(scope="session")
+def approval_server(pg_url, scripted_llm, session_dir, fake_telegram):  # noqa: F811
+    env = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_LLM_BASE_URL=scripted_llm.base_url,
+               NEWSROOM_LLM_PROVIDER="llamacpp", NEWSROOM_LLM_MAX_ATTEMPTS="1", NEWSROOM_LOG_LEVEL="INFO",
+               **approval_env(fake_telegram.url))
+    server = AgentServer(free_port(), env, session_dir / "approval-server.log").start()
+    yield server
+    server.stop()

@@ -1,0 +1,362 @@
+"""The real PTB Application against our fake Bot API server, with a real `newsroom serve`
+(langgraph dev on embedded PostgreSQL, scripted LLM): polling mode in-process, webhook mode in
+the Agent Server's custom HTTP app, and the approval deadline sweep."""
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from telegram import Update
+
+from config import Settings
+from service import approvals as decisions
+from service.telegram_bot import TelegramNotifier, build_application, split_message, tg_len
+from storage import approvals, posts
+from tests.approval_fixtures import (  # noqa: F401
+    APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, WEBHOOK_SECRET, approval_server,
+)
+from tests.engine_fixtures import WRITER, llm, scripted_llm  # noqa: F401
+from tests.fake_telegram import TOKEN, fake_telegram  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def bot_settings(fake_url: str, server_url: str, **overrides) -> Settings:
+    return Settings(telegram_bot_token=TOKEN, telegram_api_base_url=fake_url,
+                    telegram_allowed_chats=[GROUP_CHAT, WEBHOOK_CHAT], telegram_approvers=[APPROVER, APPROVER_2],
+                    agent_server_url=server_url, **overrides)
+
+
+@pytest.fixture(scope="module")
+async def bot(approval_server, fake_telegram, db):  # noqa: F811
+    """`newsroom bot`'s Application, polling the fake (start_polling, not run_polling: no signal handlers)."""
+    app = build_application(bot_settings(fake_telegram.url, approval_server.url), get_client(url=approval_server.url))
+    async with app:
+        await app.start()
+        await app.updater.start_polling(timeout=1, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+        yield app
+        await app.updater.stop()
+        await app.stop()
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+THREAD_RE = re.compile(r"thread <code>([0-9a-f-]{36})</code>")
+
+
+def thread_of(msg: dict) -> str | None:
+    m = THREAD_RE.search(msg.get("text") or "")
+    return m.group(1) if m else None
+
+
+def buttons(msg: dict) -> dict[str, str]:
+    rows = (msg.get("reply_markup") or {}).get("inline_keyboard") or []
+    return {b["text"].split()[-1].lower(): b["callback_data"] for row in rows for b in row}
+
+
+async def start_post(fake, chat: int, user: int, topic: str) -> str:
+    fake.send_text(chat, user, f"/post {topic}")
+    progress = await fake.wait_for(lambda: next((m for m in fake.chat_messages(chat)
+                                                 if topic in (m.get("text") or "") and thread_of(m)), None),
+                                   what=f"the progress message for {topic!r}")
+    return thread_of(progress)
+
+
+async def gate_message(fake, chat: int, thread_id: str, version: int = 1, timeout: float = 30) -> dict:
+    def _find():
+        return next((m for m in fake.chat_messages(chat) if thread_of(m) == thread_id
+                     and f"Draft v{version} ready" in (m.get("text") or "") and buttons(m)), None)
+    return await fake.wait_for(_find, timeout=timeout, what=f"the approval message of {thread_id} v{version}")
+
+
+def progress_message(fake, chat: int, thread_id: str) -> dict:
+    return next(m for m in fake.chat_messages(chat) if thread_of(m) == thread_id and m["text"].startswith("📝"))
+
+
+async def published_message(fake, chat: int, title: str = "GQA and the KV cache") -> dict:
+    return await fake.wait_for(lambda: next((m for m in fake.chat_messages(chat)
+                                             if (m.get("text") or "").startswith(f"📣 Published “{title}”")), None),
+                               what="the published message")
+
+
+def decision_events(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["kind"] == "human_decision"]
+
+
+# --- pure helpers --------------------------------------------------------------------------------------------
+
+def test_split_message_respects_the_limit_and_loses_nothing():
+    para = ("Grouped-query attention shares one key/value head among a group of query heads. " * 12).strip()
+    text = "\n\n".join([para] * 20) + "\n\n" + "𝛼" * 5000  # astral chars count twice in UTF-16
+    pieces = split_message(text)
+    assert len(pieces) > 3 and all(tg_len(p) <= 4096 for p in pieces)
+    assert "".join(pieces).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
+
+
+# --- polling mode ------------------------------------------------------------------------------------------
+
+async def test_post_then_approve_publishes_and_reports_where(bot, fake_telegram, llm, db):
+    fake = fake_telegram
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "How GQA shrinks the KV cache")
+    gate = await gate_message(fake, GROUP_CHAT, tid)
+    text = gate["text"]
+    assert "accuracy 4 · calibration 4 · depth 4 · audience 4" in text and "mean 4.00" in text
+    assert "Cost: $" in text and "tokens" in text and "Sources" in text
+    assert set(buttons(gate)) == {"approve", "revise", "reject"}
+    # the draft itself went before the summary
+    assert any(m.get("text", "").startswith("GQA and the KV cache\n\nGrouped-query attention")
+               for m in fake.chat_messages(GROUP_CHAT))
+    # ONE progress message, edited as the desks finished
+    progress = progress_message(fake, GROUP_CHAT, tid)
+    for line in ("✓ Research", "✓ Draft v1", "✓ Editor: APPROVE (mean 4.00)", "⏸ Waiting for approval"):
+        assert line in progress["text"], progress["text"]
+    assert len([m for m in fake.chat_messages(GROUP_CHAT) if thread_of(m) == tid and m["text"].startswith("📝")]) == 1
+    edits = [c for c in fake.calls_of("editMessageText") if int(c.params["message_id"]) == progress["message_id"]
+             and int(c.params["chat_id"]) == GROUP_CHAT]
+    assert len(edits) >= 3
+
+    fake.press(GROUP_CHAT, APPROVER, gate, buttons(gate)["approve"])
+    done = await published_message(fake, GROUP_CHAT)
+    location = done["text"].splitlines()[-1]
+    assert Path(location).exists() and "GQA and the KV cache" in Path(location).read_text()
+    post = await posts.get_post(db, tid)
+    assert post["status"] == "published" and post["source"] == "telegram"
+    assert post["metadata"]["chat_id"] == GROUP_CHAT and post["metadata"]["user_id"] == APPROVER
+    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))] == [f"@user{APPROVER} (telegram {APPROVER})"]
+    # the buttons are gone from the decided draft
+    assert "reply_markup" not in fake.messages[(GROUP_CHAT, gate["message_id"])]
+    # the Agent Server holds the thread (Studio lists it) with the Telegram metadata
+    thread = await get_client(url=bot.bot_data["newsroom"].settings.agent_server_url).threads.get(tid)
+    assert thread["metadata"]["source"] == "telegram" and thread["metadata"]["chat_id"] == GROUP_CHAT
+
+    # /status and /list show it
+    fake.send_text(GROUP_CHAT, NOT_APPROVER, f"/status {tid[-8:]}")
+    await fake.wait_for(lambda: any("status: <b>published</b>" in (m.get("text") or "") and tid in m["text"]
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="/status reply")
+    fake.send_text(GROUP_CHAT, NOT_APPROVER, "/list")
+    await fake.wait_for(lambda: any((m.get("text") or "").startswith("<b>Recent posts</b>") and tid[-8:] in m["text"]
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="/list reply")
+
+
+async def test_double_press_resumes_once_and_a_finished_run_answers_already_decided(bot, fake_telegram, llm, db):
+    fake = fake_telegram
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "Double press on the KV cache")
+    gate = await gate_message(fake, GROUP_CHAT, tid)
+    data = buttons(gate)["approve"]
+    first = fake.press(GROUP_CHAT, APPROVER, gate, data)
+    second = fake.press(GROUP_CHAT, APPROVER_2, gate, data)  # another approver, at the same moment
+    await fake.wait_for(lambda: fake.callback_answers(second["callback_query"]["id"]), what="the second answer")
+    assert "Already decided" in fake.callback_answers(second["callback_query"]["id"])[0]["text"]
+    await fake.wait_for(lambda: _published_count(fake, tid) >= 1, what="publication")
+    # after the run finished: a third press resumes nothing either
+    await _wait_status(db, tid, "published")
+    third = fake.press(GROUP_CHAT, APPROVER, gate, data)
+    await fake.wait_for(lambda: fake.callback_answers(third["callback_query"]["id"]), what="the third answer")
+    assert "Already decided" in fake.callback_answers(third["callback_query"]["id"])[0]["text"]
+    assert fake.callback_answers(first["callback_query"]["id"])[0]["text"].startswith("✅ Approved")
+    await asyncio.sleep(1.0)  # a second resume, had one started, would have recorded by now
+    assert len(decision_events(await posts.list_events(db, tid))) == 1
+    runs = await get_client(url=bot.bot_data["newsroom"].settings.agent_server_url).runs.list(tid)
+    assert len(runs) == 2  # the /post run and ONE resume
+    assert len(await posts.publications_for(db, tid)) == 1
+
+
+def _published_count(fake, tid: str) -> int:
+    return sum(1 for m in fake.chat_messages(GROUP_CHAT) if thread_of(m) == tid and "📣 Published" in m["text"])
+
+
+async def _wait_status(db, tid: str, status: str, timeout: float = 30) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        post = await posts.get_post(db, tid)
+        if post and post["status"] == status:
+            return post
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"post {tid} is {post and post['status']}, not {status}")
+        await asyncio.sleep(0.1)
+
+
+async def test_revise_with_feedback_produces_a_new_draft(bot, fake_telegram, llm, db):
+    fake = fake_telegram
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "Revise the GQA post")
+    gate = await gate_message(fake, GROUP_CHAT, tid)
+    press = fake.press(GROUP_CHAT, APPROVER, gate, buttons(gate)["revise"])
+    question = await fake.wait_for(lambda: next((m for m in fake.chat_messages(GROUP_CHAT)
+                                                 if (m.get("text") or "").startswith("✏️ What should the writer change?")
+                                                 and tid[-8:] in m["text"]), None), what="the feedback question")
+    assert question["_reply_markup"]["force_reply"] is True
+    await fake.wait_for(lambda: fake.callback_answers(press["callback_query"]["id"]), what="answer")
+    assert "Reply to my question" in fake.callback_answers(press["callback_query"]["id"])[0]["text"]
+    # a non-approver's answer changes nothing
+    fake.send_text(GROUP_CHAT, NOT_APPROVER, "make it about cats", reply_to=question)
+    await fake.wait_for(lambda: any((m.get("text") or "").startswith("⛔ Only approvers")
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="the refusal")
+    fake.send_text(GROUP_CHAT, APPROVER, "Add a worked example: 32 query heads, 8 KV heads.", reply_to=question)
+    gate2 = await gate_message(fake, GROUP_CHAT, tid, version=2)
+    assert "Draft v2 ready" in gate2["text"]
+    writer_prompts = [r.prompt for r in llm.requests_for(WRITER)]
+    assert any("32 query heads, 8 KV heads" in p for p in writer_prompts)
+    decisions_ = decision_events(await posts.list_events(db, tid))
+    assert [(d["detail"]["decision"], d["detail"]["feedback"]) for d in decisions_] == [
+        ("revise", "Add a worked example: 32 query heads, 8 KV heads.")]
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+    # the old draft's buttons answer "already decided"
+    old = fake.press(GROUP_CHAT, APPROVER, gate, buttons(gate)["approve"])
+    await fake.wait_for(lambda: fake.callback_answers(old["callback_query"]["id"]), what="old button answer")
+    assert "Already decided" in fake.callback_answers(old["callback_query"]["id"])[0]["text"]
+    # Reject v2 with a reason: nothing is published
+    fake.press(GROUP_CHAT, APPROVER_2, gate2, buttons(gate2)["reject"])
+    why = await fake.wait_for(lambda: next((m for m in fake.chat_messages(GROUP_CHAT)
+                                            if (m.get("text") or "").startswith("❌ Why reject it?")
+                                            and tid[-8:] in m["text"]), None), what="the reason question")
+    fake.send_text(GROUP_CHAT, APPROVER_2, "Off-topic for this week.", reply_to=why)
+    post = await _wait_status(db, tid, "rejected")
+    assert post["status_reason"] == "Off-topic for this week."
+    assert await posts.publications_for(db, tid) == []
+
+
+async def test_unauthorized_chat_and_non_approver_change_nothing(bot, fake_telegram, llm, db):
+    fake = fake_telegram
+    client = get_client(url=bot.bot_data["newsroom"].settings.agent_server_url)
+    fake.send_text(STRANGER_CHAT, APPROVER, "/post Anything at all")
+    refusal = await fake.wait_for(lambda: next((m for m in fake.chat_messages(STRANGER_CHAT)
+                                                if (m.get("text") or "").startswith("⛔")), None), what="refusal")
+    assert "may not use this bot" in refusal["text"] and str(STRANGER_CHAT) in refusal["text"]
+    assert await client.threads.search(metadata={"chat_id": STRANGER_CHAT}) == []
+    assert await approvals.posts_for_chat(db, STRANGER_CHAT) == []
+
+    tid = await start_post(fake, GROUP_CHAT, NOT_APPROVER, "Anyone in the group may start a post")
+    gate = await gate_message(fake, GROUP_CHAT, tid)
+    press = fake.press(GROUP_CHAT, NOT_APPROVER, gate, buttons(gate)["approve"])
+    await fake.wait_for(lambda: fake.callback_answers(press["callback_query"]["id"]), what="answer")
+    answer = fake.callback_answers(press["callback_query"]["id"])[0]
+    assert "Only approvers" in answer["text"] and answer.get("show_alert") in ("true", True)
+    # a stranger chat pressing a copied button is refused the same way
+    stray = fake.press(STRANGER_CHAT, APPROVER, {**gate, "chat": {"id": STRANGER_CHAT, "type": "private"}},
+                       buttons(gate)["approve"])
+    await fake.wait_for(lambda: fake.callback_answers(stray["callback_query"]["id"]), what="answer")
+    # a malformed button and a bare /post get clear answers, and the bot keeps going
+    junk = fake.press(GROUP_CHAT, APPROVER, gate, "nr:zz:??")
+    fake.send_text(GROUP_CHAT, APPROVER, "/post")
+    await fake.wait_for(lambda: fake.callback_answers(junk["callback_query"]["id"]), what="answer")
+    assert "not recognised" in fake.callback_answers(junk["callback_query"]["id"])[0]["text"]
+    await fake.wait_for(lambda: any((m.get("text") or "").startswith("Usage: /post TOPIC")
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="usage")
+    assert (await decisions.pending_interrupt(client, tid)) is not None
+    assert decision_events(await posts.list_events(db, tid)) == []
+    # /cancel by an approver ends it as rejected, through the same once-only path
+    fake.send_text(GROUP_CHAT, APPROVER, f"/cancel {tid[-8:]}")
+    post = await _wait_status(db, tid, "rejected")
+    assert post["status_reason"].startswith("cancelled by @user501")
+
+
+async def test_long_drafts_are_split_or_sent_as_a_document(bot, fake_telegram, llm, db):
+    fake = fake_telegram
+    para = "Grouped-query attention lets several query heads share one key/value head, so the cache shrinks. " * 10
+    llm.on_chat(lambda req: "# A long GQA draft\n\n" + "\n\n".join([para.strip()] * 9), model=WRITER)  # ~9,000 chars
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "A long draft in pieces")
+    await gate_message(fake, GROUP_CHAT, tid)
+    parts = [m for m in fake.chat_messages(GROUP_CHAT) if (m.get("text") or "").startswith("(draft v1, part ")]
+    assert [p["text"].split(")")[0] for p in parts] == ["(draft v1, part 1/3", "(draft v1, part 2/3", "(draft v1, part 3/3"]
+    assert all(tg_len(p["text"]) <= 4096 for p in parts)
+
+    llm.on_chat(lambda req: "# A very long GQA draft\n\n" + "\n\n".join([para.strip()] * 30), model=WRITER)  # ~30,000
+    tid2 = await start_post(fake, GROUP_CHAT, APPROVER, "A draft too long for messages")
+    await gate_message(fake, GROUP_CHAT, tid2)
+    doc = next(m for m in fake.chat_messages(GROUP_CHAT) if m.get("document") and "A very long GQA draft" in m["caption"])
+    content = fake.documents[doc["document"]["file_id"]].decode()
+    assert doc["document"]["file_name"] == "draft-v1.md" and content.count(para.strip()) == 30
+    for t in (tid, tid2):  # leave no open gates for the sweep test
+        gate = await approvals.gates_for_thread(db, t)
+        await decisions.decide(get_client(url=bot.bot_data["newsroom"].settings.agent_server_url), db,
+                               gate[-1].gate_id, action="reject", text="test cleanup", reviewer="test", via="test")
+
+
+# --- webhook mode (the route in the Agent Server's custom HTTP app) ------------------------------------------------
+
+async def test_webhook_checks_the_secret_and_runs_the_same_handlers(approval_server, fake_telegram, llm, db):
+    fake = fake_telegram
+    url = f"{approval_server.url}/newsroom/telegram/webhook"
+    update = fake.message_update(WEBHOOK_CHAT, APPROVER, "/post Webhook mode and the KV cache")
+    async with httpx.AsyncClient(timeout=30) as http:
+        wrong = await http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "guess"})
+        missing = await http.post(url, json=update)
+        assert wrong.status_code == 403 and missing.status_code == 403
+        assert "secret" in wrong.json()["error"].lower()
+        bad = await http.post(url, content=b"{not json", headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
+        assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
+        not_update = await http.post(url, json={"hello": 1}, headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
+        assert not_update.status_code == 400 and "update_id" in not_update.json()["error"]
+        assert not any(m for m in fake.chat_messages(WEBHOOK_CHAT)), "a refused request must start nothing"
+
+        ok = await http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
+        assert ok.status_code == 200 and ok.json() == {"ok": True}
+        # the handler ran before the 200: the progress message exists already
+        progress = next(m for m in fake.chat_messages(WEBHOOK_CHAT) if thread_of(m))
+        tid = thread_of(progress)
+        gate = await gate_message(fake, WEBHOOK_CHAT, tid)
+        press = fake.callback_update(WEBHOOK_CHAT, APPROVER, gate, buttons(gate)["approve"])
+        again = fake.callback_update(WEBHOOK_CHAT, APPROVER, gate, buttons(gate)["approve"])
+        # two deliveries at once (Telegram retries, or two approvers): the ledger lets one through
+        r1, r2 = await asyncio.gather(
+            http.post(url, json=press, headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}),
+            http.post(url, json=again, headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}))
+        assert r1.status_code == r2.status_code == 200
+    await published_message(fake, WEBHOOK_CHAT)
+    answers = [fake.callback_answers(p["callback_query"]["id"])[0]["text"] for p in (press, again)]
+    assert sorted(a.split()[0] for a in answers) == ["Already", "✅"], answers
+    assert len(decision_events(await posts.list_events(db, tid))) == 1
+    assert (await posts.get_post(db, tid))["status"] == "published"
+
+
+# --- the approval deadline ---------------------------------------------------------------------------------------
+
+async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, llm, db):
+    fake = fake_telegram
+    server_url = bot.bot_data["newsroom"].settings.agent_server_url
+    client = get_client(url=server_url)
+    escalate_tid = await start_post(fake, GROUP_CHAT, APPROVER, "Waits too long, escalates")
+    await gate_message(fake, GROUP_CHAT, escalate_tid)
+    other_tid = await start_post(fake, GROUP_CHAT, APPROVER, "Waits too long as well")
+    await gate_message(fake, GROUP_CHAT, other_tid)
+    notifier = TelegramNotifier(bot.bot, bot_settings(fake.url, server_url))
+
+    def settings(action: str) -> Settings:
+        return bot_settings(fake.url, server_url, approval_deadline_s=0.01, approval_grace_s=0,
+                            approval_expiry_action=action)
+
+    def texts(tid: str) -> list[str]:
+        return [m["text"] for m in fake.chat_messages(GROUP_CHAT) if f"thread {tid}" in (m.get("text") or "")]
+
+    first = await decisions.sweep_once(client, db, settings("escalate"), notifier)
+    assert {escalate_tid, other_tid} <= set(first.reminded)
+    assert any(t.startswith("Reminder: draft v1") for t in texts(escalate_tid))
+    second = await decisions.sweep_once(client, db, settings("escalate"), notifier)
+    assert escalate_tid in second.escalated and escalate_tid not in second.reminded
+    post = await posts.get_post(db, escalate_tid)
+    assert post["status"] == "escalated" and post["status_reason"] == "approval deadline passed"
+    assert any(t.startswith("Escalated: draft v1") for t in texts(escalate_tid))
+    third = await decisions.sweep_once(client, db, settings("escalate"), notifier)
+    assert escalate_tid not in third.reminded + third.escalated  # once each
+    assert sum(t.startswith("Reminder") for t in texts(escalate_tid)) == 1
+    # an escalated draft can still be approved from the reminder's buttons
+    reminder = next(m for m in fake.chat_messages(GROUP_CHAT)
+                    if (m.get("text") or "").startswith("Escalated") and f"thread {escalate_tid}" in m["text"])
+    fake.press(GROUP_CHAT, APPROVER, reminder, buttons(reminder)["approve"])
+    await _wait_status(db, escalate_tid, "published")
+
+    expire_only = await start_post(fake, GROUP_CHAT, APPROVER, "Expires without a decision")
+    await gate_message(fake, GROUP_CHAT, expire_only)
+    for _ in range(2):
+        report = await decisions.sweep_once(client, db, settings("expire"), notifier)
+    assert expire_only in report.expired
+    post = await _wait_status(db, expire_only, "rejected")
+    assert post["status_reason"].startswith("approval expired")
+    assert any(t.startswith("Expired: draft v1") for t in texts(expire_only))
+    assert await posts.publications_for(db, expire_only) == []
+    await decisions.decide(client, db, (await approvals.gates_for_thread(db, other_tid))[-1].gate_id,
+                           action="reject", text="test cleanup", reviewer="test", via="test")
