@@ -346,6 +346,9 @@ def _register_optional() -> None:
 
     main.add_command(bot_command, "bot")
     main.add_command(sweep_command, "sweep")
+    from service.maintenance_cmd import prune_command, recover_command  # crash recovery, checkpoint retention
+    main.add_command(recover_command, "recover")
+    main.add_command(prune_command, "prune")
     try:
         from service.ingest_cmd import eval_retrieval_command, ingest_command
     except ImportError:

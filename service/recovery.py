@@ -1,0 +1,226 @@
+"""Recovery: resume every run a crash cut off, from its last checkpoint.
+
+What counts as cut off, per thread (the checkpoint decides, the posts table only nominates):
+- the checkpoint has `next` nodes and no pending interrupt -> drive it on (drive(tid, None));
+- it waits at the approval interrupt and a channel already claimed a human decision for exactly
+  that interrupt in the approval ledger, but the resume never ran (the server died between the
+  claim and the run) -> deliver that decision now: a lost approval is a bug, not a wait;
+- a post still `queued` with no checkpoint at all (accepted, never started) -> start it;
+- otherwise (waiting for a human, finished) -> leave it alone.
+
+Concurrency: each thread is driven under a run lease (storage/maintenance.py explains why the
+publish ledger alone is not enough), renewed while it runs; a thread whose lease another live
+process holds is skipped. So `newsroom recover` is idempotent and two recoverers may run at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command
+
+from graphs.engine import build_graph
+from service.approvals import resume_value
+from service.runner import RunSnapshot, drive, snapshot
+from storage import approvals, maintenance
+from storage.checkpointer import checkpointer
+from storage.db import Database, get_database
+
+log = logging.getLogger(__name__)
+
+# Resume one thread: (thread_id, graph input | Command | None) -> the snapshot it stopped at.
+Driver = Callable[[str, Any], Awaitable[RunSnapshot]]
+ACTIONS = ("resumed", "started", "redelivered", "reasked", "waiting", "finished", "busy")
+
+
+@dataclass
+class RecoveryReport:
+    examined: int = 0
+    resumed: list[str] = field(default_factory=list)      # cut-off runs driven on from their checkpoint
+    started: list[str] = field(default_factory=list)      # accepted posts that never started
+    redelivered: list[str] = field(default_factory=list)  # human decisions claimed but never applied
+    reasked: list[str] = field(default_factory=list)      # a claimed revise without its text: gate reopened
+    waiting: list[str] = field(default_factory=list)      # waiting for a human: left alone
+    finished: list[str] = field(default_factory=list)     # nothing to do
+    busy: list[str] = field(default_factory=list)         # another live process holds the lease
+    errors: dict[str, str] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)  # thread -> outcome after this pass
+
+    @property
+    def acted(self) -> int:
+        return len(self.resumed) + len(self.started) + len(self.redelivered) + len(self.reasked)
+
+    def summary(self) -> str:
+        parts = [f"examined {self.examined}"] + [f"{a} {len(getattr(self, a))}" for a in ACTIONS]
+        return ", ".join(parts + [f"errors {len(self.errors)}"])
+
+    def as_dict(self) -> dict:
+        return {"examined": self.examined, **{a: list(getattr(self, a)) for a in ACTIONS},
+                "errors": dict(self.errors), "outcomes": dict(self.outcomes)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What recovery would do with one thread (computed before acting, shown by --dry-run)."""
+
+    thread_id: str
+    action: str  # one of ACTIONS
+    graph_input: Any = None
+    detail: str = ""
+    gate_id: str | None = None
+
+
+def _plan_for(cand: maintenance.RecoveryCandidate, snap: RunSnapshot, gates: list[dict]) -> Plan:
+    tid = cand.thread_id
+    if snap.interrupt is not None:
+        claimed = [g for g in gates if g["interrupt_id"] == snap.interrupt_id]
+        if not claimed:
+            return Plan(tid, "waiting", detail="waiting for a human")
+        g = claimed[0]
+        if g["decision"] == "revise":
+            # The ledger keeps the decision, not the feedback text: ask the human again.
+            return Plan(tid, "reasked", detail="revise claimed but never applied: gate reopened", gate_id=g["gate_id"])
+        reason = f"{g['decision']} by {g['decided_by']} via {g['decided_via']} (re-delivered after a crash)"
+        value = resume_value(g["decision"], reason if g["decision"] == "reject" else None, g["decided_by"] or "unknown")
+        return Plan(tid, "redelivered", graph_input=Command(resume=value),
+                    detail=f"{g['decision']} by {g['decided_by']}", gate_id=g["gate_id"])
+    if snap.next:
+        return Plan(tid, "resumed", detail="next: " + ", ".join(snap.next))
+    if not snap.values and cand.status == "queued" and cand.topic:
+        return Plan(tid, "started", graph_input={"topic": cand.topic, "requester": cand.requester or "cli",
+                                                 "source": cand.source or "cli"}, detail="never started")
+    return Plan(tid, "finished", detail=str((snap.values or {}).get("outcome") or cand.status or "no state"))
+
+
+async def _gates_by_thread(db: Database) -> dict[str, list[dict]]:
+    gates: dict[str, list[dict]] = {}
+    for g in await maintenance.decided_gates_waiting(db):
+        gates.setdefault(g["thread_id"], []).append(g)
+    return gates
+
+
+async def _plan_one(graph, db: Database, cand: maintenance.RecoveryCandidate, gates: list[dict]) -> Plan:
+    snap = await snapshot(graph, {"configurable": {"thread_id": cand.thread_id}})
+    return _plan_for(cand, snap, gates)
+
+
+async def plan_recovery(db: Database, *, stale_after_s: float = 0.0, terminal_window_s: float = 86400.0,
+                        thread_ids: list[str] | None = None) -> list[tuple[maintenance.RecoveryCandidate, Plan]]:
+    """Classify every candidate thread by its checkpoint (reads only)."""
+    async with checkpointer() as saver:  # also makes sure the checkpoint tables exist
+        graph = build_graph().compile(checkpointer=saver)
+        candidates = await maintenance.recovery_candidates(db, stale_after_s=stale_after_s,
+                                                           terminal_window_s=terminal_window_s)
+        if thread_ids is not None:
+            wanted = set(thread_ids)
+            candidates = [c for c in candidates if c.thread_id in wanted]
+        gates = await _gates_by_thread(db)
+        return [(cand, await _plan_one(graph, db, cand, gates.get(cand.thread_id, []))) for cand in candidates]
+
+
+async def _heartbeat(db: Database, thread_id: str, holder: str, lease_s: float) -> None:
+    while True:
+        await asyncio.sleep(lease_s / 3)
+        try:
+            if not await maintenance.renew_run_lease(db, thread_id, holder, seconds=lease_s):
+                log.error("lost the run lease on %s (paused past %.0fs?): another process may take it over",
+                          thread_id, lease_s)
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the next beat tries again; the lease outlives a blip
+            log.warning("run lease renewal for %s failed: %s", thread_id, err)
+
+
+@contextlib.asynccontextmanager
+async def run_lease(db: Database, thread_id: str, *, purpose: str = "run", lease_s: float = maintenance.DEFAULT_LEASE_S):
+    """Hold the thread's run lease (renewed in the background) for the body; yields False, and
+    runs nothing of its own, when another live holder has it."""
+    holder = maintenance.lease_holder(purpose)
+    if not await maintenance.acquire_run_lease(db, thread_id, holder, seconds=lease_s, purpose=purpose):
+        yield False
+        return
+    beat = asyncio.create_task(_heartbeat(db, thread_id, holder, lease_s), name=f"lease:{thread_id}")
+    try:
+        yield True
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        with contextlib.suppress(Exception):  # an expired lease is as good as released
+            await maintenance.release_run_lease(db, thread_id, holder)
+
+
+async def drive_leased(thread_id: str, graph_input: Any, *, lease_s: float = maintenance.DEFAULT_LEASE_S,
+                       **drive_kwargs) -> RunSnapshot | None:
+    """service.runner.drive under the thread's run lease; None if another process is driving it."""
+    db = await get_database()
+    async with run_lease(db, thread_id, lease_s=lease_s) as held:
+        if not held:
+            return None
+        return await drive(thread_id, graph_input, **drive_kwargs)
+
+
+async def _default_driver(thread_id: str, graph_input: Any) -> RunSnapshot:
+    return await drive(thread_id, graph_input)
+
+
+async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 86400.0, concurrency: int = 4,
+                  thread_ids: list[str] | None = None, lease_s: float = maintenance.DEFAULT_LEASE_S,
+                  driver: Driver | None = None, dry_run: bool = False,
+                  on_plan: Callable[[Plan], None] | None = None) -> RecoveryReport:
+    """One recovery pass. Safe to repeat and to run in several processes at once."""
+    db = await get_database()
+    run = driver or _default_driver
+    report = RecoveryReport()
+    planned = await plan_recovery(db, stale_after_s=stale_after_s, terminal_window_s=terminal_window_s,
+                                  thread_ids=thread_ids)
+    report.examined = len(planned)
+    live = await maintenance.live_leases(db)
+    limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def _act(saver_graph, cand: maintenance.RecoveryCandidate, plan: Plan) -> None:
+        if on_plan:
+            on_plan(plan)
+        if plan.action in ("waiting", "finished"):
+            getattr(report, plan.action).append(plan.thread_id)
+            return
+        if dry_run:
+            (report.busy if plan.thread_id in live else getattr(report, plan.action)).append(plan.thread_id)
+            return
+        async with limit, run_lease(db, plan.thread_id, purpose="recover", lease_s=lease_s) as held:
+            if not held:
+                report.busy.append(plan.thread_id)
+                return
+            try:
+                # Re-plan under the lease: another recoverer may have finished it in the meantime.
+                fresh = await _plan_one(saver_graph, db, cand, (await _gates_by_thread(db)).get(cand.thread_id, []))
+                if fresh.action != plan.action:
+                    (report.waiting if fresh.action == "waiting" else report.finished).append(plan.thread_id)
+                    return
+                if fresh.action == "reasked":
+                    gate = await approvals.get_gate(db, fresh.gate_id)
+                    if gate is not None:
+                        await approvals.release_gate(db, fresh.gate_id, decided_by=gate.decided_by or "")
+                    report.reasked.append(plan.thread_id)
+                    return
+                log.info("recovery: %s %s (%s)", fresh.action, fresh.thread_id, fresh.detail)
+                snap = await run(fresh.thread_id, fresh.graph_input)
+                getattr(report, fresh.action).append(fresh.thread_id)
+                report.outcomes[fresh.thread_id] = ("waiting_for_human" if snap.waiting_for_human
+                                                    else str(snap.values.get("outcome", "?")))
+            except Exception as err:  # noqa: BLE001 - one thread's failure must not stop the others
+                log.exception("recovery of %s failed", plan.thread_id)
+                report.errors[plan.thread_id] = f"{type(err).__name__}: {err}"[:500]
+
+    async with checkpointer() as saver:
+        graph = build_graph().compile(checkpointer=saver)
+        await asyncio.gather(*[_act(graph, cand, plan) for cand, plan in planned])
+    return report
+
+
+__all__ = ["RecoveryReport", "Plan", "plan_recovery", "recover", "run_lease", "drive_leased"]

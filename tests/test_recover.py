@@ -1,0 +1,185 @@
+"""`newsroom recover`: runs cut off mid-flight are resumed from their last checkpoint, once.
+
+A "crash" here is the drive task cancelled while an LLM call hangs (what is persisted is exactly
+what a SIGKILL would leave: the checkpoints committed so far); tests/test_chaos_fast.py kills a
+real process with SIGKILL.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from langgraph.types import Command
+
+from service.recovery import recover, run_lease
+from service.runner import current, drive, start_post
+from storage import approvals, maintenance, posts
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
+from tests.scripted_llm import Fault
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _wait_for(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _cut_off_while_judging(db, llm, topic: str) -> str:
+    """Start a post, let the judge's first call hang, and kill the run there (status 'editing')."""
+    llm.script(Fault.hang(20), model=JUDGE)
+    tid = f"recover-{os.urandom(4).hex()}"
+    task = asyncio.create_task(start_post(topic, thread_id=tid))
+
+    async def judging():
+        return bool(llm.requests_for(JUDGE))
+
+    await _wait_for(judging, what="the judge call")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await posts.get_post(db, tid))["status"] == "editing"
+    snap = await current(tid)
+    assert snap.next and not snap.waiting_for_human  # cut off: pending nodes, no interrupt
+    return tid
+
+
+async def test_run_cut_off_inside_a_desk_is_resumed_to_the_gate(db, llm):
+    tid = await _cut_off_while_judging(db, llm, "Recover me from the editor desk")
+    writer_calls = len(llm.requests_for(WRITER))
+
+    report = await recover(thread_ids=[tid])
+    assert report.resumed == [tid] and report.errors == {}
+    assert report.outcomes[tid] == "waiting_for_human"
+    snap = await current(tid)
+    assert snap.waiting_for_human and snap.interrupt["scores"]["technical_accuracy"] == 4
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+    # Resumed from the checkpoint after the writer: the draft was not written again.
+    assert len(llm.requests_for(WRITER)) == writer_calls
+    assert len(snap.values["drafts"]) == 1
+
+    # Idempotent: a second pass finds it waiting for a human and calls nothing.
+    requests = len(llm.requests)
+    again = await recover(thread_ids=[tid])
+    assert again.waiting == [tid] and again.acted == 0
+    assert len(llm.requests) == requests
+
+
+async def test_waiting_for_approval_stays_waiting(db, llm):
+    snap = await start_post("Wait for me")
+    requests = len(llm.requests)
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.waiting == [snap.thread_id] and report.acted == 0
+    after = await current(snap.thread_id)
+    assert after.waiting_for_human and after.checkpoint_id == snap.checkpoint_id
+    assert len(llm.requests) == requests
+
+
+async def test_cut_off_during_publish_publishes_exactly_once(db, llm, monkeypatch):
+    real_record = posts.record_publication
+
+    async def crash_before_ledger(*a, **kw):
+        raise ConnectionError("simulated crash between the site write and the ledger commit")
+
+    snap = await start_post("Crash while publishing")
+    monkeypatch.setattr(posts, "record_publication", crash_before_ledger)
+    with pytest.raises(ConnectionError):
+        await drive(snap.thread_id, Command(resume="approve"))
+    monkeypatch.setattr(posts, "record_publication", real_record)
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "publishing"
+
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.resumed == [snap.thread_id] and report.outcomes[snap.thread_id] == "published"
+    assert len(await posts.publications_for(db, snap.thread_id)) == 1
+    # the human decision was taken once, before the crash; recovery did not ask again
+    decisions = [e for e in await posts.list_events(db, snap.thread_id) if e["kind"] == "human_decision"]
+    assert len(decisions) == 1
+    assert (await recover(thread_ids=[snap.thread_id])).acted == 0
+
+
+async def test_claimed_approval_that_never_ran_is_redelivered(db, llm):
+    """A channel claimed 'approve' in the ledger, then the server died before the resume ran."""
+    snap = await start_post("An approval lost in a crash")
+    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
+                                         draft_version=1)
+    assert await approvals.claim_gate(db, gate.gate_id, decision="approve", decided_by="dora", decided_via="telegram")
+
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.redelivered == [snap.thread_id] and report.outcomes[snap.thread_id] == "published"
+    assert len(await posts.publications_for(db, snap.thread_id)) == 1
+    decision = [e for e in await posts.list_events(db, snap.thread_id) if e["kind"] == "human_decision"][0]
+    assert decision["actor"] == "dora" and decision["detail"]["decision"] == "approve"
+    assert (await recover(thread_ids=[snap.thread_id])).acted == 0
+
+
+async def test_claimed_revise_without_its_text_reopens_the_gate(db, llm):
+    snap = await start_post("A revise lost in a crash")
+    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
+                                         draft_version=1)
+    await approvals.claim_gate(db, gate.gate_id, decision="revise", decided_by="erin", decided_via="web")
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.reasked == [snap.thread_id]
+    assert not (await approvals.get_gate(db, gate.gate_id)).decided  # shown again to a human
+    assert (await current(snap.thread_id)).waiting_for_human
+
+
+async def test_two_recoverers_at_once_resume_a_thread_once(db, llm):
+    tid = await _cut_off_while_judging(db, llm, "Two recoverers race")
+    judge_calls = len(llm.requests_for(JUDGE))
+    a, b = await asyncio.gather(recover(thread_ids=[tid]), recover(thread_ids=[tid]))
+    assert sorted([len(a.resumed), len(b.resumed)]) == [0, 1]
+    loser = b if a.resumed else a
+    assert tid in loser.busy + loser.waiting + loser.finished
+    assert len(llm.requests_for(JUDGE)) == judge_calls + 1  # one resumed run judged once
+    history = [e for e in await posts.list_events(db, tid) if e["kind"] == "verdict"]
+    assert len(history) == 1
+
+
+async def test_a_thread_leased_by_a_live_run_is_left_alone(db, llm):
+    tid = await _cut_off_while_judging(db, llm, "Someone else is driving this")
+    async with run_lease(db, tid, purpose="live-run") as held:
+        assert held
+        report = await recover(thread_ids=[tid])
+        assert report.busy == [tid] and report.acted == 0
+    assert (await recover(thread_ids=[tid])).resumed == [tid]
+
+
+async def test_accepted_post_that_never_started_is_started(db, llm):
+    tid = f"queued-{os.urandom(4).hex()}"
+    await posts.create_post(db, tid, "Accepted, then the server died", "frank", source="telegram")
+    assert (await current(tid)).values == {}
+    report = await recover(thread_ids=[tid])
+    assert report.started == [tid]
+    snap = await current(tid)
+    assert snap.waiting_for_human and snap.values["requester"] == "frank"
+
+
+async def test_stale_after_skips_recently_updated_posts(db, llm):
+    tid = await _cut_off_while_judging(db, llm, "Maybe still alive elsewhere")
+    assert tid not in [c.thread_id for c in await maintenance.recovery_candidates(db, stale_after_s=3600)]
+    assert tid in [c.thread_id for c in await maintenance.recovery_candidates(db, stale_after_s=0)]
+    assert (await recover(thread_ids=[tid])).resumed == [tid]
+
+
+async def test_recover_command_in_a_new_process(db, llm, pg_url):
+    tid = await _cut_off_while_judging(db, llm, "Recover me from the CLI")
+    env = dict(os.environ, DATABASE_URL=pg_url)
+    dry = subprocess.run([sys.executable, "-m", "service.cli", "recover", "--thread", tid, "--dry-run", "--json"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout.strip().splitlines()[-1])["resumed"] == [tid]
+    assert (await posts.get_post(db, tid))["status"] == "editing"  # a dry run changes nothing
+    out = subprocess.run([sys.executable, "-m", "service.cli", "recover", "--thread", tid, "--json"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["resumed"] == [tid] and result["outcomes"][tid] == "waiting_for_human"
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
