@@ -135,7 +135,7 @@ def render_run(post: dict, values: dict, pending: decisions.PendingInterrupt | N
             f"<h2>Decision</h2><p>Draft v{e(draft.get('version'))} waits for approval.</p>"
             f"<form class=decide method=post action='{BASE}/runs/{quote(tid)}/decide'>"
             f"<input type=hidden name=gate_id value='{e(gate_id)}'>"
-            "<input name=reviewer placeholder='your name' value='web'>"
+            "<label>reviewer <input name=reviewer placeholder='your name' value='web' size=12></label>"
             "<button name=action value=approve id=approve>Approve</button></form>"
             f"<form class=decide method=post action='{BASE}/runs/{quote(tid)}/decide'>"
             f"<input type=hidden name=gate_id value='{e(gate_id)}'><input type=hidden name=reviewer value='web'>"
@@ -182,7 +182,7 @@ def render_run(post: dict, values: dict, pending: decisions.PendingInterrupt | N
                              f"<td>{c['tokens_in']}+{c['tokens_out']}</td><td>${float(c['cost_usd']):.4f}</td>"
                              f"<td>{c['latency_ms']}</td><td>{e(c['outcome'])}</td></tr>" for c in calls) + "</table>")
     out.append("<h2>Events</h2><table id=events><tr><th>at</th><th>actor</th><th>what</th><th>detail</th></tr>" + "".join(
-        f"<tr><td>{ev['at']:%Y-%m-%d %H:%M:%S}</td><td>{e(ev['actor'])}</td>"
+        f"<tr><td style='white-space:nowrap'>{ev['at']:%m-%d %H:%M:%S}</td><td>{e(ev['actor'])}</td>"
         f"<td>{e(ev['from_status'] + ' → ' + ev['to_status'] if ev['kind'] == 'transition' else ev['kind'])}</td>"
         f"<td><small>{e(json.dumps({k: v for k, v in (ev['detail'] or {}).items() if v not in (None, '', [], {})}, default=str)[:300])}</small></td></tr>"
         for ev in events) + "</table>")

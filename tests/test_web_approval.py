@@ -1,0 +1,160 @@
+"""The approval web page in headless Chromium (Debian's chromium + chromium-driver, driven by
+selenium): log in with the token, open a run waiting at the gate, approve it, see it published.
+Also: without the token every page and every decision is refused.
+
+The browser is installed by this module's setup (apt-get, when missing and running as root); if
+it cannot be installed the browser test is SKIPPED with the reason, never passed silently.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from storage import posts
+from tests.approval_fixtures import WEB_TOKEN, approval_server  # noqa: F401
+from tests.engine_fixtures import llm, scripted_llm  # noqa: F401
+from tests.fake_telegram import fake_telegram  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# As in env's notes: without the background-networking flags Chromium keeps dialling out on a closed network.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--no-first-run", "--window-size=1280,1600"]
+
+
+def _have_browser() -> bool:
+    return all(Path(p).exists() or shutil.which(Path(p).name) for p in (CHROMIUM, CHROMEDRIVER))
+
+
+def install_chromium() -> str | None:
+    """apt-get install chromium chromium-driver when missing. Returns a reason when it cannot."""
+    if _have_browser():
+        return None
+    if not shutil.which("apt-get"):
+        return "chromium is missing and this machine has no apt-get"
+    if os.geteuid() != 0:
+        return "chromium is missing and apt-get needs root (run: sudo apt-get install chromium chromium-driver)"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0 or not _have_browser():
+        return f"apt-get install chromium chromium-driver failed: {(out.stderr or out.stdout)[-500:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(session_dir):
+    reason = install_chromium()
+    if reason:
+        pytest.skip(f"no headless Chromium: {reason}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = shutil.which("chromium") or CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        opts.add_argument(flag)
+    profile = session_dir / f"chromium-profile-{os.getpid()}"
+    opts.add_argument(f"--user-data-dir={profile}")
+    service = Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER,
+                      log_output=str(session_dir / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=opts)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+async def _run_to_gate(server_url: str, topic: str) -> str:
+    client = get_client(url=server_url)
+    thread = await client.threads.create(metadata={"source": "web-test"})
+    await client.runs.wait(thread["thread_id"], "newsroom", input={"topic": topic, "requester": "web-test", "source": "api"})
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["next"] == ["human_approval"]
+    return thread["thread_id"]
+
+
+async def test_pages_and_decisions_refuse_without_the_token(approval_server, llm, db):  # noqa: F811
+    tid = await _run_to_gate(approval_server.url, "Refused without a token")
+    base = f"{approval_server.url}/newsroom/ui"
+    async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http:
+        listing = await http.get(base)
+        assert listing.status_code == 401 and 'name=token' in listing.text and tid not in listing.text
+        assert (await http.get(f"{base}/runs/{tid}")).status_code == 401
+        wrong = await http.post(f"{base}/login", data={"token": "guess"})
+        assert wrong.status_code == 403 and "newsroom_session" not in wrong.headers.get("set-cookie", "")
+        refused = await http.post(f"{base}/runs/{tid}/decide", data={"action": "approve", "gate_id": "x"})
+        assert refused.status_code == 403
+        # a script may use the header; the page then shows the run and its decision form
+        page = await http.get(f"{base}/runs/{tid}", headers={"Authorization": f"Bearer {WEB_TOKEN}"})
+        assert page.status_code == 200 and "GQA and the KV cache" in page.text and 'id=approve' in page.text
+        gate_id = page.text.split("name=gate_id value='")[1].split("'")[0]
+        forged = await http.post(f"{base}/runs/{tid}/decide", data={"action": "approve", "gate_id": gate_id},
+                                 headers={"Authorization": "Bearer nope"})
+        assert forged.status_code == 403
+        rejected = await http.post(f"{base}/runs/{tid}/decide",
+                                   data={"action": "reject", "gate_id": gate_id, "reason": "scripted reject"},
+                                   headers={"Authorization": f"Bearer {WEB_TOKEN}"})
+        assert rejected.status_code == 303
+        again = await http.post(f"{base}/runs/{tid}/decide", data={"action": "approve", "gate_id": gate_id},
+                                headers={"Authorization": f"Bearer {WEB_TOKEN}"})
+        assert again.status_code == 303 and "Already%20decided" in again.headers["location"]
+    for _ in range(100):
+        if (await posts.get_post(db, tid))["status"] == "rejected":
+            break
+        await asyncio.sleep(0.05)
+    assert (await posts.get_post(db, tid))["status_reason"] == "scripted reject"
+
+
+async def test_approve_a_run_from_the_web_page_in_chromium(browser, approval_server, llm, db, session_dir):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tid = await _run_to_gate(approval_server.url, "Approved from the browser")
+    wait = WebDriverWait(browser, 20)
+    browser.get(f"{approval_server.url}/newsroom/ui")
+    token_box = wait.until(EC.presence_of_element_located((By.ID, "token")))  # no token: the login form
+    assert tid[-8:] not in browser.page_source
+    token_box.send_keys(WEB_TOKEN)
+    browser.find_element(By.ID, "login").click()
+    wait.until(EC.presence_of_element_located((By.ID, "runs")))
+    browser.find_element(By.LINK_TEXT, tid[-8:]).click()
+
+    wait.until(EC.presence_of_element_located((By.ID, "approve")))
+    assert browser.find_element(By.ID, "status").text == "awaiting_approval"
+    assert "Grouped-query attention shares key/value heads" in browser.find_element(By.ID, "draft").text
+    scores = browser.find_element(By.ID, "scores").text
+    assert "technical_accuracy 4" in scores and "calibration 4" in scores
+    assert browser.find_element(By.ID, "cost").text.startswith("$")
+    assert "awaiting_approval" in browser.find_element(By.ID, "events").text
+    browser.save_screenshot(str(session_dir / "web-approval-before.png"))
+
+    browser.find_element(By.ID, "approve").click()
+    flash = wait.until(EC.presence_of_element_located((By.ID, "flash")))
+    assert flash.text.startswith("Approved")
+    deadline = time.monotonic() + 20
+    while browser.find_element(By.ID, "status").text != "published" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        browser.refresh()
+    assert browser.find_element(By.ID, "status").text == "published"
+    publication = browser.find_element(By.ID, "publication").text
+    assert "static_site" in publication
+    assert not browser.find_elements(By.ID, "approve")  # nothing left to decide
+    browser.save_screenshot(str(session_dir / "web-approval-after.png"))
+    decisions = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
+    assert [d["actor"] for d in decisions] == ["web (web)"]
+    assert len(await posts.publications_for(db, tid)) == 1
