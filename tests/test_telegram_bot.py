@@ -360,3 +360,29 @@ async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, 
     assert await posts.publications_for(db, expire_only) == []
     await decisions.decide(client, db, (await approvals.gates_for_thread(db, other_tid))[-1].gate_id,
                            action="reject", text="test cleanup", reviewer="test", via="test")
+
+
+# --- Studio sees the same runs --------------------------------------------------------------------------------
+
+async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons(bot, fake_telegram, llm, db):
+    """Studio is a client of the same server API: thread search, state history, the pending interrupt,
+    and a resume typed into Studio (the exact value docs/telegram-studio.md gives)."""
+    fake = fake_telegram
+    client = get_client(url=bot.bot_data["newsroom"].settings.agent_server_url)
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "Seen from Studio")
+    gate = await gate_message(fake, GROUP_CHAT, tid)
+    listed = await client.threads.search(metadata={"source": "telegram", "chat_id": GROUP_CHAT}, limit=100)
+    assert tid in [t["thread_id"] for t in listed]
+    thread = await client.threads.get(tid)
+    assert thread["status"] == "interrupted"
+    history = await client.threads.get_history(tid, limit=50)
+    assert len(history) >= 8 and history[0]["next"] == ["human_approval"]
+    interrupts = [i for t in history[0]["tasks"] for i in t["interrupts"]]
+    assert interrupts[0]["value"]["draft"]["version"] == 1
+    assert interrupts[0]["value"]["resume_values"][0] == {"action": "approve"}
+    await client.runs.wait(tid, "newsroom", command={"resume": {"action": "approve", "reviewer": "studio"}})
+    assert (await posts.get_post(db, tid))["status"] == "published"
+    late = fake.press(GROUP_CHAT, APPROVER, gate, buttons(gate)["approve"])
+    await fake.wait_for(lambda: fake.callback_answers(late["callback_query"]["id"]), what="answer")
+    assert "Already decided" in fake.callback_answers(late["callback_query"]["id"])[0]["text"]
+    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))] == ["studio"]
