@@ -168,6 +168,33 @@ class Settings(BaseSettings):
         default=None, description="token for the /newsroom/ui pages (login form, or Authorization: Bearer); unset = pages refuse",
     )
 
+    # --- tracing (tools/tracing.py): Langfuse SDK 5 over OpenTelemetry ---------------------------
+    langfuse_public_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("LANGFUSE_PUBLIC_KEY", "NEWSROOM_LANGFUSE_PUBLIC_KEY"),
+        description="Langfuse project public key; tracing is on only when both keys are set",
+    )
+    langfuse_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LANGFUSE_SECRET_KEY", "NEWSROOM_LANGFUSE_SECRET_KEY"),
+        description="Langfuse project secret key",
+    )
+    langfuse_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LANGFUSE_BASE_URL", "LANGFUSE_HOST", "NEWSROOM_LANGFUSE_BASE_URL"),
+        description="Langfuse host; spans go to {url}/api/public/otel/v1/traces (default https://cloud.langfuse.com)",
+    )
+    langfuse_timeout_s: int = Field(
+        default=2, ge=1, le=60, validation_alias=AliasChoices("LANGFUSE_TIMEOUT", "NEWSROOM_LANGFUSE_TIMEOUT_S"),
+        description="seconds per Langfuse export request (whole seconds: the SDK's unit); kept small so a "
+        "down host costs little",
+    )
+    tracing_enabled: bool = Field(default=True, description="false = no tracing even when Langfuse keys are set")
+    tracing_capture_content: bool = Field(
+        default=True, description="send prompts, replies and drafts (secrets scrubbed); false = only names, usage, scores",
+    )
+    tracing_flush_timeout_s: float = Field(
+        default=2.0, ge=0, description="the most a finished CLI run waits for its spans to be sent",
+    )
+
     @field_validator("telegram_allowed_chats", "telegram_approvers", mode="before")
     @classmethod
     def _split_ids(cls, v):

@@ -794,8 +794,15 @@ def get_gateway() -> LLMGateway:
         key = 0
     gw = _GATEWAYS.get(key)
     if gw is None:
-        gw = _GATEWAYS[key] = LLMGateway(get_settings())
+        gw = _GATEWAYS[key] = LLMGateway(get_settings(), observers=_default_observers())
     return gw
+
+
+def _default_observers() -> list[Observer]:
+    from tools.tracing import llm_call_observer  # a Langfuse generation per call; None when tracing is off
+
+    tracing = llm_call_observer()
+    return [tracing] if tracing is not None else []
 
 
 def reset_gateway() -> None:
