@@ -11,6 +11,7 @@ from config import get_settings
 from graphs.state import PostState
 from tools.llm import LLMUnavailable, get_gateway
 from tools.publish import destination_from_settings, publish_once
+from tools.tracing import record_scores, traced_desk
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ async def start_research(state: PostState, config: RunnableConfig) -> dict:
     return {}
 
 
+@traced_desk("researcher")
 async def gather(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     try:
@@ -63,6 +65,7 @@ async def start_drafting(state: PostState, config: RunnableConfig) -> dict:
     return {}
 
 
+@traced_desk("writer")
 async def write(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     previous, review, decision = state.latest_draft, state.latest_review, state.latest_decision
@@ -93,6 +96,7 @@ async def start_editing(state: PostState, config: RunnableConfig) -> dict:
     return {}
 
 
+@traced_desk("editor")
 async def judge(state: PostState, config: RunnableConfig) -> dict:
     tid, draft = thread_id_of(config), state.latest_draft
     review = await editor.review_draft(
@@ -106,7 +110,20 @@ async def judge(state: PostState, config: RunnableConfig) -> dict:
                 "scores": review.verdict.scores if review.verdict else None,
                 "flag": review.verdict.flag if review.verdict else None, "error": review.error},
     )
+    _trace_verdict(tid, review)
     return {"reviews": [review.model_dump(mode="json")]}
+
+
+def _trace_verdict(tid: str, review) -> None:
+    """The verdict as Langfuse scores on the thread's trace (a no-op when tracing is off)."""
+    scores: dict = {"editor_decision": review.decision}
+    comments = {}
+    if review.verdict is not None:
+        scores.update(review.verdict.scores, editor_mean=review.mean,
+                      confident_hallucination=review.verdict.flag == "confident_hallucination")
+        comments = review.verdict.reasoning.model_dump()
+    record_scores(tid, scores, key=review.key, comments=comments,
+                  metadata={"draft_version": review.draft_version, "judge_model": review.judge_model})
 
 
 # --- Publisher --------------------------------------------------------------------------------
@@ -116,6 +133,7 @@ async def start_publishing(state: PostState, config: RunnableConfig) -> dict:
     return {}
 
 
+@traced_desk("publisher", flush_after=True)
 async def publish(state: PostState, config: RunnableConfig) -> dict:
     from storage.db import get_database
 

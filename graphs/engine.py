@@ -14,6 +14,7 @@ from langgraph.types import interrupt
 from agents import supervisor
 from graphs.desks import editor_desk, publisher_desk, researcher_desk, setting, thread_id_of, writer_desk
 from graphs.state import PostInput, PostState
+from tools.tracing import traced_desk
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
     return {"escalated": escalated, "escalation_reason": reason}
 
 
+@traced_desk("human_approval", flush_after=True)
 async def human_approval(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     usage = await supervisor.post_usage(tid)  # a read, not a side effect
