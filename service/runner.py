@@ -11,6 +11,7 @@ from langgraph.types import Command
 
 from graphs.engine import build_graph
 from storage.checkpointer import checkpointer
+from tools.tracing import traces_flushed
 
 ProgressFn = Callable[[str, str, float], None]  # (desk, message, seconds since start)
 
@@ -83,7 +84,8 @@ async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None
     config = {"configurable": {"thread_id": thread_id, **(overrides or {})}, "metadata": metadata or {},
               "recursion_limit": 100}
     started = time.monotonic()
-    async with checkpointer() as saver:
+    # traces_flushed: with Langfuse on, this run's spans are sent at the end (bounded wait, off the loop)
+    async with checkpointer() as saver, traces_flushed():
         graph = build_graph().compile(checkpointer=saver)
         async for ns, chunk in graph.astream(graph_input, config, stream_mode="updates", subgraphs=True):
             for node, update in chunk.items():
