@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import click
@@ -65,10 +66,25 @@ def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) ->
         asyncio.run(_register())
         click.echo(f"webhook set: {webhook_url} (the Agent Server must have the same token and secret)")
         return
+    async def _close_db(_application) -> None:
+        from storage.db import close_database
+
+        await close_database()  # the approval ledger's pool, before the loop goes away
+
+    app.post_shutdown = _close_db
     if sweep and settings.approval_sweep_interval_s > 0:
+        tasks: list[asyncio.Task] = []
+
         async def _start_sweep(application) -> None:
-            application.create_task(_sweep_loop(application, settings, server_url), name="approval-sweep")
-        app.post_init = _start_sweep
+            tasks.append(asyncio.create_task(_sweep_loop(application, settings, server_url), name="approval-sweep"))
+
+        async def _stop_sweep(_application) -> None:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        app.post_init, app.post_stop = _start_sweep, _stop_sweep
     click.echo(f"newsroom bot: polling Telegram; Agent Server {server_url or settings.agent_server_url}; "
                f"{len(settings.telegram_allowed_chats)} allowed chats, {len(settings.telegram_approvers)} approvers")
     # run_polling deletes any webhook first, so one token serves one mode at a time.
@@ -107,6 +123,9 @@ def sweep_command(server_url: str | None, loop_s: float | None) -> None:
                     return
                 await asyncio.sleep(loop_s)
         finally:
+            from storage.db import close_database
+
+            await close_database()
             if bot is not None:
                 await bot.shutdown()
 

@@ -386,3 +386,28 @@ async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons
     await fake.wait_for(lambda: fake.callback_answers(late["callback_query"]["id"]), what="answer")
     assert "Already decided" in fake.callback_answers(late["callback_query"]["id"])[0]["text"]
     assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))] == ["studio"]
+
+
+async def test_sweep_command_discovers_runs_started_elsewhere(approval_server, fake_telegram, llm, db, pg_url):
+    """`newsroom sweep` (the cron form): a run started through the API, not Telegram, gets its gate
+    registered, with its deadline counted from when the post began waiting."""
+    import os
+    import sys
+
+    client = get_client(url=approval_server.url)
+    thread = await client.threads.create(metadata={"source": "api"})
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "newsroom", input={"topic": "Started from the API", "requester": "cron-test"})
+    env = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_AGENT_SERVER_URL=approval_server.url,
+               TELEGRAM_BOT_TOKEN=TOKEN, NEWSROOM_TELEGRAM_API_BASE_URL=fake_telegram.url,
+               NEWSROOM_APPROVAL_DEADLINE_S="3600")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "sweep", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert re.search(r"approval sweep: discovered [1-9]\d*, reminded 0", out.decode()), out.decode()
+    gates = await approvals.gates_for_thread(db, tid)
+    assert len(gates) == 1 and not gates[0].decided and gates[0].chat_id is None
+    post = await posts.get_post(db, tid)
+    assert abs((gates[0].waiting_since - post["updated_at"]).total_seconds()) < 1
+    await decisions.decide(client, db, gates[0].gate_id, action="reject", text="test cleanup", reviewer="test", via="test")
