@@ -10,12 +10,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings, get_settings
+from storage import sql
 from storage.db import Database, resolve_database_url
 from storage.migrate import migrate, under_lease
 
@@ -63,6 +65,17 @@ def make_saver(pool: AsyncConnectionPool, dialect: str) -> BaseCheckpointSaver:
     return AsyncPostgresSaver(pool, serde=make_serde())
 
 
+async def _saver_schema_behind(db: Database, saver: BaseCheckpointSaver) -> bool:
+    migrations = getattr(saver, "MIGRATIONS", None)
+    if not migrations:
+        return True
+    try:
+        row = await db.fetchone(sql.SELECT_SAVER_MIGRATION_VERSION)
+    except psycopg.errors.UndefinedTable:
+        return True
+    return row is None or row["v"] is None or row["v"] < len(migrations) - 1
+
+
 @asynccontextmanager
 async def checkpointer(settings: Settings | None = None) -> AsyncIterator[BaseCheckpointSaver]:
     """Yield a saver on our database (embedded PostgreSQL when DATABASE_URL is unset)."""
@@ -78,7 +91,11 @@ async def checkpointer(settings: Settings | None = None) -> AsyncIterator[BaseCh
         async def _setup(_holder: str) -> None:
             await saver.setup()  # the saver's own migrations; not safe to race, so under our lease
 
-        await under_lease(db, _setup)
+        # Only when the saver's schema is behind: every drive() opens a checkpointer, and taking
+        # the global lease each time serialised concurrent runs and, after a SIGKILL of its holder,
+        # stalled every run for the lease's 120 s (found by evals/chaos/crash_resume.py).
+        if await _saver_schema_behind(db, saver):
+            await under_lease(db, _setup)
         log.info("checkpointer ready: %s on %s", type(saver).__name__, db.dialect)
         yield saver
     finally:

@@ -34,6 +34,8 @@ RETURNING holder
 RELEASE_MIGRATION_LEASE = "DELETE FROM schema_migration_lease WHERE id = 1 AND holder = %(holder)s"
 SELECT_APPLIED_MIGRATIONS = "SELECT version FROM schema_migrations ORDER BY version"
 INSERT_MIGRATION = "INSERT INTO schema_migrations (version, applied_by) VALUES (%(version)s, %(holder)s)"
+# The checkpoint saver's own migration table (both savers keep one: v = index in saver.MIGRATIONS).
+SELECT_SAVER_MIGRATION_VERSION = "SELECT max(v) AS v FROM checkpoint_migrations"
 
 # --- posts: a persisted state machine ----------------------------------------------------
 INSERT_POST = """
