@@ -188,47 +188,73 @@ class CorpusStore:
 
     async def upsert_document(self, doc: DocumentIn, *, embed_model: str, dim: int) -> str:
         """Write one document and its chunks. Returns 'unchanged', 'inserted' or 'replaced'."""
-        for c in doc.chunks:
-            if c.embedding is None or np.asarray(c.embedding).shape != (dim,):
-                got = None if c.embedding is None else np.asarray(c.embedding).shape
-                raise EmbeddingMismatchError(f"{doc.source_path} chunk {c.ordinal}: vector shape {got}, expected ({dim},)")
+        return (await self.upsert_documents([doc], embed_model=embed_model, dim=dim))[0]
 
-        async def _write(conn) -> str:
-            cur = await conn.execute(q.SELECT_DOCUMENT_FOR_UPDATE, {"source_path": doc.source_path})
-            existing = await cur.fetchone()
-            if existing is not None and existing["content_hash"] == doc.content_hash:
-                return "unchanged"  # nothing written
-            row = await (await conn.execute(q.UPSERT_DOCUMENT, {
-                "source_path": doc.source_path, "title": doc.title, "content_hash": doc.content_hash,
-                "metadata": json.dumps(doc.metadata, default=str)})).fetchone()
-            doc_id = row["id"]
-            if existing is not None:
-                await conn.execute(q.DELETE_CHUNKS_OF_DOCUMENT, {"document_id": doc_id})
-            await self._insert_chunks(conn, doc_id, doc.chunks, embed_model, dim)
-            return "inserted" if existing is None else "replaced"
+    async def upsert_documents(self, docs: Sequence[DocumentIn], *, embed_model: str, dim: int) -> list[str]:
+        """Write documents and their chunks in ONE transaction ('unchanged' | 'inserted' | 'replaced'
+        each). A document whose stored hash is the same writes nothing; a changed one has all its
+        chunks replaced. Round trips do not grow with the batch: the document upserts are
+        pipelined, the old chunks go in one DELETE and the new ones in one COPY."""
+        if not docs:
+            return []
+        if len({d.source_path for d in docs}) != len(docs):
+            raise ValueError("a batch may hold each source path once")
+        for doc in docs:
+            for c in doc.chunks:
+                if c.embedding is None or np.asarray(c.embedding).shape != (dim,):
+                    got = None if c.embedding is None else np.asarray(c.embedding).shape
+                    raise EmbeddingMismatchError(
+                        f"{doc.source_path} chunk {c.ordinal}: vector shape {got}, expected ({dim},)")
+
+        async def _write(conn) -> list[str]:
+            if self.db.dialect == "postgres":
+                await conn.execute(q.WRITE_ISOLATION)
+            proposed = [uuid.uuid4() for _ in docs]
+            params = [{"id": pid, "source_path": d.source_path, "title": d.title, "content_hash": d.content_hash,
+                       "metadata": json.dumps(d.metadata, default=str)} for pid, d in zip(proposed, docs)]
+            cur = conn.cursor()
+            await cur.executemany(q.UPSERT_DOCUMENT_IF_CHANGED, params, returning=True)
+            statuses: list[str] = []
+            ids: list[str | None] = []
+            while True:
+                row = await cur.fetchone()
+                if row is None:
+                    statuses.append("unchanged")
+                    ids.append(None)
+                else:
+                    statuses.append("inserted" if row["id"] == str(proposed[len(ids)]) else "replaced")
+                    ids.append(row["id"])
+                if not cur.nextset():
+                    break
+            if len(statuses) != len(docs):  # pragma: no cover - a driver contract violation
+                raise RuntimeError(f"expected {len(docs)} upsert results, got {len(statuses)}")
+            replaced = [i for i, st in zip(ids, statuses) if st == "replaced"]
+            if replaced:
+                await conn.execute(q.DELETE_CHUNKS_OF_DOCUMENTS, {"ids": replaced})
+            rows = [(i, c) for i, d, st in zip(ids, docs, statuses) if st != "unchanged" for c in d.chunks]
+            await self._insert_chunks(conn, rows, embed_model, dim)
+            return statuses
 
         return await self.db.transaction(_write)
 
-    async def _insert_chunks(self, conn, doc_id: str, chunks: Sequence[ChunkIn], embed_model: str, dim: int) -> None:
-        if not chunks:
+    async def _insert_chunks(self, conn, rows: Sequence[tuple[str, ChunkIn]], embed_model: str, dim: int) -> None:
+        if not rows:
             return
         if self.db.dialect == "postgres":
             from pgvector.psycopg.vector import register_vector_info
 
             info = await self._vector_info(conn)
             register_vector_info(conn, info)  # binary dumper for numpy arrays, this connection
-            oid = info.oid
-            did = uuid.UUID(doc_id)
             async with conn.cursor().copy(q.COPY_CHUNKS) as copy:
-                copy.set_types(q.CHUNK_COPY_TYPES + [oid])
-                for c in chunks:
-                    await copy.write_row((did, c.ordinal, c.heading_path, c.content, c.content_hash, embed_model, dim,
-                                          np.asarray(c.embedding, dtype=np.float32)))
+                copy.set_types(q.CHUNK_COPY_TYPES + [info.oid])
+                for doc_id, c in rows:
+                    await copy.write_row((uuid.UUID(doc_id), c.ordinal, c.heading_path, c.content, c.content_hash,
+                                          embed_model, dim, np.asarray(c.embedding, dtype=np.float32)))
             return
-        for start in range(0, len(chunks), INSERT_BATCH):
-            batch = chunks[start:start + INSERT_BATCH]
+        for start in range(0, len(rows), INSERT_BATCH):
+            batch = rows[start:start + INSERT_BATCH]
             params: list[Any] = []
-            for c in batch:
+            for doc_id, c in batch:
                 params += [doc_id, c.ordinal, c.heading_path, c.content, c.content_hash, embed_model, dim,
                            vector_literal(c.embedding)]
             await conn.execute(q.insert_chunks(len(batch)), params)
@@ -252,7 +278,12 @@ class CorpusStore:
         params.update({"q": vector_literal(arr), "model": embed_model, "limit": int(limit)})
 
         async def _search(conn):
-            await self._search_settings(conn, ef_search, limit)
+            if self.db.dialect == "postgres":
+                # One round trip for the settings and the query (pipeline mode).
+                async with conn.pipeline():
+                    await self._search_settings(conn, ef_search, limit)
+                    cur = await conn.execute(query, params)
+                return await cur.fetchall()
             return await (await conn.execute(query, params)).fetchall()
 
         return await self.db.transaction(_search)

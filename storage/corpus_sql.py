@@ -18,18 +18,25 @@ SELECT_DOCUMENT_HASHES = """
 SELECT source_path, content_hash, id::text AS id FROM documents WHERE source_path = ANY(%(paths)s)
 """
 
-SELECT_DOCUMENT_FOR_UPDATE = """
-SELECT id::text AS id, content_hash FROM documents WHERE source_path = %(source_path)s FOR UPDATE
-"""
-
-UPSERT_DOCUMENT = """
-INSERT INTO documents (source_path, title, content_hash, metadata)
-VALUES (%(source_path)s, %(title)s, %(content_hash)s, %(metadata)s::JSONB)
+# Insert, or replace when the hash differs; nothing (no row back, no write) when it is the same.
+# The returned id equals the proposed one for a new document (works on both dialects).
+UPSERT_DOCUMENT_IF_CHANGED = """
+INSERT INTO documents (id, source_path, title, content_hash, metadata)
+VALUES (%(id)s, %(source_path)s, %(title)s, %(content_hash)s, %(metadata)s::JSONB)
 ON CONFLICT (source_path) DO UPDATE
    SET title = EXCLUDED.title, content_hash = EXCLUDED.content_hash,
        metadata = EXCLUDED.metadata, ingested_at = now()
+ WHERE documents.content_hash <> EXCLUDED.content_hash
 RETURNING id::text AS id
 """
+
+# Writers of different documents touch disjoint rows, and two writers of one document are
+# serialised by the row lock of the upsert; SERIALIZABLE would only add false conflicts (SSI's
+# page-level predicate locks on the documents indexes). CockroachDB runs it as SERIALIZABLE
+# unless READ COMMITTED is enabled on the cluster, which is also correct.
+WRITE_ISOLATION = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+DELETE_CHUNKS_OF_DOCUMENTS = "DELETE FROM chunks WHERE document_id = ANY(%(ids)s::UUID[])"
 
 DELETE_DOCUMENT = "DELETE FROM documents WHERE source_path = %(source_path)s"
 
@@ -42,8 +49,6 @@ FROM documents d ORDER BY d.source_path
 """
 
 # --- chunks ----------------------------------------------------------------------------------------
-
-DELETE_CHUNKS_OF_DOCUMENT = "DELETE FROM chunks WHERE document_id = %(document_id)s"
 
 SELECT_CHUNK_VECTORS_OF_DOCUMENT = """
 SELECT content_hash, embedding::text AS embedding FROM chunks

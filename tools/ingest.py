@@ -182,17 +182,22 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
             for (_, c), v in zip(todo, vecs):
                 c.embedding = np.asarray(v, dtype=np.float32)
             report.chunks_embedded += len(todo)
-        for p in pending:
-            try:
-                status = await store.upsert_document(p.doc, embed_model=embedder.name, dim=dim)
-            except Exception as e:  # one bad document must not stop the batch
-                log.exception("writing %s failed", p.source_path)
-                report.failed.append((p.source_path, f"{type(e).__name__}: {e}"))
-                tick(p.source_path, "failed")
-                continue
+        try:  # one transaction for the batch: round trips do not grow with the number of files
+            statuses = await store.upsert_documents([p.doc for p in pending], embed_model=embedder.name, dim=dim)
+        except Exception:  # isolate the failing document: one transaction per file
+            log.warning("batch write failed; writing the %d documents one by one", len(pending))
+            statuses = []
+            for p in pending:
+                try:
+                    statuses.append(await store.upsert_document(p.doc, embed_model=embedder.name, dim=dim))
+                except Exception as e:  # one bad document must not stop the others
+                    log.exception("writing %s failed", p.source_path)
+                    report.failed.append((p.source_path, f"{type(e).__name__}: {e}"))
+                    statuses.append("failed")
+        for p, status in zip(pending, statuses):
             if status == "unchanged":
                 report.unchanged += 1
-            else:
+            elif status in ("inserted", "replaced"):
                 setattr(report, status, getattr(report, status) + 1)
                 report.chunks_written += len(p.doc.chunks)
                 report.chunks_reused += p.reused

@@ -1,0 +1,118 @@
+"""Database helpers for the benchmarks in evals/bench: scratch databases and vector index builds.
+
+A benchmark runs in its own database on the configured server (the embedded PostgreSQL by
+default, or DATABASE_URL), created and dropped here, so it never touches the real corpus.
+"""
+from __future__ import annotations
+
+import time
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from config import Settings, get_settings
+from storage import corpus_sql
+from storage.db import Database, resolve_database_url
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+async def scratch_database(name: str, settings: Settings | None = None) -> Database:
+    """A fresh, migrated database `name` on the configured server (an old one is dropped)."""
+    from storage.migrate import migrate
+
+    s = settings or get_settings()
+    base = resolve_database_url(s)
+    async with await psycopg.AsyncConnection.connect(base, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db = await Database(_with_dbname(base, name), s, name=name).open()
+    await migrate(db)
+    return db
+
+
+async def drop_scratch_database(db: Database, settings: Settings | None = None) -> None:
+    name = conninfo_to_dict(db.url)["dbname"]
+    await db.close()
+    base = resolve_database_url(settings or get_settings())
+    async with await psycopg.AsyncConnection.connect(base, autocommit=True) as conn:
+        stmt = "DROP DATABASE IF EXISTS {} WITH (FORCE)" if db.dialect == "postgres" else "DROP DATABASE IF EXISTS {} CASCADE"
+        await conn.execute(sql.SQL(stmt).format(sql.Identifier(name)))
+
+
+async def drop_vector_index(db: Database, dim: int) -> None:
+    async with db.pool.connection() as conn:
+        if db.dialect == "postgres":
+            await conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
+                sql.Identifier(corpus_sql.hnsw_index_name(dim))))
+        else:
+            await conn.execute("DROP INDEX IF EXISTS chunks@chunks_embedding_idx")
+
+
+async def build_vector_index(db: Database, dim: int, *, maintenance_work_mem: str = "1GB",
+                             parallel_workers: int = 1) -> float:
+    """(Re)build the vector index for `dim`; returns seconds."""
+    async with db.pool.connection() as conn:
+        t = time.perf_counter()
+        if db.dialect == "postgres":
+            await conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(maintenance_work_mem)))
+            await conn.execute(sql.SQL("SET max_parallel_maintenance_workers = {}").format(
+                sql.Literal(parallel_workers)))
+            await conn.execute(corpus_sql.create_hnsw_index(dim))
+            await conn.execute("RESET maintenance_work_mem")
+            await conn.execute("RESET max_parallel_maintenance_workers")
+        else:
+            await conn.execute("CREATE VECTOR INDEX IF NOT EXISTS chunks_embedding_idx "
+                               "ON chunks (embedding vector_cosine_ops)")
+        return time.perf_counter() - t
+
+
+async def analyze(db: Database) -> None:
+    async with db.pool.connection() as conn:
+        await conn.execute("ANALYZE documents")
+        await conn.execute("ANALYZE chunks")
+
+
+async def relation_sizes(db: Database) -> dict[str, int]:
+    """Bytes of the chunks table and of each of its indexes (PostgreSQL only)."""
+    if db.dialect != "postgres":
+        return {}
+    rows = await db.fetch(
+        "SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes FROM pg_class c "
+        "WHERE c.relname = 'chunks' OR c.oid IN (SELECT indexrelid FROM pg_index i JOIN pg_class t "
+        "ON t.oid = i.indrelid WHERE t.relname = 'chunks')")
+    return {r["name"]: int(r["bytes"]) for r in rows}
+
+
+async def prewarm(db: Database, dim: int) -> bool:
+    """Load the chunks table and its HNSW index into shared buffers (pg_prewarm), if available.
+    Steady state for a search service; without it the first queries read pages from the OS."""
+    if db.dialect != "postgres":
+        return False
+    try:
+        async with db.pool.connection() as conn:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            await conn.execute("SELECT pg_prewarm('chunks'), pg_prewarm(%(i)s)",
+                               {"i": corpus_sql.hnsw_index_name(dim)})
+        return True
+    except psycopg.Error:
+        return False
+
+
+async def server_settings(db: Database) -> dict[str, str]:
+    if db.dialect != "postgres":
+        return {}
+    rows = await db.fetch("SELECT name, setting, unit FROM pg_settings WHERE name IN "
+                          "('shared_buffers', 'maintenance_work_mem', 'max_parallel_maintenance_workers')")
+    out = {}
+    for r in rows:
+        if r["name"] == "shared_buffers":  # in 8 kB pages
+            out[r["name"]] = f"{int(r['setting']) * 8 // 1024}MB"
+        else:
+            out[r["name"]] = f"{r['setting']}{r['unit'] or ''}"
+    return out
