@@ -59,15 +59,24 @@ def trace_id_for(thread_id: str) -> str:
 # --- scrubbing -------------------------------------------------------------------------------
 
 # Credential shapes, for secrets we were not told about (a key pasted into a topic, a DSN in an error).
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@"), rf"\1{REDACTED}@"),  # scheme://user:PASSWORD@
-    (re.compile(r"(?<![0-9])[0-9]{5,12}:[A-Za-z0-9_-]{30,}"), REDACTED),  # Telegram bot token
-    (re.compile(r"\b(?:sk|rk)-(?:ant-|lf-|proj-|or-)?[A-Za-z0-9_\-]{16,}"), REDACTED),  # Anthropic/OpenAI/Langfuse secret keys
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),  # AWS access key id
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"), REDACTED),  # GitHub token
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {REDACTED}"),  # Authorization header values
+# Each has a cheap substring trigger: the regexes only run on text that could match (prompts and
+# drafts are kilobytes of prose; scanning each with every regex cost ~5 ms per generation).
+_KEY_NAMES = re.compile(r"passw|pwd|api[_-]?key|secret[_-]key|client[_-]secret|access[_-]token|auth[_-]token"
+                        r"|bot[_-]token")
+_PATTERNS: list[tuple[Callable[[str, str], bool], re.Pattern[str], str]] = [
+    (lambda s, low: "://" in s and "@" in s,  # scheme://user:PASSWORD@
+     re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@"), rf"\1{REDACTED}@"),
+    (lambda s, low: ":" in s,  # Telegram bot token
+     re.compile(r"(?<![0-9])[0-9]{5,12}:[A-Za-z0-9_-]{30,}"), REDACTED),
+    (lambda s, low: "sk-" in s or "rk-" in s,  # Anthropic / OpenAI / Langfuse secret keys
+     re.compile(r"\b(?:sk|rk)-(?:ant-|lf-|proj-|or-)?[A-Za-z0-9_\-]{16,}"), REDACTED),
+    (lambda s, low: "AKIA" in s, re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),  # AWS access key id
+    (lambda s, low: "gh" in s and "_" in s, re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"), REDACTED),  # GitHub
+    (lambda s, low: "bearer" in low or "basic" in low,  # Authorization header values
+     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {REDACTED}"),
     # key=value / "key": "value" for credential-named keys (not bare "token": posts talk about tokens)
-    (re.compile(r"(?i)\b(password|passwd|pwd|api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token"
+    (lambda s, low: _KEY_NAMES.search(low) is not None,
+     re.compile(r"(?i)\b(password|passwd|pwd|api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token"
                 r"|auth[_-]?token|bot[_-]?token)([\"']?\s*[=:]\s*)([\"']?)[^\s\"'&,;}]{4,}"), rf"\1\2\3{REDACTED}"),
 ]
 # Mapping keys whose values are dropped whole.
@@ -89,8 +98,10 @@ class Scrubber:
         for secret in self._secrets:
             if secret in s:
                 s = s.replace(secret, REDACTED)
-        for pattern, repl in _PATTERNS:
-            s = pattern.sub(repl, s)
+        low = s.lower()
+        for could_match, pattern, repl in _PATTERNS:
+            if could_match(s, low):
+                s = pattern.sub(repl, s)
         return s
 
     def value(self, v: Any) -> Any:
