@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     pool_max_size: int = Field(default=10, ge=1, description="connections at most per pool")
     pool_max_idle_s: float = Field(default=300.0, gt=0, description="idle connections older than this are closed")
     pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a connection (and for the first connect)")
-    tx_max_attempts: int = Field(default=10, ge=1, le=100, description="attempts per transaction on 40001/40003/connection loss")
+    tx_max_attempts: int = Field(default=30, ge=1, le=200, description="attempts per transaction on 40001/40003/connection loss")
 
     # --- logging ----------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR")
