@@ -2,7 +2,8 @@
 Bot API server, with allow-lists and a webhook secret) and the web page (with a token).
 
 The shared `agent_server` fixture has no Telegram settings, and the server reads its settings at
-start, so the approval tests get their own server on the same session database and scripted LLM.
+start, so the approval tests get their own server on the same session database. These fixtures are
+registered in conftest.py (not imported by the test modules), so both modules share one instance.
 """
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import os
 
 import pytest
 
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
 from tests.fake_telegram import TOKEN, fake_telegram  # noqa: F401
+from tests.scripted_llm import ScriptedLLM
 from tests.server_fixtures import AgentServer, free_port
 
 GROUP_CHAT = -100123          # an allowed group chat
@@ -36,8 +39,26 @@ def approval_env(fake_url: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def approval_server(pg_url, scripted_llm, session_dir, fake_telegram):  # noqa: F811
-    env = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_LLM_BASE_URL=scripted_llm.base_url,
+def approval_llm(pg_url):
+    """The scripted writer/judge behind approval_server (its own instance: registered once, in
+    conftest, so test_telegram_bot and test_web_approval share one server)."""
+    with ScriptedLLM(models=[WRITER, JUDGE]) as server:
+        yield server
+
+
+@pytest.fixture
+def approval_script(approval_llm):
+    """The writer answers drafts and the judge passes; a test may script more on top."""
+    approval_llm.reset()
+    approval_llm.on_chat(draft_reply, model=WRITER)
+    approval_llm.on_chat(lambda req: PASSING, model=JUDGE)
+    yield approval_llm
+    approval_llm.reset()
+
+
+@pytest.fixture(scope="session")
+def approval_server(pg_url, approval_llm, session_dir, fake_telegram):  # noqa: F811
+    env = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_LLM_BASE_URL=approval_llm.base_url,
                NEWSROOM_LLM_PROVIDER="llamacpp", NEWSROOM_LLM_MAX_ATTEMPTS="1", NEWSROOM_LOG_LEVEL="INFO",
                **approval_env(fake_telegram.url))
     server = AgentServer(free_port(), env, session_dir / "approval-server.log").start()

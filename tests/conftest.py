@@ -56,3 +56,10 @@ async def db(pg_url):
     await migrate(database)
     yield database
     await database.close()
+
+
+# The approval channels' server (Telegram fake + Agent Server + its scripted LLM), registered here once
+# so that test_telegram_bot and test_web_approval share ONE instance (a fixture imported into two
+# test modules is two fixtures, and would start two servers).
+from tests.approval_fixtures import approval_llm, approval_script, approval_server  # noqa: E402,F401
+from tests.fake_telegram import fake_telegram  # noqa: E402,F401

@@ -16,11 +16,11 @@ from config import Settings
 from service import approvals as decisions
 from service.telegram_bot import TelegramNotifier, build_application, split_message, tg_len
 from storage import approvals, posts
-from tests.approval_fixtures import (  # noqa: F401
-    APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, WEBHOOK_SECRET, approval_server,
+from tests.approval_fixtures import (
+    APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, WEBHOOK_SECRET,
 )
-from tests.engine_fixtures import WRITER, llm, scripted_llm  # noqa: F401
-from tests.fake_telegram import TOKEN, fake_telegram  # noqa: F401
+from tests.engine_fixtures import WRITER
+from tests.fake_telegram import TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def bot_settings(fake_url: str, server_url: str, **overrides) -> Settings:
 
 
 @pytest.fixture(scope="module")
-async def bot(approval_server, fake_telegram, db):  # noqa: F811
+async def bot(approval_server, fake_telegram, db):
     """`newsroom bot`'s Application, polling the fake (start_polling, not run_polling: no signal handlers)."""
     app = build_application(bot_settings(fake_telegram.url, approval_server.url), get_client(url=approval_server.url))
     async with app:
@@ -99,7 +99,7 @@ def test_split_message_respects_the_limit_and_loses_nothing():
 
 # --- polling mode ------------------------------------------------------------------------------------------
 
-async def test_post_then_approve_publishes_and_reports_where(bot, fake_telegram, llm, db):
+async def test_post_then_approve_publishes_and_reports_where(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     tid = await start_post(fake, GROUP_CHAT, APPROVER, "How GQA shrinks the KV cache")
     gate = await gate_message(fake, GROUP_CHAT, tid)
@@ -142,7 +142,8 @@ async def test_post_then_approve_publishes_and_reports_where(bot, fake_telegram,
                                     for m in fake.chat_messages(GROUP_CHAT)), what="/list reply")
 
 
-async def test_double_press_resumes_once_and_a_finished_run_answers_already_decided(bot, fake_telegram, llm, db):
+async def test_double_press_resumes_once_and_a_finished_run_answers_already_decided(
+        bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     tid = await start_post(fake, GROUP_CHAT, APPROVER, "Double press on the KV cache")
     gate = await gate_message(fake, GROUP_CHAT, tid)
@@ -180,7 +181,7 @@ async def _wait_status(db, tid: str, status: str, timeout: float = 30) -> dict:
         await asyncio.sleep(0.1)
 
 
-async def test_revise_with_feedback_produces_a_new_draft(bot, fake_telegram, llm, db):
+async def test_revise_with_feedback_produces_a_new_draft(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     tid = await start_post(fake, GROUP_CHAT, APPROVER, "Revise the GQA post")
     gate = await gate_message(fake, GROUP_CHAT, tid)
@@ -198,7 +199,7 @@ async def test_revise_with_feedback_produces_a_new_draft(bot, fake_telegram, llm
     fake.send_text(GROUP_CHAT, APPROVER, "Add a worked example: 32 query heads, 8 KV heads.", reply_to=question)
     gate2 = await gate_message(fake, GROUP_CHAT, tid, version=2)
     assert "Draft v2 ready" in gate2["text"]
-    writer_prompts = [r.prompt for r in llm.requests_for(WRITER)]
+    writer_prompts = [r.prompt for r in approval_script.requests_for(WRITER)]
     assert any("32 query heads, 8 KV heads" in p for p in writer_prompts)
     decisions_ = decision_events(await posts.list_events(db, tid))
     assert [(d["detail"]["decision"], d["detail"]["feedback"]) for d in decisions_] == [
@@ -219,7 +220,7 @@ async def test_revise_with_feedback_produces_a_new_draft(bot, fake_telegram, llm
     assert await posts.publications_for(db, tid) == []
 
 
-async def test_unauthorized_chat_and_non_approver_change_nothing(bot, fake_telegram, llm, db):
+async def test_unauthorized_chat_and_non_approver_change_nothing(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     client = get_client(url=bot.bot_data["newsroom"].settings.agent_server_url)
     fake.send_text(STRANGER_CHAT, APPROVER, "/post Anything at all")
@@ -254,17 +255,19 @@ async def test_unauthorized_chat_and_non_approver_change_nothing(bot, fake_teleg
     assert post["status_reason"].startswith("cancelled by @user501")
 
 
-async def test_long_drafts_are_split_or_sent_as_a_document(bot, fake_telegram, llm, db):
+async def test_long_drafts_are_split_or_sent_as_a_document(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     para = "Grouped-query attention lets several query heads share one key/value head, so the cache shrinks. " * 10
-    llm.on_chat(lambda req: "# A long GQA draft\n\n" + "\n\n".join([para.strip()] * 9), model=WRITER)  # ~9,000 chars
+    approval_script.on_chat(lambda req: "# A long GQA draft\n\n" + "\n\n".join([para.strip()] * 9),  # ~9,000 chars
+                            model=WRITER)
     tid = await start_post(fake, GROUP_CHAT, APPROVER, "A long draft in pieces")
     await gate_message(fake, GROUP_CHAT, tid)
     parts = [m for m in fake.chat_messages(GROUP_CHAT) if (m.get("text") or "").startswith("(draft v1, part ")]
     assert [p["text"].split(")")[0] for p in parts] == ["(draft v1, part 1/3", "(draft v1, part 2/3", "(draft v1, part 3/3"]
     assert all(tg_len(p["text"]) <= 4096 for p in parts)
 
-    llm.on_chat(lambda req: "# A very long GQA draft\n\n" + "\n\n".join([para.strip()] * 30), model=WRITER)  # ~30,000
+    approval_script.on_chat(lambda req: "# A very long GQA draft\n\n" + "\n\n".join([para.strip()] * 30),  # ~30,000
+                            model=WRITER)
     tid2 = await start_post(fake, GROUP_CHAT, APPROVER, "A draft too long for messages")
     await gate_message(fake, GROUP_CHAT, tid2)
     doc = next(m for m in fake.chat_messages(GROUP_CHAT) if m.get("document") and "A very long GQA draft" in m["caption"])
@@ -278,7 +281,8 @@ async def test_long_drafts_are_split_or_sent_as_a_document(bot, fake_telegram, l
 
 # --- webhook mode (the route in the Agent Server's custom HTTP app) ------------------------------------------------
 
-async def test_webhook_checks_the_secret_and_runs_the_same_handlers(approval_server, fake_telegram, llm, db):
+async def test_webhook_checks_the_secret_and_runs_the_same_handlers(approval_server, fake_telegram, approval_script,
+                                                                    db):
     fake = fake_telegram
     url = f"{approval_server.url}/newsroom/telegram/webhook"
     update = fake.message_update(WEBHOOK_CHAT, APPROVER, "/post Webhook mode and the KV cache")
@@ -315,7 +319,7 @@ async def test_webhook_checks_the_secret_and_runs_the_same_handlers(approval_ser
 
 # --- the approval deadline ---------------------------------------------------------------------------------------
 
-async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, llm, db):
+async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     server_url = bot.bot_data["newsroom"].settings.agent_server_url
     client = get_client(url=server_url)
@@ -364,7 +368,8 @@ async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, 
 
 # --- Studio sees the same runs --------------------------------------------------------------------------------
 
-async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons(bot, fake_telegram, llm, db):
+async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons(
+        bot, fake_telegram, approval_script, db):
     """Studio is a client of the same server API: thread search, state history, the pending interrupt,
     and a resume typed into Studio (the exact value docs/telegram-studio.md gives)."""
     fake = fake_telegram
@@ -388,7 +393,8 @@ async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons
     assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))] == ["studio"]
 
 
-async def test_sweep_command_discovers_runs_started_elsewhere(approval_server, fake_telegram, llm, db, pg_url):
+async def test_sweep_command_discovers_runs_started_elsewhere(
+        approval_server, fake_telegram, approval_script, db, pg_url):
     """`newsroom sweep` (the cron form): a run started through the API, not Telegram, gets its gate
     registered, with its deadline counted from when the post began waiting."""
     import os

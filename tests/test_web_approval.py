@@ -19,9 +19,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from storage import posts
-from tests.approval_fixtures import WEB_TOKEN, approval_server  # noqa: F401
-from tests.engine_fixtures import llm, scripted_llm  # noqa: F401
-from tests.fake_telegram import fake_telegram  # noqa: F401
+from tests.approval_fixtures import WEB_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +85,7 @@ async def _run_to_gate(server_url: str, topic: str) -> str:
     return thread["thread_id"]
 
 
-async def test_pages_and_decisions_refuse_without_the_token(approval_server, llm, db):  # noqa: F811
+async def test_pages_and_decisions_refuse_without_the_token(approval_server, approval_script, db):
     tid = await _run_to_gate(approval_server.url, "Refused without a token")
     base = f"{approval_server.url}/newsroom/ui"
     async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http:
@@ -119,7 +117,7 @@ async def test_pages_and_decisions_refuse_without_the_token(approval_server, llm
     assert (await posts.get_post(db, tid))["status_reason"] == "scripted reject"
 
 
-async def test_approve_a_run_from_the_web_page_in_chromium(browser, approval_server, llm, db, session_dir):  # noqa: F811
+async def test_approve_a_run_from_the_web_page_in_chromium(browser, approval_server, approval_script, db, session_dir):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
