@@ -25,7 +25,7 @@ from langgraph.types import Command
 
 from graphs.engine import build_graph
 from service.approvals import resume_value
-from service.runner import RunSnapshot, drive, snapshot
+from service.runner import RunSnapshot, drive
 from storage import approvals, maintenance
 from storage.checkpointer import checkpointer
 from storage.db import Database, get_database
@@ -74,10 +74,33 @@ class Plan:
     gate_id: str | None = None
 
 
-def _plan_for(cand: maintenance.RecoveryCandidate, snap: RunSnapshot, gates: list[dict]) -> Plan:
+@dataclass(frozen=True)
+class ThreadState:
+    """What recovery needs from a thread's latest checkpoint."""
+
+    values: dict
+    pending: tuple[str, ...]  # tasks of the latest checkpoint: empty only when the graph has ended
+    interrupt: Any = None
+    interrupt_id: str | None = None
+
+
+async def thread_state(graph, thread_id: str) -> ThreadState:
+    state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    interrupt, interrupt_id = None, None
+    for task in state.tasks:
+        for intr in task.interrupts:
+            interrupt, interrupt_id = intr.value, getattr(intr, "id", None)
+    # Not state.next: a task whose writes were saved but whose step's checkpoint was not (killed in
+    # between) is dropped from `next`, though the graph has not moved on. Any task left means
+    # "not finished"; drive(tid, None) applies the saved writes and carries on.
+    return ThreadState(values=dict(state.values), pending=tuple(t.name for t in state.tasks),
+                       interrupt=interrupt, interrupt_id=interrupt_id)
+
+
+def _plan_for(cand: maintenance.RecoveryCandidate, st: ThreadState, gates: list[dict]) -> Plan:
     tid = cand.thread_id
-    if snap.interrupt is not None:
-        claimed = [g for g in gates if g["interrupt_id"] == snap.interrupt_id]
+    if st.interrupt is not None:
+        claimed = [g for g in gates if g["interrupt_id"] == st.interrupt_id]
         if not claimed:
             return Plan(tid, "waiting", detail="waiting for a human")
         g = claimed[0]
@@ -88,12 +111,12 @@ def _plan_for(cand: maintenance.RecoveryCandidate, snap: RunSnapshot, gates: lis
         value = resume_value(g["decision"], reason if g["decision"] == "reject" else None, g["decided_by"] or "unknown")
         return Plan(tid, "redelivered", graph_input=Command(resume=value),
                     detail=f"{g['decision']} by {g['decided_by']}", gate_id=g["gate_id"])
-    if snap.next:
-        return Plan(tid, "resumed", detail="next: " + ", ".join(snap.next))
-    if not snap.values and cand.status == "queued" and cand.topic:
+    if st.pending:
+        return Plan(tid, "resumed", detail="pending: " + ", ".join(st.pending))
+    if not st.values and cand.status == "queued" and cand.topic:
         return Plan(tid, "started", graph_input={"topic": cand.topic, "requester": cand.requester or "cli",
                                                  "source": cand.source or "cli"}, detail="never started")
-    return Plan(tid, "finished", detail=str((snap.values or {}).get("outcome") or cand.status or "no state"))
+    return Plan(tid, "finished", detail=str((st.values or {}).get("outcome") or cand.status or "no state"))
 
 
 async def _gates_by_thread(db: Database) -> dict[str, list[dict]]:
@@ -104,8 +127,7 @@ async def _gates_by_thread(db: Database) -> dict[str, list[dict]]:
 
 
 async def _plan_one(graph, db: Database, cand: maintenance.RecoveryCandidate, gates: list[dict]) -> Plan:
-    snap = await snapshot(graph, {"configurable": {"thread_id": cand.thread_id}})
-    return _plan_for(cand, snap, gates)
+    return _plan_for(cand, await thread_state(graph, cand.thread_id), gates)
 
 
 async def plan_recovery(db: Database, *, stale_after_s: float = 0.0, terminal_window_s: float = 86400.0,
@@ -223,4 +245,4 @@ async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 8640
     return report
 
 
-__all__ = ["RecoveryReport", "Plan", "plan_recovery", "recover", "run_lease", "drive_leased"]
+__all__ = ["RecoveryReport", "Plan", "ThreadState", "thread_state", "plan_recovery", "recover", "run_lease", "drive_leased"]

@@ -19,7 +19,9 @@ from storage import maintenance_sql as q
 from storage.db import Database
 from storage.posts import TERMINAL
 
-DEFAULT_LEASE_S = 60.0
+# Renewed every third of it while a run goes on; a crashed holder on another host blocks its
+# threads this long (one on this host not at all: see holder_is_dead).
+DEFAULT_LEASE_S = 30.0
 
 
 def lease_holder(purpose: str = "run") -> str:
@@ -29,13 +31,35 @@ def lease_holder(purpose: str = "run") -> str:
 
 # --- run leases -----------------------------------------------------------------------------------
 
+def holder_is_dead(holder: str) -> bool:
+    """True only when the holder is a process of THIS host that no longer exists. A holder on
+    another host, or a live (or reused) pid, is presumed alive: we wait for its lease to expire."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
 async def acquire_run_lease(db: Database, thread_id: str, holder: str, *, seconds: float = DEFAULT_LEASE_S,
                             purpose: str = "run") -> bool:
-    """True if `holder` now holds the thread's lease (it was free, expired, or already ours)."""
+    """True if `holder` now holds the thread's lease: it was free, expired, already ours, or held
+    by a dead process of this host (a restart after a crash need not wait out the expiry)."""
+    params = {"thread_id": thread_id, "holder": holder, "purpose": purpose, "seconds": seconds}
 
     async def _work(conn):
-        cur = await conn.execute(q.ACQUIRE_RUN_LEASE, {"thread_id": thread_id, "holder": holder,
-                                                       "purpose": purpose, "seconds": seconds})
+        if await (await conn.execute(q.ACQUIRE_RUN_LEASE, params)).fetchone() is not None:
+            return True
+        current = await (await conn.execute(q.SELECT_RUN_LEASE, params)).fetchone()
+        if current is None or not holder_is_dead(current["holder"]):
+            return False
+        cur = await conn.execute(q.TAKE_OVER_RUN_LEASE, {**params, "dead_holder": current["holder"]})
         return await cur.fetchone() is not None
 
     return await db.transaction(_work)
@@ -156,6 +180,6 @@ async def keep_last_checkpoints(db: Database, thread_id: str, keep: int) -> int:
     return await db.transaction(_work)
 
 
-__all__ = ["lease_holder", "acquire_run_lease", "renew_run_lease", "release_run_lease", "live_leases",
+__all__ = ["lease_holder", "holder_is_dead", "acquire_run_lease", "renew_run_lease", "release_run_lease", "live_leases",
            "RecoveryCandidate", "recovery_candidates", "decided_gates_waiting", "Footprint", "finished_threads",
            "checkpoint_footprint", "checkpoint_table_bytes", "keep_last_checkpoints", "DEFAULT_LEASE_S"]

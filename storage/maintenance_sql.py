@@ -21,6 +21,15 @@ UPDATE run_leases SET expires_at = now() + %(seconds)s * INTERVAL '1 second'
  WHERE thread_id = %(thread_id)s AND holder = %(holder)s
 RETURNING thread_id
 """
+SELECT_RUN_LEASE = "SELECT holder, expires_at FROM run_leases WHERE thread_id = %(thread_id)s"
+# Take over a lease whose holder is known dead (a process of this host that no longer exists).
+TAKE_OVER_RUN_LEASE = """
+UPDATE run_leases
+   SET holder = %(holder)s, purpose = %(purpose)s, acquired_at = now(),
+       expires_at = now() + %(seconds)s * INTERVAL '1 second'
+ WHERE thread_id = %(thread_id)s AND holder = %(dead_holder)s
+RETURNING thread_id
+"""
 RELEASE_RUN_LEASE = "DELETE FROM run_leases WHERE thread_id = %(thread_id)s AND holder = %(holder)s"
 SELECT_LIVE_LEASES = """
 SELECT thread_id, holder, purpose, acquired_at, expires_at FROM run_leases WHERE expires_at >= now()

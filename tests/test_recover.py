@@ -183,3 +183,22 @@ async def test_recover_command_in_a_new_process(db, llm, pg_url):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["resumed"] == [tid] and result["outcomes"][tid] == "waiting_for_human"
     assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+
+
+async def test_lease_of_a_dead_local_process_is_taken_over_at_once(db, llm):
+    import socket
+
+    tid = await _cut_off_while_judging(db, llm, "My driver was SIGKILLed")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = f"{socket.gethostname()}:{gone.pid}:run:deadbeef"
+    remote = "another-host:1:run:cafebabe"
+    assert maintenance.holder_is_dead(dead) and not maintenance.holder_is_dead(remote)
+    assert not maintenance.holder_is_dead(f"{socket.gethostname()}:{os.getpid()}:run:self")
+
+    assert await maintenance.acquire_run_lease(db, tid, remote, seconds=600)
+    assert (await recover(thread_ids=[tid])).busy == [tid]  # alive as far as we can tell: wait
+    await maintenance.release_run_lease(db, tid, remote)
+    assert await maintenance.acquire_run_lease(db, tid, dead, seconds=600)
+    report = await recover(thread_ids=[tid])  # long before the 600 s expiry
+    assert report.resumed == [tid]
