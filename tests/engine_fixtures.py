@@ -38,7 +38,6 @@ def scripted_llm(pg_url):
     with ScriptedLLM(models=[WRITER, JUDGE]) as llm:
         os.environ["NEWSROOM_LLM_BASE_URL"] = llm.base_url
         os.environ["NEWSROOM_LLM_PROVIDER"] = "llamacpp"
-        os.environ["NEWSROOM_LLM_MAX_ATTEMPTS"] = "1"
         reset_runtime()
         yield llm
 

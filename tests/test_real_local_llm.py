@@ -22,6 +22,8 @@ def smollm2(monkeypatch, pg_url, session_dir):
                             log_path=session_dir / "smollm2.log").start(timeout_s=120)
     monkeypatch.setenv("NEWSROOM_LLM_BASE_URL", server.base_url)
     monkeypatch.setenv("NEWSROOM_LLM_PROVIDER", "llamacpp")
+    # one request at a time on 2 shared cores: a long judge prompt can take minutes on a busy machine
+    monkeypatch.setenv("NEWSROOM_LLM_TIMEOUT_S", "600")
     reset_runtime()
     yield server
     server.stop()
