@@ -228,14 +228,16 @@ def demo(topic: str) -> None:
 
 
 def _maybe_ingest_demo_corpus() -> None:
+    """Ingest evals/corpus so the Researcher has sources (unchanged files are skipped on re-runs)."""
     corpus = Path(__file__).resolve().parent.parent / "evals" / "corpus"
     try:
-        from service.ingest_cmd import ingest_corpus_for_demo  # the RAG desk's ingestion, when installed
-    except ImportError:
-        click.echo("corpus ingestion not available: the Researcher will write ungrounded notes")
+        from service.ingest_cmd import ingest_command
+    except ImportError as err:  # a bare install without the embedding stack
+        click.echo(f"corpus ingestion unavailable ({err}): the Researcher will write ungrounded notes")
         return
     if corpus.exists():
-        ingest_corpus_for_demo(corpus)
+        click.echo(f"ingesting the sample corpus {corpus}")
+        click.get_current_context().invoke(ingest_command, paths=(corpus,), reembed=False, quiet=False)
 
 
 @main.command()
