@@ -73,9 +73,9 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model behind the Embedder protocol (thread-safe lazy load)."""
 
     def __init__(self, spec: str = MINILM_CANONICAL, *, device: str = "cpu", batch_size: int = 32,
-                 truncate_dim: int | None = None, model=None):
+                 truncate_dim: int | None = None, model=None, threads: int | None = None):
         self._canonical, self._load_from = _resolve_model(spec)
-        self.device, self.batch_size, self.truncate_dim = device, batch_size, truncate_dim
+        self.device, self.batch_size, self.truncate_dim, self.threads = device, batch_size, truncate_dim, threads
         self._model = model  # an already loaded SentenceTransformer may be shared
         self._lock = threading.Lock()
         self._counter = None
@@ -111,6 +111,10 @@ class SentenceTransformerEmbedder:
                     hf_logging.disable_progress_bar()  # "Loading weights" bars on every start
                 except Exception:  # pragma: no cover - cosmetic only
                     pass
+                if self.threads:
+                    import torch
+
+                    torch.set_num_threads(self.threads)  # process-wide; the embedder is torch's only user
                 try:
                     self._model = SentenceTransformer(self._load_from, device=self.device)
                 except Exception as e:
@@ -185,12 +189,13 @@ class SentenceTransformerEmbedder:
 
 
 def embedder_for(settings: Settings) -> SentenceTransformerEmbedder:
-    return _cached_embedder(settings.embed_model, settings.embed_device, settings.embed_batch_size)
+    return _cached_embedder(settings.embed_model, settings.embed_device, settings.embed_batch_size,
+                            settings.embed_threads)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_embedder(spec: str, device: str, batch_size: int) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(spec, device=device, batch_size=batch_size)
+def _cached_embedder(spec: str, device: str, batch_size: int, threads: int) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(spec, device=device, batch_size=batch_size, threads=threads)
 
 
 def get_embedder() -> SentenceTransformerEmbedder:
