@@ -159,13 +159,17 @@ async def _heartbeat(db: Database, thread_id: str, holder: str, lease_s: float) 
 
 
 @contextlib.asynccontextmanager
-async def run_lease(db: Database, thread_id: str, *, purpose: str = "run", lease_s: float = maintenance.DEFAULT_LEASE_S):
+async def run_lease(db: Database, thread_id: str, *, purpose: str = "run", lease_s: float = maintenance.DEFAULT_LEASE_S,
+                    wait_s: float = 0.0):
     """Hold the thread's run lease (renewed in the background) for the body; yields False, and
-    runs nothing of its own, when another live holder has it."""
+    runs nothing of its own, when another live holder still has it after wait_s."""
     holder = maintenance.lease_holder(purpose)
-    if not await maintenance.acquire_run_lease(db, thread_id, holder, seconds=lease_s, purpose=purpose):
-        yield False
-        return
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while not await maintenance.acquire_run_lease(db, thread_id, holder, seconds=lease_s, purpose=purpose):
+        if asyncio.get_running_loop().time() >= deadline:
+            yield False
+            return
+        await asyncio.sleep(0.1)
     beat = asyncio.create_task(_heartbeat(db, thread_id, holder, lease_s), name=f"lease:{thread_id}")
     try:
         yield True
@@ -193,7 +197,7 @@ async def _default_driver(thread_id: str, graph_input: Any) -> RunSnapshot:
 
 async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 86400.0, concurrency: int = 4,
                   thread_ids: list[str] | None = None, lease_s: float = maintenance.DEFAULT_LEASE_S,
-                  driver: Driver | None = None, dry_run: bool = False,
+                  driver: Driver | None = None, dry_run: bool = False, busy_wait_s: float = 2.0,
                   on_plan: Callable[[Plan], None] | None = None) -> RecoveryReport:
     """One recovery pass. Safe to repeat and to run in several processes at once."""
     db = await get_database()
@@ -214,7 +218,8 @@ async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 8640
         if dry_run:
             (report.busy if plan.thread_id in live else getattr(report, plan.action)).append(plan.thread_id)
             return
-        async with limit, run_lease(db, plan.thread_id, purpose="recover", lease_s=lease_s) as held:
+        # A short wait: a holder that only checks a thread (and lets go) is not a run to leave alone.
+        async with limit, run_lease(db, plan.thread_id, purpose="recover", lease_s=lease_s, wait_s=busy_wait_s) as held:
             if not held:
                 report.busy.append(plan.thread_id)
                 return

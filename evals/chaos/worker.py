@@ -76,7 +76,13 @@ class Worker:
                 return
             snap = await current(tid)
             if snap.interrupt_id != gate["interrupt_id"]:
-                return  # already applied (or superseded)
+                # Applied already. If the run was cut off after the gate (outcome still pending, no
+                # interrupt), carry it on; it is ours now that we hold the lease.
+                if not snap.waiting_for_human and snap.values.get("outcome") == "pending":
+                    emit("continue", thread_id=tid)
+                    snap = await drive(tid, None)
+                    emit("stopped", thread_id=tid, waiting=snap.waiting_for_human, outcome=snap.values.get("outcome"))
+                return
             emit("apply", thread_id=tid, decision=gate["decision"])
             value = resume_value(gate["decision"], "chaos drill" if gate["decision"] == "reject" else None,
                                  gate["decided_by"] or "unknown")
