@@ -41,6 +41,10 @@ bot: install
 bench: install
 	$(BIN)/python -m evals.bench.run_all
 
+# R1 crash/resume, R2 contention, R3 faults (docs/reliability.md); ARGS=--quick for the short variants.
+chaos: install
+	$(BIN)/python -m evals.bench.run_all --package evals.chaos $(ARGS)
+
 stop-db:
 	$(BIN)/newsroom db stop
 

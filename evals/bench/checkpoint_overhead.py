@@ -43,7 +43,7 @@ async def run(n_posts: int, block: int, keeps: list[int], warmup: int = 4) -> di
     from graphs.engine import build_graph
     from service.maintenance_cmd import prune_finished
     from storage import maintenance
-    from storage.checkpointer import checkpointer
+    from storage.checkpointer import checkpointer, make_serde
     from storage.db import close_database, get_database
     from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
     from tests.scripted_llm import ScriptedLLM
@@ -55,7 +55,8 @@ async def run(n_posts: int, block: int, keeps: list[int], warmup: int = 4) -> di
         try:
             db = await get_database()
             async with checkpointer() as pg_saver:
-                graphs = {"memory": build_graph().compile(checkpointer=InMemorySaver()),
+                # The same serializer on both sides (our msgpack allowlist), so only storage differs.
+                graphs = {"memory": build_graph().compile(checkpointer=InMemorySaver(serde=make_serde())),
                           "postgres": build_graph().compile(checkpointer=pg_saver)}
                 for name, g in graphs.items():  # warm both paths (imports, pools, prepared plans)
                     for _ in range(warmup):
@@ -97,6 +98,9 @@ async def run(n_posts: int, block: int, keeps: list[int], warmup: int = 4) -> di
         "checkpoint_per_post": {k: round(v, 1) for k, v in footprint.per_thread().items()},
         "retention": retention,
     }
+
+
+QUICK_ARGS = ["--posts", "30"]  # evals.bench.run_all --quick
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,6 +127,9 @@ async def run(writer_counts: list[int], per_writer: int) -> dict:
     }
 
 
+QUICK_ARGS = ["--per-writer", "10"]  # evals.bench.run_all --quick
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="R2 contention under SERIALIZABLE")
     ap.add_argument("--writers", type=int, nargs="+", default=[4, 16])

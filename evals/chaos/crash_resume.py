@@ -258,6 +258,9 @@ async def drill(n_posts: int, n_kills: int, seed: int, deadline_s: float, jobs: 
     return figures
 
 
+QUICK_ARGS = ["--posts", "5", "--kills", "4", "--deadline", "300"]  # evals.bench.run_all --quick
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="R1 crash and resume drill")
     ap.add_argument("--posts", type=int, default=20)

@@ -240,6 +240,9 @@ async def drill(repeat: int, deadline_s: float, only: list[str] | None = None, e
     }
 
 
+QUICK_ARGS = []  # evals.bench.run_all --quick
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="R3 fault drill")
     ap.add_argument("--repeat", type=int, default=1)

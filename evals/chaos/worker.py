@@ -32,6 +32,8 @@ from service.runner import current, drive
 from storage import maintenance, posts
 from storage.db import get_database
 
+NOT_A_BENCHMARK = True  # a helper process of crash_resume.py, not run on its own by run_all
+
 
 def emit(event: str, **fields) -> None:
     print(json.dumps({"event": event, "pid": os.getpid(), "t": round(time.time(), 3), **fields}), flush=True)

@@ -1,0 +1,131 @@
+"""P2 concurrency: N posts submitted at once to the Agent Server; how well their waits overlap.
+
+    python -m evals.bench.concurrency [--posts 100] [--llm-ms 200] [--jobs 100] [--also 10]
+
+A real `newsroom serve` (langgraph dev, in-memory runtime, --n-jobs-per-worker = --jobs) on a
+private embedded PostgreSQL; the scripted LLM (tests/scripted_llm.py, in this process, over real
+HTTP) answers every call after a fixed --llm-ms. Runs use the autonomous policy (an approved draft
+publishes at once), so each run goes researcher -> writer -> editor -> publisher in one go:
+3 LLM calls on its critical path.
+
+critical path = one post alone, measured first (its 3 x 200 ms LLM waits + its own compute);
+wall         = from submitting N runs at once until the last one finished;
+efficiency   = critical path / wall (goal >= 0.9: N posts take as long as one).
+Also printed: the LLM-only critical path (3 x llm-ms), the server's CPU seconds per post and the
+bound they put on efficiency (the Agent Server is ONE Python process: compute does not overlap).
+The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+
+import psutil
+
+from evals.chaos.support import private_postgres
+
+CALLS_PER_POST = 3  # researcher notes, draft, verdict
+
+
+def _tree_cpu(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def _batch(client, n: int, tag: str) -> tuple[float, list[dict]]:
+    config = {"configurable": {"approval_policy": "escalations_only"}}
+    threads = await asyncio.gather(*[client.threads.create(metadata={"bench": tag}) for _ in range(n)])
+
+    async def one(i: int, thread: dict) -> dict:
+        tid = thread["thread_id"]
+        run = await client.runs.create(tid, "newsroom", input={"topic": f"Concurrency post {i}", "requester": "bench",
+                                                               "source": "api"}, config=config)
+        await client.runs.join(tid, run["run_id"])
+        state = await client.threads.get_state(tid)
+        return {"thread_id": tid, "outcome": (state.get("values") or {}).get("outcome"), "t": time.perf_counter()}
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*[one(i, t) for i, t in enumerate(threads)])
+    return max(r["t"] for r in results) - t0, results
+
+
+async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int]) -> dict:
+    from langgraph_sdk import get_client
+
+    from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
+    from tests.scripted_llm import Reply, ScriptedLLM
+    from tests.server_fixtures import AgentServer, free_port
+
+    delay = llm_ms / 1000
+    with private_postgres() as (url, state_dir), ScriptedLLM(models=[WRITER, JUDGE]) as llm:
+        llm.on_chat(lambda req: Reply(text=draft_reply(req), delay_s=delay), model=WRITER)
+        llm.on_chat(lambda req: Reply.json(PASSING, delay_s=delay), model=JUDGE)
+        env = dict(os.environ, DATABASE_URL=url, NEWSROOM_LLM_BASE_URL=llm.base_url, NEWSROOM_LLM_PROVIDER="llamacpp",
+                   NEWSROOM_LOG_LEVEL="WARNING", NEWSROOM_SERVER_JOBS=str(jobs),
+                   NEWSROOM_POOL_MAX_SIZE=str(max(10, min(jobs, 40))), NEWSROOM_APPROVAL_SWEEP_INTERVAL_S="0")
+        server = AgentServer(free_port(), env, state_dir / "agent-server.log").start(timeout_s=300)
+        try:
+            client = get_client(url=server.url, timeout=600)
+            await _batch(client, 2, "warmup")
+            alone = []
+            for _ in range(3):  # the critical path: one post with the server to itself
+                wall, res = await _batch(client, 1, "alone")
+                alone.append(wall)
+            critical = statistics.median(alone)
+            sizes = []
+            for n in [*extra_sizes, n_posts]:
+                cpu0 = _tree_cpu(server.proc.pid)
+                wall, res = await _batch(client, n, f"batch-{n}")
+                cpu = _tree_cpu(server.proc.pid) - cpu0
+                done = sum(1 for r in res if r["outcome"] == "published")
+                cpu_per_post = cpu / n
+                sizes.append({
+                    "posts": n, "published": done, "wall_s": round(wall, 2), "efficiency": round(critical / wall, 3),
+                    "efficiency_llm_only": round(CALLS_PER_POST * delay / wall, 3),
+                    "server_cpu_s_per_post": round(cpu_per_post, 3),
+                    # One process, one core at a time: N posts need at least N x cpu seconds.
+                    "efficiency_bound_by_cpu": round(min(1.0, critical / max(critical, n * cpu_per_post)), 3),
+                })
+                print(f"{n:>3} posts at once: wall {wall:.2f}s, {done}/{n} published, efficiency {critical / wall:.3f} "
+                      f"(critical path {critical:.2f}s), server CPU {cpu_per_post * 1000:.0f} ms/post", flush=True)
+        finally:
+            server.stop()
+    main_size = sizes[-1]
+    return {"posts": n_posts, "llm_ms": llm_ms, "jobs": jobs, "critical_path_s": round(critical, 3),
+            "critical_path_llm_only_s": CALLS_PER_POST * delay, "wall_s": main_size["wall_s"],
+            "efficiency": main_size["efficiency"], "goal": 0.9, "published": main_size["published"],
+            "cores": psutil.cpu_count(), "sizes": sizes}
+
+
+QUICK_ARGS = ["--posts", "20", "--also"]  # evals.bench.run_all --quick
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="P2 concurrency on the Agent Server")
+    ap.add_argument("--posts", type=int, default=100)
+    ap.add_argument("--llm-ms", type=float, default=200.0)
+    ap.add_argument("--jobs", type=int, default=100)
+    ap.add_argument("--also", type=int, nargs="*", default=[10], help="smaller batches measured first")
+    args = ap.parse_args(argv)
+    f = asyncio.run(run(args.posts, args.llm_ms, args.jobs, args.also))
+    print(json.dumps(f))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
