@@ -46,8 +46,9 @@ async def pending_interrupt(client, thread_id: str) -> PendingInterrupt | None:
     """The thread's pending approval interrupt, or None (running, finished, unknown)."""
     try:
         state = await client.threads.get_state(thread_id)
-    except Exception as err:  # noqa: BLE001 - an unknown thread is a 404 from the server
-        if getattr(getattr(err, "response", None), "status_code", None) == 404:
+    except Exception as err:  # noqa: BLE001 - narrowed below
+        # 404: not a thread of this server (e.g. a CLI run, in-process); 422: not even a server-style id.
+        if getattr(getattr(err, "response", None), "status_code", None) in (404, 422):
             return None
         raise
     for task in state.get("tasks") or []:
@@ -180,7 +181,11 @@ async def _discover(client, db: Database, report: SweepReport) -> None:
         tid = row["thread_id"]
         if any(not g.decided for g in await approvals.gates_for_thread(db, tid)):
             continue
-        pending = await pending_interrupt(client, tid)
+        try:
+            pending = await pending_interrupt(client, tid)
+        except Exception as err:  # noqa: BLE001 - one unreadable thread must not stop the sweep
+            report.errors.append(f"{tid}: {err}")
+            continue
         if pending is None:
             continue
         post = await posts.get_post(db, tid) or {}

@@ -20,7 +20,7 @@ from telegram import (
     Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, ReplyParameters, Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, RetryAfter, TelegramError
 from telegram.ext import (
     Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters,
 )
@@ -209,12 +209,16 @@ def describe_desk(node: str, update: Any) -> str | None:
         if node == "prepare_approval":
             return "⚠️ Escalated to a human" if update.get("escalated") else None
         if node == "publisher" and update.get("publication"):
-            return f"✓ Published: {update['publication'].get('location')}"
+            return f"✓ Published: {esc(update['publication'].get('location'))}"
         if update.get("outcome") == "failed":
-            return f"✗ Failed: {update.get('error')}"
+            return f"✗ Failed: {esc(update.get('error'))}"
     except (KeyError, TypeError, IndexError, ValueError):
-        return f"✓ {node}"
+        return f"✓ {esc(node)}"
     return None
+
+
+def _seconds(value) -> float:
+    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
 
 
 # --- the bot ------------------------------------------------------------------------------------------
@@ -551,13 +555,20 @@ class NewsroomBot:
         text = progress.render()
         if text == shown:
             return shown
-        try:
-            await self.app.bot.edit_message_text(text, chat_id, message_id, parse_mode=ParseMode.HTML)
-        except BadRequest as err:
-            if "not modified" not in str(err).lower():
+        for attempt in range(2):
+            try:
+                await self.app.bot.edit_message_text(text, chat_id, message_id, parse_mode=ParseMode.HTML)
+            except RetryAfter as err:  # Telegram's flood limit on edits: wait once, then give up quietly
+                if attempt == 0:
+                    await asyncio.sleep(min(_seconds(err.retry_after), 30.0))
+                    continue
+                log.info("progress edit throttled: %s", err)
+            except BadRequest as err:
+                if "not modified" not in str(err).lower():
+                    log.info("progress edit failed: %s", err)
+            except TelegramError as err:  # a network blip must not stop the run's report
                 log.info("progress edit failed: %s", err)
-        except TelegramError as err:  # a flood limit or a network blip must not stop the run's report
-            log.info("progress edit failed: %s", err)
+            break
         return text
 
     async def report_end(self, chat_id: int, thread_id: str, progress: Progress, message_id: int, shown: str) -> None:

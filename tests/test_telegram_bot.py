@@ -400,10 +400,17 @@ async def test_sweep_command_discovers_runs_started_elsewhere(
     import os
     import sys
 
+    import uuid
+
     client = get_client(url=approval_server.url)
     thread = await client.threads.create(metadata={"source": "api"})
     tid = thread["thread_id"]
     await client.runs.wait(tid, "newsroom", input={"topic": "Started from the API", "requester": "cron-test"})
+    # posts the server has no thread for (a CLI run in-process; an id that is not a UUID) are skipped
+    for cli_tid in (f"cli-run-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())):
+        await posts.create_post(db, cli_tid, "An in-process CLI run", "cli-test", source="cli")
+        for status in ("researching", "drafting", "editing", "awaiting_approval"):
+            await posts.transition(db, cli_tid, status, actor="test")
     env = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_AGENT_SERVER_URL=approval_server.url,
                TELEGRAM_BOT_TOKEN=TOKEN, NEWSROOM_TELEGRAM_API_BASE_URL=fake_telegram.url,
                NEWSROOM_APPROVAL_DEADLINE_S="3600")
