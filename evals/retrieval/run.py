@@ -146,7 +146,8 @@ async def run_eval(*, corpus: Path = DEFAULT_CORPUS, queries_path: Path = DEFAUL
                          "latency_ms_p50": statistics.median(latencies), "hyde_errors": hyde_errors}
         per_query[mode] = rows
 
-    echo(f"\n{len(queries)} queries, k={k}, embedder={report.embed_model}, chunks <= {report.max_tokens} tokens")
+    max_tokens = report.max_tokens or min(settings.chunk_max_tokens or 10**9, await retriever.embedder.max_tokens())
+    echo(f"\n{len(queries)} queries, k={k}, embedder={report.embed_model}, chunks <= {max_tokens} tokens")
     if any(MODES[m]["hyde"] for m in modes):
         gen_s = f", {statistics.median(cache.seconds):.2f}s median" if cache.seconds else ""
         echo(f"HyDE hypotheses: {label} ({cache.generated} generated{gen_s}, {len(cache.data)} cached"
