@@ -89,7 +89,10 @@ async def _sweep_forever(interval_s: float) -> None:
             if settings.telegram_bot_token is not None:
                 from service.telegram_bot import TelegramNotifier
 
-                notifier = TelegramNotifier((await runtime.receiver.application()).bot, settings)
+                try:
+                    notifier = TelegramNotifier((await runtime.receiver.application()).bot, settings)
+                except Exception as err:  # noqa: BLE001 - Telegram down: deadlines still apply, events still logged
+                    log.warning("approval sweep without Telegram notices: %s", err)
             report = await sweep_once(_in_process_client(), await get_database(), settings, notifier)
             if any(report.model_dump().values()):
                 log.info("approval sweep: %s", report.summary())
