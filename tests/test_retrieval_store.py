@@ -90,17 +90,13 @@ async def test_filters_are_applied_inside_the_sql(private_db):  # noqa: F811
     store = CorpusStore(private_db)
     rng = np.random.default_rng(7)
     q = unit(rng.normal(size=384))
-    for i in range(300):
-        v = unit(q + 0.3 * unit(rng.normal(size=384)))
-        await store.upsert_document(DocumentIn(f"mem://noise/{i}", f"noise {i}", f"n{i}",
-                                               [ChunkIn(0, "", f"noise {i}", f"nc{i}", v)], {"tags": ["noise"]}),
-                                    embed_model="synthetic", dim=384)
-    for i in range(5):
-        v = unit(rng.normal(size=384))
-        await store.upsert_document(DocumentIn(f"mem://needle/{i}", f"needle {i}", f"x{i}",
-                                               [ChunkIn(0, "", f"needle {i}", f"xc{i}", v)],
-                                               {"tags": ["needle", "rare"], "lang": "en"}),
-                                    embed_model="synthetic", dim=384)
+    docs = [DocumentIn(f"mem://noise/{i}", f"noise {i}", f"n{i}",
+                       [ChunkIn(0, "", f"noise {i}", f"nc{i}", unit(q + 0.3 * unit(rng.normal(size=384))))],
+                       {"tags": ["noise"]}) for i in range(300)]
+    docs += [DocumentIn(f"mem://needle/{i}", f"needle {i}", f"x{i}",
+                        [ChunkIn(0, "", f"needle {i}", f"xc{i}", unit(rng.normal(size=384)))],
+                        {"tags": ["needle", "rare"], "lang": "en"}) for i in range(5)]
+    assert set(await store.upsert_documents(docs, embed_model="synthetic", dim=384)) == {"inserted"}
     unfiltered = await store.vector_search(q, embed_model="synthetic", dim=384, limit=40)
     assert len(unfiltered) == 40 and not any(r["title"].startswith("needle") for r in unfiltered)
 
@@ -122,12 +118,12 @@ async def test_filtered_search_through_the_hnsw_index(private_db):  # noqa: F811
     store = CorpusStore(private_db)
     rng = np.random.default_rng(11)
     q = unit(rng.normal(size=384))
+    docs = []
     for i in range(400):
         tag = "needle" if i % 100 == 0 else "noise"
         v = unit((q if tag == "noise" else -q) + 0.5 * unit(rng.normal(size=384)))
-        await store.upsert_document(DocumentIn(f"mem://h/{i}", f"{tag} {i}", f"h{i}",
-                                               [ChunkIn(0, "", tag, f"hc{i}", v)], {"tags": [tag]}),
-                                    embed_model="synthetic", dim=384)
+        docs.append(DocumentIn(f"mem://h/{i}", f"{tag} {i}", f"h{i}", [ChunkIn(0, "", tag, f"hc{i}", v)], {"tags": [tag]}))
+    await store.upsert_documents(docs, embed_model="synthetic", dim=384)
     async with private_db.pool.connection() as conn:
         await conn.execute("ANALYZE chunks")
     from storage import corpus_sql
