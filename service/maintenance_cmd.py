@@ -42,6 +42,46 @@ def run_recovery(*, stale_after_s: float = 0.0, echo=None, **kwargs):
         return _run(_recover_then_close(stale_after_s=stale_after_s, **kwargs))
 
 
+def start_recovery_after_serve(server_url: str, *, ready_timeout_s: float = 300.0, echo=print):
+    """For `newsroom serve`: once the Agent Server answers /ok, one recovery pass whose runs go
+    THROUGH that server (service.recovery.server_driver), in a daemon thread, so serving starts at
+    once. Returns the thread (its .report attribute holds the RecoveryReport when done)."""
+    import threading
+
+    import httpx
+
+    def _work() -> None:
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{server_url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            echo("recovery skipped: the Agent Server did not answer /ok")
+            return
+
+        async def _go():
+            from langgraph_sdk import get_client
+
+            from service.recovery import server_driver
+
+            return await _recover_then_close(driver=server_driver(get_client(url=server_url)))
+
+        try:
+            worker.report = asyncio.run(_go())
+            echo("recovery: " + worker.report.summary())
+        except Exception as err:  # noqa: BLE001 - serving goes on; `newsroom recover` can be run by hand
+            echo(f"recovery failed: {err}")
+
+    worker = threading.Thread(target=_work, name="newsroom-recovery", daemon=True)
+    worker.report = None
+    worker.start()
+    return worker
+
+
 @click.command("recover")
 @click.option("--stale-after", "stale_after_s", type=float, default=0.0, show_default=True,
               help="only posts not updated for this many seconds (a run in another live process is left alone)")

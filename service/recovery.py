@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,6 +196,39 @@ async def _default_driver(thread_id: str, graph_input: Any) -> RunSnapshot:
     return await drive(thread_id, graph_input)
 
 
+GRAPH_ID = "newsroom"
+
+
+def server_driver(client, *, graph_id: str = GRAPH_ID) -> Driver:
+    """Resume through an Agent Server (langgraph_sdk client) instead of in this process, so the run
+    is the server's (Studio shows it, its job limit applies). multitask_strategy="reject": if the
+    server already re-queued its own cut-off run on the thread, ours is refused, not doubled."""
+
+    async def _drive(thread_id: str, graph_input: Any) -> RunSnapshot:
+        try:
+            uuid.UUID(thread_id)
+        except ValueError:  # the server only takes UUID thread ids; a script's own id runs here
+            return await drive(thread_id, graph_input)
+        await client.threads.create(thread_id=thread_id, if_exists="do_nothing", graph_id=graph_id)
+        kwargs: dict[str, Any] = {"multitask_strategy": "reject"}
+        if isinstance(graph_input, Command):
+            kwargs["command"] = {"resume": graph_input.resume}
+        elif graph_input is not None:
+            kwargs["input"] = graph_input
+        run = await client.runs.create(thread_id, graph_id, **kwargs)
+        await client.runs.join(thread_id, run["run_id"])
+        state = await client.threads.get_state(thread_id)
+        interrupt, interrupt_id = None, None
+        for task in state.get("tasks") or []:
+            for intr in task.get("interrupts") or []:
+                interrupt, interrupt_id = intr.get("value"), intr.get("id")
+        return RunSnapshot(thread_id=thread_id, next=tuple(state.get("next") or ()), values=state.get("values") or {},
+                           interrupt=interrupt, interrupt_id=interrupt_id,
+                           checkpoint_id=(state.get("checkpoint") or {}).get("checkpoint_id"))
+
+    return _drive
+
+
 async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 86400.0, concurrency: int = 4,
                   thread_ids: list[str] | None = None, lease_s: float = maintenance.DEFAULT_LEASE_S,
                   driver: Driver | None = None, dry_run: bool = False, busy_wait_s: float = 2.0,
@@ -250,4 +284,4 @@ async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 8640
     return report
 
 
-__all__ = ["RecoveryReport", "Plan", "ThreadState", "thread_state", "plan_recovery", "recover", "run_lease", "drive_leased"]
+__all__ = ["RecoveryReport", "Plan", "ThreadState", "thread_state", "plan_recovery", "recover", "run_lease", "drive_leased", "server_driver"]

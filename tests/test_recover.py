@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from service.runner import current, drive, start_post
 from storage import approvals, maintenance, posts
 from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
 from tests.scripted_llm import Fault
+from tests.server_fixtures import agent_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,11 +38,11 @@ async def _wait_for(predicate, timeout_s: float = 30.0, what: str = "condition")
 async def _cut_off_while_judging(db, llm, topic: str) -> str:
     """Start a post, let the judge's first call hang, and kill the run there (status 'editing')."""
     llm.script(Fault.hang(20), model=JUDGE)
-    tid = f"recover-{os.urandom(4).hex()}"
+    tid = str(uuid.uuid4())  # a UUID, as the Agent Server requires
     task = asyncio.create_task(start_post(topic, thread_id=tid))
 
-    async def judging():
-        return bool(llm.requests_for(JUDGE))
+    async def judging():  # this post's judge call (other posts may be judged meanwhile)
+        return any(topic in r.prompt for r in llm.requests_for(JUDGE))
 
     await _wait_for(judging, what="the judge call")
     task.cancel()
@@ -202,3 +204,25 @@ async def test_lease_of_a_dead_local_process_is_taken_over_at_once(db, llm):
     assert await maintenance.acquire_run_lease(db, tid, dead, seconds=600)
     report = await recover(thread_ids=[tid])  # long before the 600 s expiry
     assert report.resumed == [tid]
+
+
+async def test_recovery_through_the_agent_server(db, llm, agent_server):
+    """At `newsroom serve` start, cut-off runs resume as the server's own runs (Studio sees them)."""
+    from langgraph_sdk import get_client
+
+    from service.maintenance_cmd import start_recovery_after_serve
+    from service.recovery import server_driver
+
+    tid = await _cut_off_while_judging(db, llm, "Resume me inside the Agent Server")
+    report = await recover(thread_ids=[tid], driver=server_driver(get_client(url=agent_server.url)))
+    assert report.resumed == [tid] and report.outcomes[tid] == "waiting_for_human", agent_server.log_tail()
+    state = await get_client(url=agent_server.url).threads.get_state(tid)
+    assert state["next"] == ["human_approval"]
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+
+    # The serve-time hook: a background pass through the server, after /ok answers.
+    other = await _cut_off_while_judging(db, llm, "Resumed by the serve-time hook")
+    worker = await asyncio.to_thread(start_recovery_after_serve, agent_server.url, echo=lambda _: None)
+    await asyncio.to_thread(worker.join, 120)
+    assert worker.report is not None and other in worker.report.resumed
+    assert (await posts.get_post(db, other))["status"] == "awaiting_approval"
