@@ -212,22 +212,28 @@ class CorpusStore:
             proposed = [uuid.uuid4() for _ in docs]
             params = [{"id": pid, "source_path": d.source_path, "title": d.title, "content_hash": d.content_hash,
                        "metadata": json.dumps(d.metadata, default=str)} for pid, d in zip(proposed, docs)]
-            cur = conn.cursor()
-            await cur.executemany(q.UPSERT_DOCUMENT_IF_CHANGED, params, returning=True)
+            returned: list[dict | None] = []
+            if self.db.dialect == "postgres":
+                cur = conn.cursor()  # executemany pipelines the statements: one round trip
+                await cur.executemany(q.UPSERT_DOCUMENT_IF_CHANGED, params, returning=True)
+                while True:
+                    returned.append(await cur.fetchone())
+                    if not cur.nextset():
+                        break
+            else:  # no pipeline mode on CockroachDB (INTEGRATION-NOTES): one statement at a time
+                for p in params:
+                    returned.append(await (await conn.execute(q.UPSERT_DOCUMENT_IF_CHANGED, p)).fetchone())
+            if len(returned) != len(docs):  # pragma: no cover - a driver contract violation
+                raise RuntimeError(f"expected {len(docs)} upsert results, got {len(returned)}")
             statuses: list[str] = []
             ids: list[str | None] = []
-            while True:
-                row = await cur.fetchone()
+            for pid, row in zip(proposed, returned):
                 if row is None:
                     statuses.append("unchanged")
                     ids.append(None)
                 else:
-                    statuses.append("inserted" if row["id"] == str(proposed[len(ids)]) else "replaced")
+                    statuses.append("inserted" if row["id"] == str(pid) else "replaced")
                     ids.append(row["id"])
-                if not cur.nextset():
-                    break
-            if len(statuses) != len(docs):  # pragma: no cover - a driver contract violation
-                raise RuntimeError(f"expected {len(docs)} upsert results, got {len(statuses)}")
             replaced = [i for i, st in zip(ids, statuses) if st == "replaced"]
             if replaced:
                 await conn.execute(q.DELETE_CHUNKS_OF_DOCUMENTS, {"ids": replaced})
