@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+QUICK_ARGS = ["--docs", "200", "--hnsw-docs", "20"]  # evals.bench.run_all --quick
 SEED_ANCHORS = {"pg_1_writer_docs_s": 717, "pg_4_writers_docs_s": 666, "crdb_1_writer_docs_s": 383,
                 "crdb_4_writers_docs_s": 640, "chroma_1_writer_docs_s": 1258, "corpus_chunks": 106}
 DIM = 384

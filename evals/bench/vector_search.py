@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+QUICK_ARGS = ["--sizes", "10000", "--queries", "100", "--ef", "100"]  # evals.bench.run_all --quick
 SEED_ANCHORS = {"pg_sim_p50_ms": 3.7, "pg_sim_p99_ms": 7.7, "crdb_sim_p50_ms": 3.7, "crdb_sim_p99_ms": 4.3,
                 "pg_hybrid_p99_ms": 12.0, "crdb_hybrid_p99_ms": 4.4, "chunks": 106}
 DIM = 384
