@@ -56,9 +56,11 @@ def _ensure_serializable(server) -> None:
         server.psql(
             "ALTER SYSTEM SET default_transaction_isolation = 'serializable';\n"
             "ALTER SYSTEM SET max_connections = '200';\n"
+            # room for a 100k x 384-d HNSW index (~205 MB) in memory
+            "ALTER SYSTEM SET shared_buffers = '512MB';\n"
             "SELECT pg_reload_conf();\n"
         )
-        # max_connections needs a restart; do it once, at first setup.
+        # max_connections and shared_buffers need a restart; do it once, at first setup.
         restart_embedded(Path(server.pgdata))
 
 
