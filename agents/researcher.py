@@ -12,7 +12,7 @@ from agents.prompts import load_prompt
 
 log = logging.getLogger(__name__)
 NOTES_PROMPT = "researcher.notes@1"
-MAX_EXCERPT_CHARS = 1200
+MAX_EXCERPT_CHARS = 700  # keeps the prompts short: a small CPU model evaluates ~30-80 prompt tokens/s
 
 
 def notes_from_chunks(chunks) -> ResearchNotes:
