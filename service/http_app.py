@@ -53,8 +53,16 @@ class _Runtime:
 runtime = _Runtime()
 
 
-async def health(_: Request) -> JSONResponse:
-    return JSONResponse({"ok": True})
+async def health(request: Request) -> JSONResponse:
+    """Liveness, plus with ?deep=1 each LLM endpoint (models listed, adapters present) and its breaker."""
+    from tools.llm import get_gateway
+
+    gateway = get_gateway()
+    body: dict = {"ok": True, "breakers": gateway.breaker_states()}
+    if request.query_params.get("deep"):
+        body["llm"] = await gateway.health(timeout_s=3.0)
+        body["ok"] = all(info["reachable"] for info in body["llm"].values())
+    return JSONResponse(body, status_code=200 if body["ok"] else 503)
 
 
 async def telegram_webhook(request: Request) -> JSONResponse:

@@ -37,3 +37,16 @@ async def test_sdk_run_stops_at_the_gate_and_resumes_to_publish(db, llm, agent_s
     assert (await posts.get_post(db, tid))["status"] == "published"
     decisions = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
     assert [d["actor"] for d in decisions] == ["studio-user"]
+
+
+async def test_health_route_reports_llm_endpoints_and_breakers(agent_server):
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{agent_server.url}/newsroom/health", params={"deep": "1"}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ok"] is True
+    (endpoint,) = body["llm"].values()
+    assert endpoint["reachable"] is True and "newsroom-writer" in endpoint["models"]
+    assert endpoint["breaker"]["state"] == "closed"

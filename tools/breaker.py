@@ -9,10 +9,12 @@ Why our own and not a library (compared 2026-11):
 - pybreaker 1.4: synchronous at heart (async only through Tornado's gen).
 The pattern we need is ~80 lines with an injectable clock, so it is fully tested here.
 
-Not locked: it is used from one event loop, and no method awaits, so each is atomic there.
+One breaker per endpoint per process: the Agent Server runs graphs on several event loops in
+threads, so the methods take a small lock (none of them awaits).
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ class CircuitBreaker:
     _opened_at: float = field(default=0.0, init=False)
     _probe_in_flight: bool = field(default=False, init=False)
     opened_count: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def state(self) -> BreakerState:
@@ -58,6 +61,10 @@ class CircuitBreaker:
 
         The caller MUST then report exactly one of success() / failure() / release().
         """
+        with self._lock:
+            self._acquire()
+
+    def _acquire(self) -> None:
         if self._state is BreakerState.CLOSED:
             return
         now = self.clock()
@@ -73,11 +80,19 @@ class CircuitBreaker:
         self._probe_in_flight = True
 
     def success(self) -> None:
+        with self._lock:
+            self._success()
+
+    def _success(self) -> None:
         self._failures = 0
         self._probe_in_flight = False
         self._state = BreakerState.CLOSED
 
     def failure(self) -> None:
+        with self._lock:
+            self._failure()
+
+    def _failure(self) -> None:
         self._probe_in_flight = False
         if self._state is BreakerState.HALF_OPEN:
             self._trip()
@@ -89,7 +104,8 @@ class CircuitBreaker:
     def release(self) -> None:
         """The call ended in a way that says nothing about the endpoint's health (e.g. a 429,
         a 400, a cancelled task): free the probe slot, change nothing else."""
-        self._probe_in_flight = False
+        with self._lock:
+            self._probe_in_flight = False
 
     def _trip(self) -> None:
         self._state = BreakerState.OPEN

@@ -397,6 +397,7 @@ class LLMGateway:
         recorder: Recorder | None = _record_in_db,
         observers: Sequence[Observer] = (),
         clock: Callable[[], float] = time.monotonic,
+        breakers: dict[str, CircuitBreaker] | None = None,
     ):
         self.settings = settings or get_settings()
         self.routes: dict[str, list[Route]] = routes if routes is not None else routes_from_settings(self.settings)
@@ -404,7 +405,9 @@ class LLMGateway:
         self._recorder = recorder
         self._observers: list[Observer] = list(observers)
         self._clock = clock
-        self._breakers: dict[str, CircuitBreaker] = {}
+        # Shared by the gateways of one process (get_gateway passes _SHARED_BREAKERS) so an
+        # endpoint's health is one fact, whichever event loop a run happens to use.
+        self._breakers: dict[str, CircuitBreaker] = breakers if breakers is not None else {}
         self._openai_clients: dict[tuple[str, str | None], openai.AsyncOpenAI] = {}
         self._anthropic_clients: dict[tuple[str, str | None], anthropic.AsyncAnthropic] = {}
         self._listed: dict[str, tuple[float, set[str]]] = {}
@@ -783,6 +786,7 @@ def _parse(schema: type[M], text: str) -> M:
 # --- process-wide instance -----------------------------------------------------------------------
 
 _GATEWAYS: dict[int, LLMGateway] = {}
+_SHARED_BREAKERS: dict[str, CircuitBreaker] = {}
 
 
 def get_gateway() -> LLMGateway:
@@ -794,7 +798,7 @@ def get_gateway() -> LLMGateway:
         key = 0
     gw = _GATEWAYS.get(key)
     if gw is None:
-        gw = _GATEWAYS[key] = LLMGateway(get_settings(), observers=_default_observers())
+        gw = _GATEWAYS[key] = LLMGateway(get_settings(), observers=_default_observers(), breakers=_SHARED_BREAKERS)
     return gw
 
 
@@ -806,8 +810,9 @@ def _default_observers() -> list[Observer]:
 
 
 def reset_gateway() -> None:
-    """Forget the process-wide gateways (tests, settings changes). Clients are left to the GC."""
+    """Forget the process-wide gateways and breakers (tests, settings changes). Clients are left to the GC."""
     _GATEWAYS.clear()
+    _SHARED_BREAKERS.clear()
 
 
 __all__ = [
