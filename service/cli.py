@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -78,6 +79,8 @@ def main() -> None:
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     _setup_logging()
+    # SIGTERM unwinds like Ctrl-C, so the local LLM server and the database are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 @main.command()
