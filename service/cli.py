@@ -103,13 +103,13 @@ def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
 
 
 def _resume(thread_id: str, value: dict) -> None:
-    from service.runner import NothingToResume, resume
+    from service.runner import NothingToResume, ThreadBusy, resume
     from tools.local_llm import local_llm_if_needed
 
     with local_llm_if_needed(get_settings()) if value["action"] == "revise" else _null():
         try:
             snap = _run(resume(thread_id, value, progress=_progress))
-        except NothingToResume as err:
+        except (NothingToResume, ThreadBusy) as err:
             raise click.ClickException(str(err)) from None
     _print_outcome(snap)
 
@@ -265,6 +265,11 @@ def serve(port: int | None, jobs: int | None) -> None:
         from storage.embedded import start_embedded
 
         env["DATABASE_URL"] = start_embedded(settings.pg_data_dir)
+    from service.maintenance_cmd import start_recovery_after_serve
+
+    url = f"http://127.0.0.1:{port or settings.server_port}"
+    # Once the server answers, resume runs a crash cut off (through the server, so Studio sees them).
+    start_recovery_after_serve(url, echo=lambda msg: click.echo(msg, err=True))
     cmd = [exe, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
            "--port", str(port or settings.server_port), "--n-jobs-per-worker", str(jobs or settings.server_jobs),
            "--config", str(root / "langgraph.json")]

@@ -98,12 +98,27 @@ async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None
         return await snapshot(graph, config)
 
 
+class ThreadBusy(RuntimeError):
+    """Another live process holds this thread's run lease (it is running it right now)."""
+
+
+async def drive_exclusively(thread_id: str, graph_input: Any, **kwargs) -> RunSnapshot:
+    """drive() under the thread's run lease, so a recoverer never drives a thread a live CLI run holds."""
+    from service.recovery import run_lease  # late: recovery builds on this module
+    from storage.db import get_database
+
+    async with run_lease(await get_database(), thread_id) as held:
+        if not held:
+            raise ThreadBusy(f"thread {thread_id} is being run by another process right now")
+        return await drive(thread_id, graph_input, **kwargs)
+
+
 async def start_post(topic: str, *, requester: str = "cli", source: str = "cli", thread_id: str | None = None,
                      progress: ProgressFn | None = None, overrides: dict | None = None,
                      metadata: dict | None = None) -> RunSnapshot:
     tid = thread_id or new_thread_id()
-    return await drive(tid, {"topic": topic, "requester": requester, "source": source}, progress=progress,
-                       overrides=overrides, metadata=metadata)
+    return await drive_exclusively(tid, {"topic": topic, "requester": requester, "source": source},
+                                   progress=progress, overrides=overrides, metadata=metadata)
 
 
 class NothingToResume(RuntimeError):
@@ -126,4 +141,4 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
             f"thread {thread_id} is not waiting for approval"
             + (f" (already decided: {status})" if status and status != "pending" else
                " (unknown thread)" if not snap.values else f" (next: {', '.join(snap.next) or 'nothing'})"))
-    return await drive(thread_id, Command(resume=value), progress=progress, overrides=overrides)
+    return await drive_exclusively(thread_id, Command(resume=value), progress=progress, overrides=overrides)
