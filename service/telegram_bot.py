@@ -306,7 +306,7 @@ class NewsroomBot:
         if context.args:
             tid = await approvals.resolve_thread_id(db, context.args[0])
             if tid is None:
-                await msg.reply_text(f"No post matches {context.args[0]!r} (give a thread id or its last 8 characters).")
+                await msg.reply_text(f"No post matches {context.args[0][:80]!r} (give a thread id or its last 8 characters).")
                 return
         else:
             rows = await approvals.posts_for_chat(db, chat.id, limit=1)
@@ -359,7 +359,7 @@ class NewsroomBot:
         tid = await approvals.resolve_thread_id(db, context.args[0])
         post = await posts.get_post(db, tid) if tid else None
         if post is None:
-            await msg.reply_text(f"No post matches {context.args[0]!r}. Nothing changed.")
+            await msg.reply_text(f"No post matches {context.args[0][:80]!r}. Nothing changed.")
             return
         if post["status"] in {str(s) for s in posts.TERMINAL}:
             await msg.reply_text(f"Already finished ({post['status']}). Nothing changed.")
@@ -692,8 +692,8 @@ class WebhookReceiver:
         app = await self.application()
         try:
             update = Update.de_json(data, app.bot)
-        except (TypeError, ValueError, KeyError) as err:
-            return 400, {"ok": False, "error": f"malformed update {data.get('update_id')}: {err}"}
+        except Exception as err:  # noqa: BLE001 - PTB raises AttributeError, TypeError, ... on mistyped fields
+            return 400, {"ok": False, "error": f"malformed update {data.get('update_id')}: {type(err).__name__}: {err}"}
         await app.process_update(update)  # handler errors go to on_error, which tells the chat
         return 200, {"ok": True}
 

@@ -215,7 +215,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
             return disabled_page()
         if request.method == "GET":
             return login_page("", status=200)
-        token = (parse_qs((await request.body()).decode()).get("token") or [""])[0]
+        token = (parse_qs((await request.body()).decode(errors="replace")).get("token") or [""])[0]
         if not hmac.compare_digest(token.encode(), settings.web_token.get_secret_value().encode()):
             return login_page("Wrong token.", status=403)
         resp = RedirectResponse(BASE, status_code=303)
@@ -233,7 +233,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
             return refusal
         tid = request.path_params["thread_id"]
         db = await get_database()
-        post = await posts.get_post(db, tid)
+        post = await posts.get_post(db, tid) if "\x00" not in tid else None  # PostgreSQL text cannot hold NUL
         if post is None:
             return page("not found", f"<h1>No run {e(tid)}</h1>", status=404)
         client = client_factory()
@@ -259,7 +259,10 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         if not same_origin(request):
             return page("refused", "<h1>Refused</h1><p>Cross-site form post. Nothing changed.</p>", status=403)
         tid = request.path_params["thread_id"]
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        if "\x00" in tid or any("\x00" in v for v in form.values()):  # PostgreSQL text cannot hold NUL
+            return page("refused", "<h1>Refused</h1><p>The request holds a NUL character. Nothing changed.</p>",
+                        status=400)
         action = form.get("action", "")
         reviewer = f"{(form.get('reviewer') or 'web').strip()[:60]} (web)"
         text = form.get("feedback") if action == "revise" else form.get("reason")
