@@ -32,3 +32,24 @@ def test_secrets_never_reach_the_logs():
     assert "an ordinary line stays readable" in out.stderr
     assert "database down" in out.stderr and "Traceback" in out.stderr
     assert out.stderr.count("REDACTED") >= 3
+
+
+def test_structlog_event_dicts_stay_dicts_and_are_scrubbed():
+    """The Agent Server logs through structlog, whose records carry a dict as msg."""
+    script = r"""
+import logging, sys
+import structlog
+from tools.tracing import install_log_redaction
+install_log_redaction()
+handler = logging.StreamHandler(sys.stderr)
+handler.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.dev.ConsoleRenderer(colors=False)))
+root = logging.getLogger(); root.addHandler(handler); root.setLevel(logging.INFO)
+structlog.configure(processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+                    logger_factory=structlog.stdlib.LoggerFactory())
+structlog.get_logger("srv").info("calling the model", api_key_used="sk-live-0123456789abcdef")
+"""
+    env = dict(os.environ, NEWSROOM_LLM_API_KEY="sk-live-0123456789abcdef")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Logging error" not in out.stderr and "calling the model" in out.stderr
+    assert "sk-live-0123456789abcdef" not in out.stderr and "REDACTED" in out.stderr

@@ -566,11 +566,15 @@ def install_log_redaction(settings: Settings | None = None) -> None:
 
     def factory(*args, **kwargs):
         record = previous(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
-            message = str(record.msg)
-        record.msg, record.args = scrubber.text(message), ()
+        if isinstance(record.msg, dict):
+            # structlog (the Agent Server's logging) passes its event dict as msg: keep it a dict.
+            record.msg = {k: scrubber.text(v) if isinstance(v, str) else v for k, v in record.msg.items()}
+        elif isinstance(record.msg, str):
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format string must not lose the record
+                message = record.msg
+            record.msg, record.args = scrubber.text(message), ()
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = scrubber.text("".join(traceback.format_exception(*record.exc_info)).rstrip())
         return record
