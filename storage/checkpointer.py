@@ -6,6 +6,7 @@ the CLI and tests use the same one, so every run's checkpoints land in our datab
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,9 +61,42 @@ def make_saver(pool: AsyncConnectionPool, dialect: str) -> BaseCheckpointSaver:
         from langchain_cockroachdb import AsyncCockroachDBSaver
 
         return AsyncCockroachDBSaver(pool, serde=make_serde())
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    return _retrying_postgres_saver_class()(pool, serde=make_serde())
 
-    return AsyncPostgresSaver(pool, serde=make_serde())
+
+@functools.lru_cache(maxsize=1)
+def _retrying_postgres_saver_class():
+    """AsyncPostgresSaver whose writes and point reads survive a dropped connection.
+
+    Its writes are upserts (safe to repeat) and the pool replaces a broken connection on the next
+    checkout, so a database restart mid-write costs a retry instead of the run.
+    """
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    from storage.db import is_retryable
+
+    def _retrying():
+        return AsyncRetrying(retry=retry_if_exception(is_retryable), stop=stop_after_attempt(8),
+                             wait=wait_random_exponential(multiplier=0.05, max=2.0), reraise=True)
+
+    class RetryingPostgresSaver(AsyncPostgresSaver):
+        async def aput(self, config, checkpoint, metadata, new_versions):
+            async for attempt in _retrying():
+                with attempt:
+                    return await super().aput(config, checkpoint, metadata, new_versions)
+
+        async def aput_writes(self, config, writes, task_id, task_path=""):
+            async for attempt in _retrying():
+                with attempt:
+                    return await super().aput_writes(config, writes, task_id, task_path)
+
+        async def aget_tuple(self, config):
+            async for attempt in _retrying():
+                with attempt:
+                    return await super().aget_tuple(config)
+
+    return RetryingPostgresSaver
 
 
 async def _saver_schema_behind(db: Database, saver: BaseCheckpointSaver) -> bool:
