@@ -8,12 +8,15 @@ crash between the write and the ledger commit makes the replay write again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import html
 import json
 import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -49,31 +52,65 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class StaticSiteDestination:
-    """Markdown with front matter + an HTML page per post, and an index page, in a folder."""
+    """Markdown with front matter + an HTML page per post, and an index page, in a folder.
+
+    The index is rendered from a manifest (posts/manifest.json: slug -> title, first published
+    time) updated under a file lock, so a publish costs one small read-modify-write instead of
+    re-reading every post ever published (which made each publish O(site size)), and publishers in
+    several processes (server, CLI) never drop each other's entries.
+    """
 
     name = "static_site"
+    MANIFEST = "manifest.json"
 
     def __init__(self, site_dir: Path):
         self.site_dir = Path(site_dir)
 
     def publish(self, item: Rendered) -> str:
-        md_path = self.site_dir / "posts" / f"{item.slug}.md"
-        html_path = self.site_dir / "posts" / f"{item.slug}.html"
-        _atomic_write(md_path, item.markdown)
+        posts_dir = self.site_dir / "posts"
+        html_path = posts_dir / f"{item.slug}.html"
+        _atomic_write(posts_dir / f"{item.slug}.md", item.markdown)
         _atomic_write(html_path, item.html)
-        self._rebuild_index()
+        with self._locked():
+            manifest = self._load_manifest()
+            entry = manifest.setdefault(item.slug, {"published_at": time.time()})
+            entry["title"] = item.title
+            _atomic_write(posts_dir / self.MANIFEST, json.dumps(manifest, ensure_ascii=False, sort_keys=True))
+            self._write_index(manifest)
         return str(html_path.resolve())
 
-    def _rebuild_index(self) -> None:
-        entries = []
-        for p in sorted((self.site_dir / "posts").glob("*.html"), key=lambda p: p.stat().st_mtime, reverse=True):
-            title = p.stem
-            md = p.with_suffix(".md")
+    @contextlib.contextmanager
+    def _locked(self):
+        (self.site_dir / "posts").mkdir(parents=True, exist_ok=True)
+        with open(self.site_dir / "posts" / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+            yield
+
+    def _load_manifest(self) -> dict[str, dict]:
+        path = self.site_dir / "posts" / self.MANIFEST
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return self._manifest_from_pages()  # a site published before the manifest existed
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s is unreadable: rebuilding it from the published pages", path)
+            return self._manifest_from_pages()
+
+    def _manifest_from_pages(self) -> dict[str, dict]:
+        manifest = {}
+        for page in (self.site_dir / "posts").glob("*.html"):
+            title, md = page.stem, page.with_suffix(".md")
             if md.exists():
                 m = re.search(r'^title: "(.*)"$', md.read_text(encoding="utf-8"), re.MULTILINE)
                 if m:
                     title = json.loads(f'"{m.group(1)}"')
-            entries.append(f'<li><a href="posts/{html.escape(p.name)}">{html.escape(title)}</a></li>')
+            manifest[page.stem] = {"title": title, "published_at": page.stat().st_mtime}
+        return manifest
+
+    def _write_index(self, manifest: dict[str, dict]) -> None:
+        newest_first = sorted(manifest.items(), key=lambda kv: kv[1].get("published_at", 0), reverse=True)
+        entries = [f'<li><a href="posts/{html.escape(slug)}.html">{html.escape(e.get("title") or slug)}</a></li>'
+                   for slug, e in newest_first]
         page = ("<!doctype html><meta charset=utf-8><title>newsroom</title><h1>Posts</h1><ul>"
                 + "".join(entries) + "</ul>\n")
         _atomic_write(self.site_dir / "index.html", page)

@@ -1,0 +1,71 @@
+"""The static site destination: pages, the manifest-backed index, idempotent republish, old sites."""
+from __future__ import annotations
+
+import json
+import threading
+
+from tools.publish import Rendered, StaticSiteDestination
+
+
+def _item(n: int, title: str | None = None) -> Rendered:
+    title = title or f"Post number {n} <&>"
+    return Rendered(publish_key=f"k{n}", slug=f"post-{n}", title=title,
+                    markdown=f'---\ntitle: "{title}"\n---\nbody {n}\n', html=f"<p>{n}</p>")
+
+
+def _index_links(site) -> list[str]:
+    page = (site / "index.html").read_text()
+    return [chunk.split('"')[0] for chunk in page.split('<a href="posts/')[1:]]
+
+
+def test_index_lists_every_post_newest_first_and_escapes_titles(tmp_path):
+    dest = StaticSiteDestination(tmp_path)
+    for n in range(3):
+        location = dest.publish(_item(n))
+        assert location.endswith(f"post-{n}.html")
+    assert _index_links(tmp_path) == ["post-2.html", "post-1.html", "post-0.html"]
+    page = (tmp_path / "index.html").read_text()
+    assert "Post number 1 &lt;&amp;&gt;" in page and "<&>" not in page
+
+
+def test_republishing_the_same_post_keeps_one_entry_and_its_place(tmp_path):
+    dest = StaticSiteDestination(tmp_path)
+    dest.publish(_item(0))
+    dest.publish(_item(1))
+    dest.publish(_item(0, title="Post zero, retitled"))  # a replay after a crash overwrites in place
+    manifest = json.loads((tmp_path / "posts" / "manifest.json").read_text())
+    assert sorted(manifest) == ["post-0", "post-1"]
+    assert manifest["post-0"]["title"] == "Post zero, retitled"
+    assert _index_links(tmp_path) == ["post-1.html", "post-0.html"]
+
+
+def test_a_site_from_before_the_manifest_keeps_its_posts(tmp_path):
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "old.md").write_text('---\ntitle: "An \\"old\\" post"\n---\n')
+    (posts / "old.html").write_text("<p>old</p>")
+    StaticSiteDestination(tmp_path).publish(_item(7))
+    manifest = json.loads((posts / "manifest.json").read_text())
+    assert manifest["old"]["title"] == 'An "old" post'
+    assert _index_links(tmp_path) == ["post-7.html", "old.html"]
+
+
+def test_a_corrupt_manifest_is_rebuilt_from_the_pages(tmp_path):
+    dest = StaticSiteDestination(tmp_path)
+    dest.publish(_item(0))
+    (tmp_path / "posts" / "manifest.json").write_text("{not json")
+    dest.publish(_item(1))
+    assert sorted(_index_links(tmp_path)) == ["post-0.html", "post-1.html"]
+
+
+def test_concurrent_publishers_lose_no_entry(tmp_path):
+    # Two destinations = two processes' views of one folder; the file lock serialises the manifest.
+    dests = [StaticSiteDestination(tmp_path), StaticSiteDestination(tmp_path)]
+    threads = [threading.Thread(target=lambda i=i: [dests[i % 2].publish(_item(i * 100 + j)) for j in range(10)])
+               for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(_index_links(tmp_path)) == 40
+    assert len(json.loads((tmp_path / "posts" / "manifest.json").read_text())) == 40
