@@ -205,6 +205,19 @@ async def record_publication(
 
 # --- LLM usage -------------------------------------------------------------------------------
 
+# llm_calls.id is a UUID; callers may key a call by any stable string (say "thread:node:attempt").
+_CALL_ID_NAMESPACE = uuid.UUID("6f1d8f8e-5b7a-4c1e-9a53-2f0c7e1d4b90")
+
+
+def call_uuid(call_id: str | uuid.UUID) -> str:
+    """The llm_calls id of a call key: a UUID as it is, any other key as a stable uuid5 of it."""
+    text = str(call_id)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return str(uuid.uuid5(_CALL_ID_NAMESPACE, text))
+
+
 async def record_llm_call(
     db: Database, *, thread_id: str | None, role: str, provider: str, endpoint: str, model: str,
     tokens_in: int, tokens_out: int, cost_usd: float, latency_ms: int, outcome: str, error: str | None = None,
@@ -215,21 +228,23 @@ async def record_llm_call(
     Exactly once per call_id (generated if not given; returned): if the retry helper re-runs a
     transaction whose COMMIT did land, the row is found and the usage is not added again.
     """
-    call_id = str(call_id or uuid.uuid4())
+    call_id = call_uuid(call_id) if call_id else str(uuid.uuid4())
     params = {"id": call_id, "thread_id": thread_id, "role": role, "provider": provider, "endpoint": endpoint,
               "model": model, "tokens_in": tokens_in, "tokens_out": tokens_out,
               "cost_usd": Decimal(str(round(cost_usd, 6))), "latency_ms": latency_ms, "outcome": outcome,
               "error": (error or None) and error[:2000]}
-
-    async def _work(conn):
-        cur = await conn.execute(sql.INSERT_LLM_CALL, params)
-        if await cur.fetchone() is None:
-            return  # already recorded by an earlier attempt (or an earlier call with this id)
-        if thread_id:
-            await _add_usage_in(conn, thread_id, tokens_in, tokens_out, params["cost_usd"])
-
-    await db.transaction(_work)
+    await db.transaction(lambda conn: _record_call_in(conn, params))
     return call_id
+
+
+async def _record_call_in(conn, params: dict) -> bool:
+    """Insert the llm_calls row; only if it is new, add its usage to the post. True = counted."""
+    cur = await conn.execute(sql.INSERT_LLM_CALL, params)
+    if await cur.fetchone() is None:
+        return False  # already recorded by an earlier attempt (or an earlier call with this id)
+    if params["thread_id"]:
+        await _add_usage_in(conn, params["thread_id"], params["tokens_in"], params["tokens_out"], params["cost_usd"])
+    return True
 
 
 async def _add_usage_in(conn, thread_id: str, tokens_in: int, tokens_out: int, cost: Decimal) -> None:
@@ -246,11 +261,19 @@ async def _add_usage_in(conn, thread_id: str, tokens_in: int, tokens_out: int, c
     )
 
 
-async def add_post_usage(db: Database, thread_id: str, *, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
-    async def _work(conn):
-        await _add_usage_in(conn, thread_id, tokens_in, tokens_out, Decimal(str(cost_usd)))
+async def add_post_usage(db: Database, thread_id: str, *, call_id: str, tokens_in: int, tokens_out: int,
+                         cost_usd: float, role: str = "external", provider: str = "external",
+                         endpoint: str = "external", model: str = "unknown") -> bool:
+    """Add one LLM call's usage (made outside the gateway) to the post, at most once per call_id.
 
-    await db.transaction(_work)
+    The key is required: the usage is written as that call's llm_calls row in the same transaction
+    as the totals, so a replayed node or a re-run transaction with the same call_id finds the row
+    and adds nothing (False). The post's totals stay equal to the sum of its llm_calls rows.
+    """
+    params = {"id": call_uuid(call_id), "thread_id": thread_id, "role": role, "provider": provider,
+              "endpoint": endpoint, "model": model, "tokens_in": tokens_in, "tokens_out": tokens_out,
+              "cost_usd": Decimal(str(round(cost_usd, 6))), "latency_ms": 0, "outcome": "ok", "error": None}
+    return await db.transaction(lambda conn: _record_call_in(conn, params))
 
 
 async def llm_calls_for(db: Database, thread_id: str) -> list[dict]:
@@ -265,5 +288,5 @@ __all__ = [
     "PostStatus", "TRANSITIONS", "TERMINAL", "WAITING_FOR_HUMAN", "IllegalTransition", "PostNotFound",
     "create_post", "get_post", "list_posts", "posts_in_status", "transition", "record_event", "list_events",
     "record_human_decision", "get_publication", "publications_for", "count_publications",
-    "record_publication", "record_llm_call", "add_post_usage", "llm_calls_for", "usage_for",
+    "record_publication", "record_llm_call", "call_uuid", "add_post_usage", "llm_calls_for", "usage_for",
 ]

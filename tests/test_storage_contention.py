@@ -16,7 +16,8 @@ import pytest
 
 from config import load_settings
 from storage.db import Database
-from storage.posts import add_post_usage, create_post, get_post, llm_calls_for, record_llm_call, usage_for
+from storage.posts import (add_post_usage, call_uuid, create_post, get_post, llm_calls_for, record_llm_call,
+                           usage_for)
 
 # Attempt budget. Writers that hammer ONE row in a loop each win an attempt with odds of about
 # 1/writers, so the attempts a transaction needs grow with them: measured on 2 cores, up to 8
@@ -116,7 +117,8 @@ async def test_add_post_usage_no_lost_updates(wide_db):
 
     async def op(w, i):
         t_in, t_out, cost = _tokens(w, i)
-        await add_post_usage(db, tid, tokens_in=t_in, tokens_out=t_out, cost_usd=float(cost))
+        await add_post_usage(db, tid, call_id=f"{tid}:{w}:{i}", tokens_in=t_in, tokens_out=t_out,
+                             cost_usd=float(cost))
 
     elapsed, retries, _ = await _hammer(db, writers, per_writer, op)
     calls = [_tokens(w, i) for w in range(writers) for i in range(per_writer)]
@@ -189,7 +191,8 @@ async def test_serializable_even_where_the_server_defaults_to_read_committed(pg_
 
             async def op(w, i):
                 t_in, t_out, cost = _tokens(w, i)
-                await add_post_usage(db, tid, tokens_in=t_in, tokens_out=t_out, cost_usd=float(cost))
+                await add_post_usage(db, tid, call_id=f"{tid}:{w}:{i}", tokens_in=t_in, tokens_out=t_out,
+                                     cost_usd=float(cost))
 
             _, retries, _ = await _hammer(db, 8, 20, op)
             post = await get_post(db, tid)
@@ -217,3 +220,31 @@ async def test_record_llm_call_exactly_once_per_call_id(wide_db):
     assert (post["llm_calls"], post["tokens_in"], post["tokens_out"]) == (2, 240, 60)
     assert post["cost_usd"] == Decimal("0.024600")
     assert (await usage_for(db, tid))["calls"] == 2
+
+
+async def test_add_post_usage_exactly_once_per_call_id(wide_db):
+    """A replayed node (or a re-run transaction) adding the same call's usage again, even
+    concurrently, counts it once; the post's totals stay the sum of its llm_calls rows."""
+    db = wide_db
+    tid = f"once-usage-{uuid.uuid4().hex[:8]}"
+    await create_post(db, tid, "idempotent usage", "tester")
+    usage = dict(tokens_in=500, tokens_out=80, cost_usd=0.0417)
+    key = f"{tid}:writer:attempt-1"  # any stable string key
+    assert await add_post_usage(db, tid, call_id=key, **usage) is True
+    replays = await asyncio.gather(*[add_post_usage(db, tid, call_id=key, **usage) for _ in range(6)])
+    assert replays == [False] * 6
+    assert await add_post_usage(db, tid, call_id=key, **usage) is False  # and once more, sequentially
+    post = await get_post(db, tid)
+    assert (post["llm_calls"], post["tokens_in"], post["tokens_out"], post["cost_usd"]) == (1, 500, 80, Decimal("0.041700"))
+    # another call (another key) is counted; the totals equal the ledger
+    assert await add_post_usage(db, tid, call_id=f"{tid}:writer:attempt-2", **usage) is True
+    post = await get_post(db, tid)
+    ledger = await usage_for(db, tid)
+    assert (post["llm_calls"], post["tokens_in"], post["cost_usd"]) == (2, 1000, Decimal("0.083400"))
+    assert (ledger["calls"], ledger["tokens_in"], ledger["tokens_out"], ledger["cost_usd"]) == \
+        (post["llm_calls"], post["tokens_in"], post["tokens_out"], post["cost_usd"])
+    # the same key through record_llm_call is the same call: not counted a third time
+    again = await record_llm_call(db, thread_id=tid, role="writer", provider="llamacpp", endpoint="local", model="m",
+                                  latency_ms=1, outcome="ok", call_id=key, **usage)
+    assert again == call_uuid(key)
+    assert (await get_post(db, tid))["llm_calls"] == 2
