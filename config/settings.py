@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=0, description="connections kept open per pool")
     pool_max_size: int = Field(default=10, ge=1, description="connections at most per pool")
     pool_max_idle_s: float = Field(default=300.0, gt=0, description="idle connections older than this are closed")
+    pool_check_idle_s: float = Field(
+        default=2.0, ge=0,
+        description="check a pooled connection (one round trip) on checkout only if it sat idle this long; "
+                    "0 = check every checkout. A connection broken sooner fails its statement, which the "
+                    "transaction and checkpoint retries replace",
+    )
     pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a connection (and for the first connect)")
     tx_max_attempts: int = Field(default=30, ge=1, le=200, description="attempts per transaction on 40001/40003/connection loss")
 

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from config import Settings, get_settings
 from storage import sql
-from storage.db import Database, resolve_database_url
+from storage.db import Database, IdleCheck, resolve_database_url
 from storage.migrate import migrate, under_lease
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ def _saver_pool(url: str, s: Settings) -> AsyncConnectionPool:
         max_size=s.pool_max_size,
         max_idle=s.pool_max_idle_s,
         timeout=s.pool_timeout_s,
-        check=AsyncConnectionPool.check_connection,
+        check=(freshness := IdleCheck(s.pool_check_idle_s)).check,
+        reset=freshness.returned,
         reconnect_timeout=max(60.0, s.pool_timeout_s),
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         name="newsroom-checkpoints",

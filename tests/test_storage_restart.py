@@ -108,3 +108,24 @@ async def test_transaction_in_flight_across_restart_is_retried(private_pg, rdb):
 
 async def _pid(conn) -> int:
     return (await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone())["pid"]
+
+
+async def test_unchecked_recent_connections_are_replaced_by_the_retry(private_pg):
+    """With the checkout check effectively off (recently used connections skip it), a restart
+    still costs no failed call: the dead connection's 08xxx error is retried on a new one."""
+    data_dir, url = private_pg
+    s = load_settings(database_url=url, pool_min_size=2, pool_max_size=2, pool_check_idle_s=3600)
+    database = await Database(url, s, name="unchecked").open()
+    try:
+        tid = f"unchecked-{uuid.uuid4().hex[:8]}"
+        await create_post(database, tid, "unchecked", "tester")
+        for _ in range(3):  # every pooled connection has been used and returned: none is checked
+            await get_post(database, tid)
+        retries_before = database.stats.retries
+        await asyncio.to_thread(restart_embedded, data_dir)
+        assert (await get_post(database, tid))["topic"] == "unchecked"
+        await transition(database, tid, "researching", actor="after-restart")
+        assert (await get_post(database, tid))["status"] == "researching"
+        assert database.stats.retries > retries_before  # the dead connection was really met
+    finally:
+        await database.close()

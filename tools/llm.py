@@ -27,7 +27,9 @@ or  await gw.complete_json("judge", msgs, EditorVerdict, exclude_models={res.mod
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
+import functools
 import inspect
 import json
 import logging
@@ -367,6 +369,17 @@ def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4) if text else 0
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_json_schema(schema: type) -> dict:
+    return schema.model_json_schema()
+
+
+def _json_schema_of(schema: type) -> dict:
+    # pydantic regenerates the schema on every call (~1 ms of CPU per LLM call under load): cache
+    # it per model class; a deep copy so no SDK can mutate the cached one.
+    return copy.deepcopy(_cached_json_schema(schema))
+
+
 def _openai_response_format(provider: str, name: str, schema: dict) -> dict:
     if provider == "llamacpp":
         # llama.cpp refuses json_schema (HTTP 500) and turns json_object + schema into a grammar.
@@ -686,7 +699,7 @@ class LLMGateway:
 
     async def _send(self, route, messages, schema, max_tokens, temperature, timeout) -> _Reply:
         name = schema.__name__ if schema else None
-        json_schema = schema.model_json_schema() if schema else None
+        json_schema = _json_schema_of(schema) if schema else None
         if route.provider == "anthropic":
             system, msgs = _anthropic_messages(messages)
             kwargs: dict[str, Any] = {"model": route.model, "max_tokens": max_tokens, "messages": msgs,
