@@ -7,6 +7,7 @@ import json
 from typing import Literal
 
 from agents.editor import next_step_after_review
+from tools.tracing import record_scores
 
 Next = Literal["researcher", "writer", "editor", "prepare_approval", "publisher", "finish"]
 
@@ -96,13 +97,15 @@ def parse_resume(value) -> tuple[str, str | None, str]:
 
 
 async def advance_post(thread_id: str, status: str, *, actor: str, reason: str | None = None,
-                       detail: dict | None = None, revision: int | None = None) -> None:
+                       detail: dict | None = None, revision: int | None = None,
+                       unless_in: tuple[str, ...] = ()) -> None:
     """Keep the posts table in step with the graph (idempotent: a re-run repeats it harmlessly)."""
     from storage import posts
     from storage.db import get_database
 
     db = await get_database()
-    await posts.transition(db, thread_id, status, actor=actor, reason=reason, detail=detail, revision=revision)
+    await posts.transition(db, thread_id, status, actor=actor, reason=reason, detail=detail, revision=revision,
+                           unless_in=unless_in)
 
 
 async def ensure_post(thread_id: str, *, topic: str, requester: str, source: str, metadata: dict | None = None) -> None:
@@ -127,12 +130,22 @@ async def post_usage(thread_id: str) -> dict:
 
 async def record_decision(thread_id: str, *, reviewer: str, decision: str, payload_hash: str,
                           checkpoint_id: str | None, detail: dict) -> bool:
+    """The human's answer at the gate: an event in the DB (once per answered checkpoint) and a
+    "human_decision" score on the thread's Langfuse trace (a no-op when tracing is off)."""
     from storage import posts
     from storage.db import get_database
 
     db = await get_database()
-    return await posts.record_human_decision(db, thread_id, reviewer=reviewer, decision=decision,
-                                             payload_hash=payload_hash, checkpoint_id=checkpoint_id, detail=detail)
+    recorded = await posts.record_human_decision(db, thread_id, reviewer=reviewer, decision=decision,
+                                                 payload_hash=payload_hash, checkpoint_id=checkpoint_id, detail=detail)
+    # Keyed like the DB row (the answered checkpoint): a replayed node upserts the same score, and a
+    # replay after a crash that lost the first upload still delivers it. Never raises.
+    feedback = detail.get("feedback")
+    record_scores(thread_id, {"human_decision": decision}, key=f"human-decision:{checkpoint_id or payload_hash}",
+                  comments={"human_decision": feedback} if feedback else None,
+                  metadata={"reviewer": reviewer, "draft_version": detail.get("draft_version"),
+                            "escalated": detail.get("escalated"), "payload_hash": payload_hash})
+    return recorded
 
 
 async def record_desk_event(thread_id: str, *, actor: str, kind: str, detail: dict) -> None:

@@ -136,15 +136,64 @@ async def test_one_trace_across_interrupt_and_resume(db, lf, llm):
     assert len(gens) == row["llm_calls"]
 
     # The verdict as scores on the trace, attached to the editor span.
-    assert lf.wait_for(lambda: any(sc["name"] == "editor_mean" for sc in lf.scores))
+    assert lf.wait_for(lambda: {"editor_mean", "human_decision"} <= {sc["name"] for sc in lf.scores})
     scores = {sc["name"]: sc for sc in lf.scores if sc["traceId"] == trace_id}
     editor_span, = _by_name(spans, "editor")
     assert scores["technical_accuracy"]["value"] == 4.0 and scores["technical_accuracy"]["dataType"] == "NUMERIC"
     assert scores["editor_mean"]["value"] == 4.0
     assert scores["editor_decision"]["value"] == "approve" and scores["editor_decision"]["dataType"] == "CATEGORICAL"
     assert scores["confident_hallucination"]["value"] == 0.0
+    human = scores.pop("human_decision")  # the human's answer: on the gate span that took it
+    assert human["value"] == "approve" and human["observationId"] == gate_answer.span_id
     assert all(sc["observationId"] == editor_span.span_id for sc in scores.values())
     assert lf.auth_headers and all(h.startswith("Basic ") for h in lf.auth_headers)
+
+
+async def test_human_decisions_are_scores_on_the_trace(db, lf, llm):
+    """The human's answer at the gate: a categorical "human_decision" score on the post's trace and
+    the gate span that took the answer (comment = feedback; reviewer and draft version in metadata).
+    A replayed node upserts the same score (same id), never adds one."""
+    from agents import supervisor
+
+    def human_scores(trace_id):
+        return [sc for sc in lf.scores if sc["name"] == "human_decision" and sc["traceId"] == trace_id]
+
+    def answering_gates(trace_id):
+        return {s.span_id for s in _by_name(lf.spans_of(trace_id), "human_approval")
+                if "waiting for a human" not in s.attributes.get("langfuse.observation.output", "")}
+
+    revised = await start_post("Human verdicts in Langfuse", requester="ivy", source="test")
+    again = await resume(revised.thread_id, {"action": "revise", "feedback": "Cite the GQA paper's table 3.",
+                                             "reviewer": "bob"})
+    assert again.waiting_for_human and again.interrupt["draft"]["version"] == 2
+    approved = await start_post("Human approvals in Langfuse", requester="ivy", source="test")
+    done = await resume(approved.thread_id, {"action": "approve", "reviewer": "carol"})
+    assert done.values["outcome"] == "published"
+
+    rev_trace, app_trace = trace_id_for(revised.thread_id), trace_id_for(approved.thread_id)
+    assert lf.wait_for(lambda: human_scores(rev_trace) and human_scores(app_trace)
+                       and answering_gates(rev_trace) and answering_gates(app_trace)), lf.scores
+    (revise,), (approve,) = human_scores(rev_trace), human_scores(app_trace)
+    assert (revise["value"], revise["dataType"]) == ("revise", "CATEGORICAL")
+    assert revise["comment"] == "Cite the GQA paper's table 3."
+    assert revise["metadata"]["reviewer"] == "bob" and revise["metadata"]["draft_version"] == 1
+    assert revise["observationId"] in answering_gates(rev_trace)
+    assert (approve["value"], approve["dataType"]) == ("approve", "CATEGORICAL") and not approve.get("comment")
+    assert approve["metadata"]["reviewer"] == "carol" and approve["metadata"]["draft_version"] == 1
+    assert approve["observationId"] in answering_gates(app_trace)
+    # The DB holds the same decision.
+    event, = [e for e in await posts.list_events(db, approved.thread_id) if e["kind"] == "human_decision"]
+    assert (event["detail"]["decision"], event["actor"]) == ("approve", "carol")
+
+    # A replay of the approving node (same answered checkpoint): the DB refuses it, the score is
+    # sent again with the same id (an upsert in Langfuse), so nothing is counted twice.
+    recorded = await supervisor.record_decision(
+        approved.thread_id, reviewer="carol", decision="approve", payload_hash=event["detail"]["payload_hash"],
+        checkpoint_id=event["detail"]["checkpoint_id"], detail={"feedback": None, "draft_version": 1})
+    assert recorded is False
+    await flush_traces(10)
+    assert lf.wait_for(lambda: len(human_scores(app_trace)) == 2)
+    assert {sc["id"] for sc in human_scores(app_trace)} == {approve["id"]}
 
 
 async def test_no_secret_leaves_in_a_span(db, lf, llm):
