@@ -100,15 +100,16 @@ async def _insert_event(conn, thread_id, actor, kind, from_status, to_status, de
     return await cur.fetchone()
 
 
-async def _transition_in(conn, thread_id, to_status, actor, reason, detail, revision) -> dict:
+async def _transition_in(conn, thread_id, to_status, actor, reason, detail, revision, unless_in=()) -> dict:
     cur = await conn.execute(sql.SELECT_POST_FOR_UPDATE, {"thread_id": thread_id})
     post = await cur.fetchone()
     if post is None:
         raise PostNotFound(f"no post for thread {thread_id}")
     current = PostStatus(post["status"])
     to = PostStatus(to_status)
-    if current == to:
-        # Idempotent: a node that re-runs after a crash or resume repeats its transition.
+    if current == to or current in unless_in:
+        # Idempotent: a node that re-runs after a crash or resume repeats its transition; one whose
+        # later step already committed (unless_in, e.g. published) leaves the post where it is.
         return post
     if to not in TRANSITIONS[current]:
         raise IllegalTransition(thread_id, current, to)
@@ -123,12 +124,14 @@ async def _transition_in(conn, thread_id, to_status, actor, reason, detail, revi
 
 async def transition(
     db: Database, thread_id: str, to_status: str, *, actor: str, reason: str | None = None,
-    detail: dict | None = None, revision: int | None = None,
+    detail: dict | None = None, revision: int | None = None, unless_in: tuple[str, ...] = (),
 ) -> dict:
-    """Move a post to to_status, recording an event; illegal moves raise IllegalTransition."""
+    """Move a post to to_status, recording an event; illegal moves raise IllegalTransition.
+    A post already in one of `unless_in` is left alone (a replayed step whose successor committed)."""
+    skip = tuple(PostStatus(s) for s in unless_in)
 
     async def _work(conn):
-        return await _transition_in(conn, thread_id, to_status, actor, reason, detail, revision)
+        return await _transition_in(conn, thread_id, to_status, actor, reason, detail, revision, skip)
 
     return await db.transaction(_work)
 

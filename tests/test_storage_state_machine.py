@@ -124,6 +124,19 @@ async def test_repeat_of_current_status_is_idempotent(db):
     assert len(await list_events(db, tid)) == n
 
 
+async def test_replayed_step_after_its_successor_committed_leaves_the_post(db):
+    tid = await _post_in(db, PostStatus.PUBLISHED, "replay")
+    n = len(await list_events(db, tid))
+    with pytest.raises(IllegalTransition):  # without the marker a replay would be refused
+        await transition(db, tid, PostStatus.PUBLISHING, actor="publisher")
+    post = await transition(db, tid, PostStatus.PUBLISHING, actor="publisher", unless_in=("published",))
+    assert post["status"] == PostStatus.PUBLISHED and len(await list_events(db, tid)) == n
+    # The marker only skips the listed statuses: other illegal moves are still refused.
+    tid2 = await _post_in(db, PostStatus.REJECTED, "replay-other")
+    with pytest.raises(IllegalTransition):
+        await transition(db, tid2, PostStatus.PUBLISHING, actor="publisher", unless_in=("published",))
+
+
 async def test_unknown_post_and_unknown_status(db):
     with pytest.raises(PostNotFound):
         await transition(db, f"missing-{uuid.uuid4().hex}", PostStatus.RESEARCHING, actor="x")
