@@ -6,6 +6,7 @@ confident_hallucination. At most 3 revision cycles, then a human decides.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from decimal import Decimal
@@ -93,10 +94,15 @@ def next_step_after_review(
     return "revise" if revisions_used < max_revisions else "escalate"
 
 
+@functools.cache
+def _verdict_schema_text() -> str:
+    # Generated once: pydantic rebuilds a schema on every call (a few ms of CPU per judge call).
+    return json.dumps(EditorVerdict.model_json_schema()["properties"], separators=(",", ":"))
+
+
 def judge_messages(topic: str, title: str, body: str, notes: str, prompt_ref: str = "editor.judge@1") -> list[dict]:
     prompt = load_prompt(prompt_ref)
-    schema = json.dumps(EditorVerdict.model_json_schema()["properties"], separators=(",", ":"))
-    return prompt.messages(topic=topic, title=title, body=body, notes=notes, schema=schema)
+    return prompt.messages(topic=topic, title=title, body=body, notes=notes, schema=_verdict_schema_text())
 
 
 def feedback_for_writer(verdict: EditorVerdict | None, error: str | None = None) -> str:

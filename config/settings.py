@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     tx_max_attempts: int = Field(default=30, ge=1, le=200, description="attempts per transaction on 40001/40003/connection loss")
 
     # --- logging ----------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR (also `newsroom serve`'s Agent Server log, unless LOG_LEVEL is set)")
 
     # --- LLM ----------------------------------------------------------------------
     llm_base_url: str = Field(

@@ -260,6 +260,9 @@ def serve(port: int | None, jobs: int | None) -> None:
     root = Path(__file__).resolve().parent.parent
     exe = shutil.which("langgraph") or str(Path(sys.executable).with_name("langgraph"))
     env = dict(os.environ, LANGGRAPH_CLI_NO_ANALYTICS="1", LANGGRAPH_NO_VERSION_CHECK="1")
+    # The Agent Server logs at our level unless LOG_LEVEL says otherwise (its per-request access
+    # log at INFO was ~6% of its CPU under load).
+    env.setdefault("LOG_LEVEL", settings.log_level)
     if not settings.database_url:
         # Start the embedded server here and keep it up for the Agent Server's lifetime.
         from storage.embedded import start_embedded
