@@ -13,8 +13,10 @@ import click
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--reembed", is_flag=True,
               help="the embedder changed: re-embed every stored document (those whose file is gone are removed)")
+@click.option("--prune", is_flag=True,
+              help="also remove stored documents under the given folders whose file was deleted")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def ingest_command(paths: tuple[Path, ...], reembed: bool, quiet: bool) -> None:
+def ingest_command(paths: tuple[Path, ...], reembed: bool, prune: bool, quiet: bool) -> None:
     """Ingest Markdown, text and HTML files or folders into the retrieval corpus.
 
     Unchanged files are skipped (nothing is written); a changed file's chunks are replaced in one
@@ -36,7 +38,7 @@ def ingest_command(paths: tuple[Path, ...], reembed: bool, quiet: bool) -> None:
 
         try:
             if quiet or not sys.stderr.isatty() and not sys.stdout.isatty():
-                return await ingest_paths(paths, reembed=reembed)
+                return await ingest_paths(paths, reembed=reembed, prune=prune)
             click.echo(f"loading the embedder and ingesting {total} file(s)...", err=True)
             with click.progressbar(length=total, label="ingesting", file=sys.stderr, show_pos=True,
                                    item_show_func=lambda s: s) as bar:
@@ -44,7 +46,7 @@ def ingest_command(paths: tuple[Path, ...], reembed: bool, quiet: bool) -> None:
                     bar.current_item = f"{status:<9} {path}"[:60]
                     bar.update(1)
 
-                return await ingest_paths(paths, progress=progress, reembed=reembed)
+                return await ingest_paths(paths, progress=progress, reembed=reembed, prune=prune)
         finally:
             await close_database()
 

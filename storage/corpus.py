@@ -105,6 +105,9 @@ class CorpusStore:
     async def list_documents(self) -> list[dict]:
         return await self.db.fetch(q.LIST_DOCUMENTS)
 
+    async def source_paths(self) -> list[str]:
+        return [r["source_path"] for r in await self.db.fetch(q.SELECT_SOURCE_PATHS)]
+
     async def document_hashes(self, paths: Sequence[str]) -> dict[str, str]:
         if not paths:
             return {}

@@ -42,6 +42,8 @@ DELETE_DOCUMENT = "DELETE FROM documents WHERE source_path = %(source_path)s"
 
 COUNT_DOCUMENTS = "SELECT count(*) AS n FROM documents"
 
+SELECT_SOURCE_PATHS = "SELECT source_path FROM documents ORDER BY source_path"
+
 LIST_DOCUMENTS = """
 SELECT d.id::text AS id, d.source_path, d.title, d.content_hash, d.metadata, d.ingested_at,
        (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks

@@ -69,6 +69,28 @@ async def test_reingest_unchanged_writes_nothing_and_changed_file_is_replaced(pr
     assert any("131,072 bytes" in r["content"] for r in rows) and not any("128 KiB" in r["content"] for r in rows)
 
 
+async def test_prune_removes_documents_whose_file_is_gone_and_only_under_the_folder(private_db, embedder, tmp_path):  # noqa: F811
+    db, store = private_db, CorpusStore(private_db)
+    write_notes(tmp_path / "notes", NOTES)
+    write_notes(tmp_path / "other", {"keep.md": NOTES["dpo.md"]})
+    await ingest_paths([tmp_path / "notes", tmp_path / "other"], db=db, embedder=embedder)
+    (tmp_path / "notes" / "dpo.md").unlink()
+    (tmp_path / "notes" / "breaker.md").rename(tmp_path / "notes" / ".breaker.md")  # hidden: no longer ingested
+    mine = lambda paths: sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1]  # noqa: E731
+                                for p in paths if str(tmp_path.resolve()) in p)
+
+    kept = await ingest_paths([tmp_path / "notes"], db=db, embedder=embedder)  # without --prune: nothing removed
+    assert kept.removed == 0 and len(mine(await store.source_paths())) == 4
+
+    pruned = await ingest_paths([tmp_path / "notes"], db=db, embedder=embedder, prune=True)
+    assert (pruned.removed, pruned.unchanged) == (2, 1)
+    assert mine(await store.source_paths()) == ["notes/gqa.md", "other/keep.md"]  # the other folder is untouched
+    assert "2 removed" in pruned.summary()
+    rows = await db.fetch("SELECT count(*) AS n FROM chunks c JOIN documents d ON d.id = c.document_id "
+                          "WHERE d.source_path LIKE %(p)s", {"p": "%dpo.md"})
+    assert rows[0]["n"] == 0  # its chunks went with it
+
+
 async def test_a_failed_replacement_leaves_the_old_chunks(private_db):  # noqa: F811
     store = CorpusStore(private_db)
     v = unit(np.ones(384))

@@ -99,14 +99,35 @@ class _Pending:
     reused: int
 
 
+def _resolved_source(source_path: str) -> Path:
+    p = Path(source_path)
+    return (p if p.is_absolute() else Path.cwd() / p).resolve()
+
+
+async def prune_missing(store: CorpusStore, folders: Iterable[Path], kept: set[str]) -> list[str]:
+    """Delete stored documents that lie under one of `folders` but are not in `kept` (the files
+    found there now): their file was deleted, renamed, or became hidden/unsupported."""
+    roots = [f.resolve() for f in folders]
+    removed = []
+    for sp in await store.source_paths():
+        if sp in kept:
+            continue
+        if any(_resolved_source(sp).is_relative_to(root) for root in roots):
+            if await store.delete_document(sp):
+                removed.append(sp)
+    return removed
+
+
 async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
-                       reembed: bool = False, db: Database | None = None, embedder: Embedder | None = None,
-                       settings: Settings | None = None) -> IngestReport:
+                       reembed: bool = False, prune: bool = False, db: Database | None = None,
+                       embedder: Embedder | None = None, settings: Settings | None = None) -> IngestReport:
+    """prune: also delete stored documents under the given folders whose file is gone."""
     t0 = time.perf_counter()
     settings = settings or get_settings()
     db = db or await get_database()
     embedder = embedder or get_embedder()
     store = CorpusStore(db)
+    paths = list(paths)
     files = discover_files(paths)
 
     report = IngestReport(embed_model=embedder.name)
@@ -121,6 +142,10 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
         await store.check_compatible(embedder.name, await embedder.dimension(), purpose="ingest")
 
     sources = [source_path_for(f) for f in files]
+    if prune:
+        for sp in await prune_missing(store, [Path(p) for p in paths if Path(p).is_dir()], set(sources)):
+            log.info("removed %s from the corpus: its file is gone", sp)
+            report.removed += 1
     texts: dict[str, str] = {}
     hashes: dict[str, str] = {}
     stored = await store.document_hashes(sources)
