@@ -108,12 +108,30 @@ async def advance_post(thread_id: str, status: str, *, actor: str, reason: str |
                            unless_in=unless_in)
 
 
-async def ensure_post(thread_id: str, *, topic: str, requester: str, source: str, metadata: dict | None = None) -> None:
+# The settings a run may override in config["configurable"] (the names graphs/ passes to
+# setting()): the only keys kept with the post and handed back when recovery resumes the run.
+# A whitelist, because configurable also carries the Agent Server's own keys and whatever a
+# client sends; tests/test_recover.py checks it against the setting() calls.
+RUN_OVERRIDE_SETTINGS = ("approval_policy", "max_revisions", "retrieval_top_k", "research_max_tokens",
+                         "writer_max_tokens", "judge_max_attempts", "judge_max_tokens")
+
+
+def run_overrides(configurable: dict | None) -> dict:
+    """The whitelisted per-run overrides in a run's configurable (JSON scalars, None dropped)."""
+    return {k: v for k, v in (configurable or {}).items()
+            if k in RUN_OVERRIDE_SETTINGS and isinstance(v, (str, int, float, bool))}
+
+
+async def ensure_post(thread_id: str, *, topic: str, requester: str, source: str, metadata: dict | None = None,
+                      configurable: dict | None = None) -> None:
+    """The post row, created on the first supervisor visit; with `configurable`, the run's overrides
+    are kept with it (once, at start), so a run resumed after a crash runs with them again."""
     from storage import posts
     from storage.db import get_database
 
     db = await get_database()
-    await posts.create_post(db, thread_id, topic, requester, source=source, metadata=metadata)
+    await posts.create_post(db, thread_id, topic, requester, source=source, metadata=metadata,
+                            run_overrides=run_overrides(configurable) if configurable is not None else None)
 
 
 async def post_usage(thread_id: str) -> dict:

@@ -25,7 +25,8 @@ async def supervise(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     meta = (config.get("metadata") or {})
     await supervisor.ensure_post(tid, topic=state.topic, requester=state.requester, source=state.source,
-                                 metadata={k: v for k, v in meta.items() if k in ("chat_id", "user_id", "source")})
+                                 metadata={k: v for k, v in meta.items() if k in ("chat_id", "user_id", "source")},
+                                 configurable=config.get("configurable"))  # its overrides, for recovery
     return {}
 
 

@@ -137,7 +137,10 @@ async def decide(
         await approvals.claim_gate(db, gate_id, decision="superseded", decided_by="newsroom", decided_via="state-check")
         gate = await approvals.get_gate(db, gate_id)
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
-    if not await approvals.claim_gate(db, gate_id, decision=action, decided_by=reviewer, decided_via=via):
+    # The text goes into the ledger with the claim: if this process dies before the resume runs,
+    # recovery re-delivers exactly this answer instead of asking the human again.
+    if not await approvals.claim_gate(db, gate_id, decision=action, decided_by=reviewer, decided_via=via,
+                                      feedback=text):
         gate = await approvals.get_gate(db, gate_id)
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
     value = resume_value(action, text, reviewer)

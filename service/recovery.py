@@ -4,9 +4,14 @@ What counts as cut off, per thread (the checkpoint decides, the posts table only
 - the checkpoint has `next` nodes and no pending interrupt -> drive it on (drive(tid, None));
 - it waits at the approval interrupt and a channel already claimed a human decision for exactly
   that interrupt in the approval ledger, but the resume never ran (the server died between the
-  claim and the run) -> deliver that decision now: a lost approval is a bug, not a wait;
+  claim and the run) -> deliver that decision now, with the feedback or reason claimed with it:
+  a lost approval is a bug, not a wait (only a revise claimed before the ledger kept its text is
+  asked again);
 - a post still `queued` with no checkpoint at all (accepted, never started) -> start it;
 - otherwise (waiting for a human, finished) -> leave it alone.
+
+Every resume runs with the overrides the run was started with (approval_policy, max_revisions,
+...: agents.supervisor.RUN_OVERRIDE_SETTINGS), kept with the post when it started.
 
 Concurrency: each thread is driven under a run lease (storage/maintenance.py explains why the
 publish ledger alone is not enough), renewed while it runs; a thread whose lease another live
@@ -24,6 +29,7 @@ from typing import Any
 
 from langgraph.types import Command
 
+from agents.supervisor import run_overrides
 from graphs.engine import build_graph
 from service.approvals import resume_value
 from service.runner import RunSnapshot, drive
@@ -33,8 +39,9 @@ from storage.db import Database, get_database
 
 log = logging.getLogger(__name__)
 
-# Resume one thread: (thread_id, graph input | Command | None) -> the snapshot it stopped at.
-Driver = Callable[[str, Any], Awaitable[RunSnapshot]]
+# Resume one thread: (thread_id, graph input | Command | None, the run's setting overrides for
+# config["configurable"]) -> the snapshot it stopped at.
+Driver = Callable[[str, Any, dict], Awaitable[RunSnapshot]]
 ACTIONS = ("resumed", "started", "redelivered", "reasked", "waiting", "finished", "busy")
 
 
@@ -73,6 +80,9 @@ class Plan:
     graph_input: Any = None
     detail: str = ""
     gate_id: str | None = None
+    # The overrides the run was started with (approval_policy, max_revisions, ...), handed back in
+    # config["configurable"]: without them a resumed run would fall back to the environment's.
+    overrides: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,23 +110,30 @@ async def thread_state(graph, thread_id: str) -> ThreadState:
 
 def _plan_for(cand: maintenance.RecoveryCandidate, st: ThreadState, gates: list[dict]) -> Plan:
     tid = cand.thread_id
+    overrides = run_overrides(cand.run_overrides)  # whitelisted again: the row is only data
     if st.interrupt is not None:
         claimed = [g for g in gates if g["interrupt_id"] == st.interrupt_id]
         if not claimed:
-            return Plan(tid, "waiting", detail="waiting for a human")
+            return Plan(tid, "waiting", detail="waiting for a human", overrides=overrides)
         g = claimed[0]
-        if g["decision"] == "revise":
-            # The ledger keeps the decision, not the feedback text: ask the human again.
-            return Plan(tid, "reasked", detail="revise claimed but never applied: gate reopened", gate_id=g["gate_id"])
-        reason = f"{g['decision']} by {g['decided_by']} via {g['decided_via']} (re-delivered after a crash)"
-        value = resume_value(g["decision"], reason if g["decision"] == "reject" else None, g["decided_by"] or "unknown")
+        text = (g.get("feedback") or "").strip() or None  # claimed with the decision (migration 0013)
+        if g["decision"] == "revise" and text is None:
+            # A ledger row from before the feedback column: the writer's instructions are gone, so
+            # ask the human again rather than invent them.
+            return Plan(tid, "reasked", detail="revise claimed without its text, never applied: gate reopened",
+                        gate_id=g["gate_id"], overrides=overrides)
+        if g["decision"] == "reject" and text is None:
+            text = f"reject by {g['decided_by']} via {g['decided_via']} (re-delivered after a crash)"
+        # The same resume value the channel would have sent (service.approvals.decide).
+        value = resume_value(g["decision"], text, g["decided_by"] or "unknown")
         return Plan(tid, "redelivered", graph_input=Command(resume=value),
-                    detail=f"{g['decision']} by {g['decided_by']}", gate_id=g["gate_id"])
+                    detail=f"{g['decision']} by {g['decided_by']}", gate_id=g["gate_id"], overrides=overrides)
     if st.pending:
-        return Plan(tid, "resumed", detail="pending: " + ", ".join(st.pending))
+        return Plan(tid, "resumed", detail="pending: " + ", ".join(st.pending), overrides=overrides)
     if not st.values and cand.status == "queued" and cand.topic:
         return Plan(tid, "started", graph_input={"topic": cand.topic, "requester": cand.requester or "cli",
-                                                 "source": cand.source or "cli"}, detail="never started")
+                                                 "source": cand.source or "cli"}, detail="never started",
+                    overrides=overrides)
     return Plan(tid, "finished", detail=str((st.values or {}).get("outcome") or cand.status or "no state"))
 
 
@@ -192,8 +209,8 @@ async def drive_leased(thread_id: str, graph_input: Any, *, lease_s: float = mai
         return await drive(thread_id, graph_input, **drive_kwargs)
 
 
-async def _default_driver(thread_id: str, graph_input: Any) -> RunSnapshot:
-    return await drive(thread_id, graph_input)
+async def _default_driver(thread_id: str, graph_input: Any, overrides: dict) -> RunSnapshot:
+    return await drive(thread_id, graph_input, overrides=overrides)
 
 
 GRAPH_ID = "newsroom"
@@ -204,13 +221,15 @@ def server_driver(client, *, graph_id: str = GRAPH_ID) -> Driver:
     is the server's (Studio shows it, its job limit applies). multitask_strategy="reject": if the
     server already re-queued its own cut-off run on the thread, ours is refused, not doubled."""
 
-    async def _drive(thread_id: str, graph_input: Any) -> RunSnapshot:
+    async def _drive(thread_id: str, graph_input: Any, overrides: dict) -> RunSnapshot:
         try:
             uuid.UUID(thread_id)
         except ValueError:  # the server only takes UUID thread ids; a script's own id runs here
-            return await drive(thread_id, graph_input)
+            return await drive(thread_id, graph_input, overrides=overrides)
         await client.threads.create(thread_id=thread_id, if_exists="do_nothing", graph_id=graph_id)
         kwargs: dict[str, Any] = {"multitask_strategy": "reject"}
+        if overrides:
+            kwargs["config"] = {"configurable": dict(overrides)}
         if isinstance(graph_input, Command):
             kwargs["command"] = {"resume": graph_input.resume}
         elif graph_input is not None:
@@ -270,7 +289,7 @@ async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 8640
                     report.reasked.append(plan.thread_id)
                     return
                 log.info("recovery: %s %s (%s)", fresh.action, fresh.thread_id, fresh.detail)
-                snap = await run(fresh.thread_id, fresh.graph_input)
+                snap = await run(fresh.thread_id, fresh.graph_input, fresh.overrides)
                 getattr(report, fresh.action).append(fresh.thread_id)
                 report.outcomes[fresh.thread_id] = ("waiting_for_human" if snap.waiting_for_human
                                                     else str(snap.values.get("outcome", "?")))

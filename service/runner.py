@@ -9,8 +9,11 @@ from typing import Any
 
 from langgraph.types import Command
 
+from agents.supervisor import run_overrides
 from graphs.engine import build_graph
+from storage import posts
 from storage.checkpointer import checkpointer
+from storage.db import get_database
 from tools.tracing import traces_flushed
 
 ProgressFn = Callable[[str, str, float], None]  # (desk, message, seconds since start)
@@ -105,7 +108,6 @@ class ThreadBusy(RuntimeError):
 async def drive_exclusively(thread_id: str, graph_input: Any, **kwargs) -> RunSnapshot:
     """drive() under the thread's run lease, so a recoverer never drives a thread a live CLI run holds."""
     from service.recovery import run_lease  # late: recovery builds on this module
-    from storage.db import get_database
 
     async with run_lease(await get_database(), thread_id) as held:
         if not held:
@@ -131,9 +133,15 @@ async def current(thread_id: str) -> RunSnapshot:
         return await snapshot(graph, {"configurable": {"thread_id": thread_id}})
 
 
+async def kept_overrides(thread_id: str) -> dict:
+    """The per-run setting overrides the thread's run was started with (kept with its post)."""
+    return run_overrides(await posts.run_overrides_of(await get_database(), thread_id))
+
+
 async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = None,
                  overrides: dict | None = None) -> RunSnapshot:
-    """Answer the pending approval interrupt; refuses when nothing is pending (no double decisions)."""
+    """Answer the pending approval interrupt; refuses when nothing is pending (no double decisions).
+    Without `overrides`, the run goes on with those it was started with (`newsroom post --policy`)."""
     snap = await current(thread_id)
     if not snap.waiting_for_human:
         status = snap.values.get("outcome") if snap.values else None
@@ -141,4 +149,6 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
             f"thread {thread_id} is not waiting for approval"
             + (f" (already decided: {status})" if status and status != "pending" else
                " (unknown thread)" if not snap.values else f" (next: {', '.join(snap.next) or 'nothing'})"))
+    if overrides is None:
+        overrides = await kept_overrides(thread_id)
     return await drive_exclusively(thread_id, Command(resume=value), progress=progress, overrides=overrides)

@@ -32,6 +32,7 @@ class Gate(BaseModel):
     decided_by: str | None = None
     decided_via: str | None = None
     decided_at: datetime | None = None
+    feedback: str | None = None  # the revise feedback or reject reason claimed with the decision
     run_id: str | None = None
 
     @property
@@ -101,12 +102,14 @@ async def add_gate_messages(db: Database, gate_id: str, message_ids: list[int]) 
     await db.transaction(_work)
 
 
-async def claim_gate(db: Database, gate_id: str, *, decision: str, decided_by: str, decided_via: str) -> bool:
-    """True for exactly one caller per gate: the one allowed to resume the run."""
+async def claim_gate(db: Database, gate_id: str, *, decision: str, decided_by: str, decided_via: str,
+                     feedback: str | None = None) -> bool:
+    """True for exactly one caller per gate: the one allowed to resume the run. `feedback` is the
+    decision's text (revise: for the writer, reject: the reason), kept for recovery's re-delivery."""
 
     async def _work(conn):
-        cur = await conn.execute(q.CLAIM_GATE, {"gate_id": gate_id, "decision": decision,
-                                                "decided_by": decided_by, "decided_via": decided_via})
+        cur = await conn.execute(q.CLAIM_GATE, {"gate_id": gate_id, "decision": decision, "decided_by": decided_by,
+                                                "decided_via": decided_via, "feedback": feedback})
         return await cur.fetchone() is not None
 
     return await db.transaction(_work)

@@ -27,17 +27,19 @@ UPDATE approval_gates SET chat_id = COALESCE(chat_id, %(chat_id)s) WHERE gate_id
 ADD_GATE_MESSAGES = """
 UPDATE approval_gates SET message_ids = message_ids || %(message_ids)s WHERE gate_id = %(gate_id)s
 """
-# The one place a decision is taken: only the first claimant gets a row back.
+# The one place a decision is taken: only the first claimant gets a row back. The feedback (revise)
+# or reason (reject) is kept with it, so recovery can re-deliver the same answer after a crash.
 CLAIM_GATE = """
 UPDATE approval_gates
-   SET decision = %(decision)s, decided_by = %(decided_by)s, decided_via = %(decided_via)s, decided_at = now()
+   SET decision = %(decision)s, decided_by = %(decided_by)s, decided_via = %(decided_via)s, decided_at = now(),
+       feedback = %(feedback)s
  WHERE gate_id = %(gate_id)s AND decided_at IS NULL
 RETURNING gate_id
 """
 # Undo a claim whose resume could not be started, so the gate can be answered again.
 RELEASE_GATE = """
 UPDATE approval_gates
-   SET decision = NULL, decided_by = NULL, decided_via = NULL, decided_at = NULL
+   SET decision = NULL, decided_by = NULL, decided_via = NULL, decided_at = NULL, feedback = NULL
  WHERE gate_id = %(gate_id)s AND decided_by = %(decided_by)s AND run_id IS NULL
 """
 SET_GATE_RUN = "UPDATE approval_gates SET run_id = %(run_id)s WHERE gate_id = %(gate_id)s"

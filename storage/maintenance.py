@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from storage import maintenance_sql as q
 from storage.db import Database
@@ -95,6 +95,8 @@ class RecoveryCandidate:
     topic: str | None = None
     requester: str | None = None
     source: str | None = None
+    # The per-run setting overrides kept with the post (empty: none given, or an older post).
+    run_overrides: dict = field(default_factory=dict)
 
 
 async def recovery_candidates(db: Database, *, stale_after_s: float = 0.0,
@@ -108,7 +110,8 @@ async def recovery_candidates(db: Database, *, stale_after_s: float = 0.0,
     rows = await db.fetch(q.SELECT_RECOVERY_POSTS, {"terminal": [str(s) for s in TERMINAL],
                                                     "terminal_window_s": terminal_window_s,
                                                     "stale_after_s": stale_after_s})
-    found = [RecoveryCandidate(r["thread_id"], r["status"], r["topic"], r["requester"], r["source"]) for r in rows]
+    found = [RecoveryCandidate(r["thread_id"], r["status"], r["topic"], r["requester"], r["source"],
+                               dict(r["run_overrides"] or {})) for r in rows]
     found += [RecoveryCandidate(r["thread_id"], None) for r in await db.fetch(q.SELECT_THREADS_WITHOUT_POST)]
     return found
 

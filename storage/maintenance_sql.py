@@ -40,7 +40,8 @@ SELECT thread_id, holder, purpose, acquired_at, expires_at FROM run_leases WHERE
 # and finished posts updated lately (the status commits before the node's checkpoint does, so a
 # crash in between leaves a finished post whose graph has one step to replay).
 SELECT_RECOVERY_POSTS = """
-SELECT thread_id, topic, requester, source, status, updated_at FROM posts
+SELECT thread_id, topic, requester, source, status, updated_at, metadata->'run_overrides' AS run_overrides
+  FROM posts
  WHERE (status <> ALL(%(terminal)s) OR updated_at >= now() - %(terminal_window_s)s * INTERVAL '1 second')
    AND updated_at <= now() - %(stale_after_s)s * INTERVAL '1 second'
  ORDER BY updated_at
@@ -54,7 +55,8 @@ SELECT DISTINCT c.thread_id FROM checkpoints c
 # Approvals a channel claimed for a gate (decided), not superseded: recovery checks whether the
 # thread still waits at that gate's interrupt (the resume never ran: a lost approval).
 SELECT_DECIDED_GATES = """
-SELECT g.gate_id, g.thread_id, g.interrupt_id, g.decision, g.decided_by, g.decided_via, g.decided_at
+SELECT g.gate_id, g.thread_id, g.interrupt_id, g.decision, g.decided_by, g.decided_via, g.decided_at,
+       g.feedback
   FROM approval_gates g JOIN posts p ON p.thread_id = g.thread_id
  WHERE g.decided_at IS NOT NULL AND g.decision IN ('approve', 'revise', 'reject')
    AND p.status IN ('awaiting_approval', 'escalated')

@@ -60,17 +60,28 @@ def _jsonb(obj: Any) -> Jsonb:
 
 
 async def create_post(
-    db: Database, thread_id: str, topic: str, requester: str, *, source: str = "cli", metadata: dict | None = None
+    db: Database, thread_id: str, topic: str, requester: str, *, source: str = "cli", metadata: dict | None = None,
+    run_overrides: dict | None = None,
 ) -> bool:
-    """Create the post row (idempotent: False if it already existed) and its 'created' event."""
+    """Create the post row (idempotent: False if it already existed) and its 'created' event.
+
+    run_overrides: the run's per-run settings, kept as metadata["run_overrides"] when the row is
+    created, or added to a row created earlier without them (a post accepted before its run
+    started); never replaced once kept."""
+    meta = dict(metadata or {})
+    if run_overrides is not None:
+        meta["run_overrides"] = run_overrides
 
     async def _work(conn):
         cur = await conn.execute(
             sql.INSERT_POST,
             {"thread_id": thread_id, "topic": topic, "requester": requester, "source": source,
-             "metadata": _jsonb(metadata or {})},
+             "metadata": _jsonb(meta)},
         )
         if await cur.fetchone() is None:
+            if run_overrides is not None:
+                await conn.execute(sql.PIN_POST_RUN_OVERRIDES,
+                                   {"thread_id": thread_id, "pinned": _jsonb({"run_overrides": run_overrides})})
             return False
         await _insert_event(conn, thread_id, requester, "created", None, S.QUEUED, {"topic": topic, "source": source})
         return True
@@ -80,6 +91,12 @@ async def create_post(
 
 async def get_post(db: Database, thread_id: str) -> dict | None:
     return await db.fetchone(sql.SELECT_POST, {"thread_id": thread_id})
+
+
+async def run_overrides_of(db: Database, thread_id: str) -> dict:
+    """The per-run setting overrides kept with the post ({} when none were, or no post)."""
+    row = await db.fetchone(sql.SELECT_POST_RUN_OVERRIDES, {"thread_id": thread_id})
+    return dict((row or {}).get("run_overrides") or {})
 
 
 async def list_posts(db: Database, *, status: str | None = None, limit: int = 50) -> list[dict]:
@@ -289,7 +306,8 @@ async def usage_for(db: Database, thread_id: str) -> dict:
 
 __all__ = [
     "PostStatus", "TRANSITIONS", "TERMINAL", "WAITING_FOR_HUMAN", "IllegalTransition", "PostNotFound",
-    "create_post", "get_post", "list_posts", "posts_in_status", "transition", "record_event", "list_events",
+    "create_post", "get_post", "run_overrides_of", "list_posts", "posts_in_status", "transition", "record_event",
+    "list_events",
     "record_human_decision", "get_publication", "publications_for", "count_publications",
     "record_publication", "record_llm_call", "call_uuid", "add_post_usage", "llm_calls_for", "usage_for",
 ]

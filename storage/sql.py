@@ -44,7 +44,17 @@ VALUES (%(thread_id)s, %(topic)s, %(requester)s, %(source)s, %(metadata)s)
 ON CONFLICT (thread_id) DO NOTHING
 RETURNING thread_id
 """
+# A run's per-run setting overrides, kept once (by the first run on the thread): later runs on the
+# thread (resumes, recovery) must not replace them. updated_at is left alone on purpose (it is
+# the post's progress clock that recovery's --stale-after reads).
+PIN_POST_RUN_OVERRIDES = """
+UPDATE posts SET metadata = metadata || %(pinned)s
+ WHERE thread_id = %(thread_id)s AND metadata->'run_overrides' IS NULL
+"""
 SELECT_POST = "SELECT * FROM posts WHERE thread_id = %(thread_id)s"
+SELECT_POST_RUN_OVERRIDES = """
+SELECT metadata->'run_overrides' AS run_overrides FROM posts WHERE thread_id = %(thread_id)s
+"""
 SELECT_POST_FOR_UPDATE = "SELECT * FROM posts WHERE thread_id = %(thread_id)s FOR UPDATE"
 UPDATE_POST_STATUS = """
 UPDATE posts

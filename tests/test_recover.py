@@ -20,7 +20,7 @@ from langgraph.types import Command
 from service.recovery import recover, run_lease
 from service.runner import current, drive, start_post
 from storage import approvals, maintenance, posts
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
+from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
 from tests.scripted_llm import Fault
 from tests.server_fixtures import agent_server  # noqa: F401
 
@@ -35,11 +35,11 @@ async def _wait_for(predicate, timeout_s: float = 30.0, what: str = "condition")
         await asyncio.sleep(0.02)
 
 
-async def _cut_off_while_judging(db, llm, topic: str) -> str:
+async def _cut_off_while_judging(db, llm, topic: str, overrides: dict | None = None) -> str:
     """Start a post, let the judge's first call hang, and kill the run there (status 'editing')."""
     llm.script(Fault.hang(20), model=JUDGE)
     tid = str(uuid.uuid4())  # a UUID, as the Agent Server requires
-    task = asyncio.create_task(start_post(topic, thread_id=tid))
+    task = asyncio.create_task(start_post(topic, thread_id=tid, overrides=overrides))
 
     async def judging():  # this post's judge call (other posts may be judged meanwhile)
         return any(topic in r.prompt for r in llm.requests_for(JUDGE))
@@ -122,15 +122,177 @@ async def test_claimed_approval_that_never_ran_is_redelivered(db, llm):
     assert (await recover(thread_ids=[snap.thread_id])).acted == 0
 
 
+class _InProcessServer:
+    """Just enough of the Agent Server client for service.approvals.decide, over in-process runs."""
+
+    def __init__(self):
+        self.threads = self
+
+    async def get_state(self, thread_id: str) -> dict:
+        snap = await current(thread_id)
+        interrupts = [{"value": snap.interrupt, "id": snap.interrupt_id}] if snap.waiting_for_human else []
+        return {"tasks": [{"interrupts": interrupts}], "checkpoint": {"checkpoint_id": snap.checkpoint_id}}
+
+
+class _ProcessKilled(BaseException):
+    """Stands for a SIGKILL: no `except Exception` handler runs (decide's release of the claim)."""
+
+
+async def _die_before_the_resume_starts(thread_id: str, value: dict) -> str:
+    # The channel's process dies after its claim committed: no resume run, no release of the claim.
+    raise _ProcessKilled
+
+
+async def test_claimed_revise_with_its_feedback_is_redelivered_to_the_writer(db, llm):
+    """The web page claimed a revise (with feedback), then its process died before the resume ran."""
+    from service.approvals import decide
+
+    feedback = "Give the KV-cache saving for 8 query heads sharing 2 KV heads, with the arithmetic."
+    snap = await start_post("A revise lost in a crash, feedback and all")
+    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
+                                         draft_version=1)
+    with pytest.raises(_ProcessKilled):
+        await decide(_InProcessServer(), db, gate.gate_id, action="revise", text=feedback, reviewer="erin (web)",
+                     via="web", start_run=_die_before_the_resume_starts)
+    claimed = await approvals.get_gate(db, gate.gate_id)
+    assert claimed.decision == "revise" and claimed.feedback == feedback and claimed.run_id is None
+    assert (await current(snap.thread_id)).waiting_for_human  # the revise never reached the run
+    writer_calls = len(llm.requests_for(WRITER))
+
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.redelivered == [snap.thread_id] and report.reasked == [] and report.errors == {}
+    # The writer was called once more, and its prompt carries exactly the reviewer's words.
+    assert len(llm.requests_for(WRITER)) == writer_calls + 1
+    assert f"From the human reviewer: {feedback}" in llm.requests_for(WRITER)[-1].prompt
+    after = await current(snap.thread_id)
+    decision = after.values["decisions"][-1]
+    assert (decision.decision, decision.feedback, decision.reviewer) == ("revise", feedback, "erin (web)")
+    assert [d["version"] for d in after.values["drafts"]] == [1, 2]
+    assert after.waiting_for_human and report.outcomes[snap.thread_id] == "waiting_for_human"  # v2 at the gate
+    events = [e for e in await posts.list_events(db, snap.thread_id) if e["kind"] == "human_decision"]
+    assert [(e["actor"], e["detail"]["feedback"]) for e in events] == [("erin (web)", feedback)]
+    assert (await recover(thread_ids=[snap.thread_id])).acted == 0  # v2 waits for a human: nothing to redo
+
+
+async def test_claimed_reject_is_redelivered_with_its_reason(db, llm):
+    snap = await start_post("A rejection lost in a crash")
+    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
+                                         draft_version=1)
+    assert await approvals.claim_gate(db, gate.gate_id, decision="reject", decided_by="gus", decided_via="telegram",
+                                      feedback="Off-topic for this blog")
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.redelivered == [snap.thread_id] and report.outcomes[snap.thread_id] == "rejected"
+    post = await posts.get_post(db, snap.thread_id)
+    assert post["status"] == "rejected" and post["status_reason"] == "Off-topic for this blog"
+    assert await posts.publications_for(db, snap.thread_id) == []
+
+
 async def test_claimed_revise_without_its_text_reopens_the_gate(db, llm):
+    """A ledger row claimed before the feedback column existed (NULL text): ask the human again."""
     snap = await start_post("A revise lost in a crash")
     gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
                                          draft_version=1)
     await approvals.claim_gate(db, gate.gate_id, decision="revise", decided_by="erin", decided_via="web")
+    assert (await approvals.get_gate(db, gate.gate_id)).feedback is None
+    writer_calls = len(llm.requests_for(WRITER))
     report = await recover(thread_ids=[snap.thread_id])
+    assert len(llm.requests_for(WRITER)) == writer_calls  # no invented feedback reached the writer
     assert report.reasked == [snap.thread_id]
     assert not (await approvals.get_gate(db, gate.gate_id)).decided  # shown again to a human
     assert (await current(snap.thread_id)).waiting_for_human
+
+
+async def test_cut_off_run_is_resumed_with_its_own_overrides(db, llm):
+    """Started with approval_policy=escalations_only (the environment says human), cut off while
+    judging: recovery resumes it with its own policy, so the approved draft publishes on its own."""
+    from config import get_settings
+
+    assert get_settings().approval_policy == "human"
+    tid = await _cut_off_while_judging(db, llm, "Recover me with my own policy",
+                                       overrides={"approval_policy": "escalations_only",
+                                                  "not_a_setting": "dropped", "max_revisions": None})
+    # Kept with the post: whitelisted setting names only.
+    assert (await posts.get_post(db, tid))["metadata"]["run_overrides"] == {"approval_policy": "escalations_only"}
+
+    report = await recover(thread_ids=[tid])
+    assert report.resumed == [tid] and report.errors == {}
+    assert report.outcomes[tid] == "published"  # under "human" it would wait at the gate
+    assert not (await current(tid)).waiting_for_human
+    assert (await posts.get_post(db, tid))["status"] == "published"
+    assert len(await posts.publications_for(db, tid)) == 1
+
+
+async def test_redelivered_revise_runs_with_the_runs_own_overrides(db, llm):
+    """max_revisions=0 for this run (the environment allows 3): after the re-delivered revise, the
+    failing judge sends v2 straight back to the human instead of into three editor cycles."""
+    llm.on_chat(lambda req: FAILING, model=JUDGE)
+    snap = await start_post("Escalate at once, even after a crash", overrides={"max_revisions": 0})
+    assert snap.waiting_for_human and snap.interrupt["escalated"]
+    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
+                                         draft_version=1)
+    assert await approvals.claim_gate(db, gate.gate_id, decision="revise", decided_by="hal", decided_via="telegram",
+                                      feedback="Cite the paper")
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.redelivered == [snap.thread_id] and report.outcomes[snap.thread_id] == "waiting_for_human"
+    after = await current(snap.thread_id)
+    assert [d["version"] for d in after.values["drafts"]] == [1, 2]  # one human revision, no editor cycle
+    assert after.interrupt["escalated"] and after.interrupt["revision"] == 0
+
+
+async def test_cli_resume_keeps_the_runs_overrides(db, llm):
+    """`newsroom revise` after `newsroom post --max-revisions 0`: the revision runs under the same budget."""
+    from service.runner import resume
+
+    llm.on_chat(lambda req: FAILING, model=JUDGE)
+    snap = await start_post("Escalate at once, then revise from the CLI", overrides={"max_revisions": 0})
+    after = await resume(snap.thread_id, {"action": "revise", "feedback": "Shorter", "reviewer": "ivy"})
+    assert [d["version"] for d in after.values["drafts"]] == [1, 2]
+    assert after.waiting_for_human and after.interrupt["escalated"]
+
+
+def test_kept_overrides_are_exactly_the_settings_graphs_read():
+    """The whitelist of agents.supervisor is every name graphs/ passes to setting(), and nothing else."""
+    import ast
+
+    from agents.supervisor import RUN_OVERRIDE_SETTINGS
+
+    read = set()
+    for path in (ROOT / "graphs").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setting"
+                    and len(node.args) == 2 and isinstance(node.args[1], ast.Constant)):
+                read.add(node.args[1].value)
+    assert read and read == set(RUN_OVERRIDE_SETTINGS)
+
+
+async def test_server_driver_hands_the_overrides_to_the_agent_server():
+    from service.recovery import server_driver
+
+    class _Threads:
+        async def create(self, **kwargs):
+            return {}
+
+        async def get_state(self, thread_id):
+            return {"values": {"outcome": "published"}, "next": [], "tasks": []}
+
+    class _Runs:
+        def __init__(self):
+            self.created = []
+
+        async def create(self, thread_id, graph_id, **kwargs):
+            self.created.append(kwargs)
+            return {"run_id": "r1"}
+
+        async def join(self, thread_id, run_id):
+            return None
+
+    class _Client:
+        threads, runs = _Threads(), _Runs()
+
+    client = _Client()
+    await server_driver(client)(str(uuid.uuid4()), None, {"approval_policy": "escalations_only"})
+    assert client.runs.created == [{"multitask_strategy": "reject",
+                               "config": {"configurable": {"approval_policy": "escalations_only"}}}]
 
 
 async def test_two_recoverers_at_once_resume_a_thread_once(db, llm):
