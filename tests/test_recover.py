@@ -382,6 +382,13 @@ async def test_recovery_through_the_agent_server(db, llm, agent_server):
     assert state["next"] == ["human_approval"]
     assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
 
+    # A run started with its own policy resumes as a server run with that policy too.
+    own = await _cut_off_while_judging(db, llm, "Resume me inside the Agent Server, my way",
+                                       overrides={"approval_policy": "escalations_only"})
+    report = await recover(thread_ids=[own], driver=server_driver(get_client(url=agent_server.url)))
+    assert report.resumed == [own] and report.outcomes[own] == "published", agent_server.log_tail()
+    assert (await posts.get_post(db, own))["status"] == "published"
+
     # The serve-time hook: a background pass through the server, after /ok answers.
     other = await _cut_off_while_judging(db, llm, "Resumed by the serve-time hook")
     worker = await asyncio.to_thread(start_recovery_after_serve, agent_server.url, echo=lambda _: None)
