@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -250,6 +251,24 @@ def test_scrubber_keeps_prose_and_removes_credential_shapes():
     assert clean.startswith("dsn postgresql://u:[REDACTED]@db:5432/x")
     assert s.value({"api_key": "x" * 20, "publish_key": "posts/1", "tokens_in": 5, "nested": ["sk-lf-" + "1" * 20]}) == \
         {"api_key": REDACTED, "publish_key": "posts/1", "tokens_in": 5, "nested": [REDACTED]}
+
+
+def test_scrubber_removes_cut_off_and_url_quoted_secrets():
+    """A secret cut short (pydantic's head...tail repr of a long input) or URL-quoted is still a secret."""
+    from config import load_settings
+    from tools.tracing import configured_secrets
+
+    key, password = "canary-llm-key-5e1d77b0", "pa/ss+w@rd:9%31"
+    settings = load_settings(llm_api_key=key, database_url=f"postgresql://app:{quote(password, safe='')}@db:5432/x")
+    s = Scrubber(configured_secrets(settings))
+    cut = "input_value={'name': 'eve', 'api_key'...anary-llm-key-5e1d77b0'}, input_type=dict"
+    assert s.text(cut) == "input_value={'name': 'eve', 'api_key'...[REDACTED]'}, input_type=dict"
+    assert s.text(f"head {key[:13]}... tail") == "head [REDACTED]... tail"
+    assert s.text(f"twice {key}{key} and {key[:-3]}") == f"twice {REDACTED}{REDACTED} and {REDACTED}"
+    for shown in (password, quote(password, safe=""), quote_plus(password)):  # plain, as in the URL, as in a form
+        assert s.text(f"auth failed for {shown}!") == f"auth failed for {REDACTED}!"
+    prose = "canary-llm keys are 23 characters; pa/ss is a path"  # shorter runs of a secret stay
+    assert s.text(prose) == prose
 
 
 def _closed_port() -> int:

@@ -18,7 +18,8 @@ function call. A down or slow Langfuse host never fails or blocks a run: span ex
 upload run in the SDK's background threads, the request timeout is LANGFUSE_TIMEOUT (2 s here),
 and flushes run in one daemon thread that callers wait for at most tracing_flush_timeout_s.
 
-Secrets never leave in a span: every value passes the Scrubber (configured secrets by value,
+Secrets never leave in a span: every value passes the Scrubber (configured secrets by value, also
+URL-quoted or unquoted, and their heads and tails when a repr cut them short;
 credential-shaped strings by pattern) at creation (the SDK's `mask`) and again over every string
 attribute at export (`mask_otel_spans`); status messages are scrubbed before they are set, and
 exceptions are never recorded as OpenTelemetry events (their text could hold a DSN).
@@ -90,14 +91,28 @@ class Scrubber:
     """Removes secrets from anything bound for a span."""
 
     def __init__(self, secrets: Iterable[str]):
+        from urllib.parse import quote, quote_plus, unquote
+
+        # Each secret as given and as it appears URL-quoted or unquoted (a DSN's password is quoted
+        # in the URL and plain in a driver's message; a query string logs a token quoted).
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret:
+                forms |= {secret, quote(secret, safe=""), quote_plus(secret), unquote(secret)}
         # Longest first, so a secret containing a shorter one is removed whole. Very short values
         # ("1", "true") would shred ordinary text; real secrets are long.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+        self._secrets = sorted({s for s in forms if len(s) >= 8}, key=len, reverse=True)
+        # A secret cut short (pydantic quotes a long input as head...tail, a line may be clipped)
+        # leaves a prefix or a suffix: runs of at least this many of its characters go too.
+        self._pieces = [(secret, min(max(8, (len(secret) + 1) // 2), FRAGMENT_MIN)) for secret in self._secrets]
 
     def text(self, s: str) -> str:
         for secret in self._secrets:
             if secret in s:
                 s = s.replace(secret, REDACTED)
+        for secret, m in self._pieces:
+            if len(secret) > m and (secret[:m] in s or secret[-m:] in s):
+                s = _drop_pieces(s, secret, m)
         low = s.lower()
         for could_match, pattern, repl in _PATTERNS:
             if could_match(s, low):
@@ -120,6 +135,39 @@ class Scrubber:
         if hasattr(v, "model_dump"):
             return self.value(v.model_dump(mode="json"))
         return self.text(str(v))
+
+
+FRAGMENT_MIN = 12  # characters of a secret's head or tail that are redacted on their own
+
+
+def _drop_pieces(s: str, secret: str, m: int) -> str:
+    """Redact every run of >= m characters in s that is a prefix or a suffix of secret."""
+    spans: list[tuple[int, int]] = []
+    head, tail = secret[:m], secret[-m:]
+    at = s.find(head)
+    while at != -1:
+        end = at + m
+        while end < len(s) and end - at < len(secret) and s[end] == secret[end - at]:
+            end += 1
+        spans.append((at, end))
+        at = s.find(head, at + 1)
+    at = s.find(tail)
+    while at != -1:
+        start, end = at, at + m
+        while start > 0 and end - start < len(secret) and s[start - 1] == secret[-(end - start) - 1]:
+            start -= 1
+        spans.append((start, end))
+        at = s.find(tail, at + 1)
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        if end <= pos:
+            continue
+        out.append(s[pos:max(pos, start)])
+        if start >= pos:
+            out.append(REDACTED)
+        pos = end
+    out.append(s[pos:])
+    return "".join(out)
 
 
 def configured_secrets(settings: Settings) -> list[str]:
@@ -148,7 +196,9 @@ def configured_secrets(settings: Settings) -> list[str]:
                         found.append(os.environ[route["api_key_env"]])
         except (ValueError, AttributeError, TypeError):
             pass  # the gateway reports a bad NEWSROOM_ROUTES_JSON; here we only collect keys
-    found += [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and not k.endswith("PUBLIC_KEY")]
+    # (a variable holding a file's path, HF_TOKEN_PATH say, names where a secret is, it is not one)
+    found += [v for k, v in os.environ.items()
+              if _SECRET_ENV.search(k) and not k.endswith("PUBLIC_KEY") and not v.startswith("/")]
     return [s for s in found if s and s != "not-needed"]
 
 
