@@ -13,7 +13,7 @@ from langgraph.types import interrupt
 
 from agents import supervisor
 from graphs.desks import editor_desk, publisher_desk, researcher_desk, setting, thread_id_of, writer_desk
-from graphs.state import PostInput, PostState
+from graphs.state import HumanDecision, PostInput, PostState
 from tools.tracing import install_log_redaction
 from tools.tracing import traced_desk
 
@@ -70,9 +70,10 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
         tid, reviewer=reviewer, decision=decision, payload_hash=p_hash, checkpoint_id=checkpoint_id,
         detail={"feedback": feedback, "draft_version": state.latest_draft.version, "escalated": state.escalated},
     )
-    update: dict = {"decisions": [{"decision": decision, "reviewer": reviewer, "feedback": feedback,
-                                   "payload_hash": p_hash, "answered_checkpoint": checkpoint_id,
-                                   "draft_version": state.latest_draft.version}]}
+    # As the model dumps it, with its key: the keyed append reducer tells decisions apart by it.
+    answered = HumanDecision(decision=decision, reviewer=reviewer, feedback=feedback, payload_hash=p_hash,
+                             answered_checkpoint=checkpoint_id, draft_version=state.latest_draft.version)
+    update: dict = {"decisions": [answered.model_dump(mode="json")]}
     if decision == "reject":
         await supervisor.advance_post(tid, "rejected", actor=reviewer, reason=feedback)
         update["outcome"] = "rejected"

@@ -5,6 +5,7 @@ checkpoints, Studio and the SDK all see JSON, and the models validate it on the 
 """
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -15,8 +16,14 @@ from agents.models import Citation, Draft, HumanDecision, Publication, ResearchN
 
 def _item_key(item: Any) -> str:
     if isinstance(item, BaseModel):
-        item = item.model_dump()
-    return str(item.get("key")) if isinstance(item, dict) else repr(item)
+        item = item.model_dump(mode="json")
+    if isinstance(item, dict):
+        if item.get("key") is not None:
+            return str(item["key"])
+        # No key: the item's whole content. A missing key must never make two different items
+        # look alike (a decision without one once swallowed every later decision of its thread).
+        return json.dumps(item, sort_keys=True, default=str)
+    return repr(item)
 
 
 def append_new(existing: list | None, new: list | None) -> list:

@@ -65,6 +65,11 @@ async def test_revise_sends_human_feedback_to_the_writer(db, llm):
     assert len(llm.requests_for(JUDGE)) == 1  # the new draft went through the Editor again
     assert snap2.values["drafts"][-1]["reason"] == "human_feedback"
     assert (await posts.get_post(db, snap.thread_id))["status"] == "awaiting_approval"
+    # ...and the human's next answer on the same thread counts: revise, then approve, publishes v2.
+    done = await resume(snap.thread_id, {"action": "approve", "reviewer": "carol"})
+    assert done.values["outcome"] == "published" and not done.next
+    assert [d["decision"] for d in done.values["decisions"]] == ["revise", "approve"]
+    assert done.values["publication"]["title"] == "Revised"
 
 
 async def test_reject_publishes_nothing(db, llm):

@@ -1,0 +1,28 @@
+"""The keyed append reducer of the post state: replays add nothing, different items always add."""
+from __future__ import annotations
+
+from agents.models import HumanDecision
+from graphs.state import append_new
+
+
+def test_an_item_already_in_the_history_is_not_appended_again():
+    d1 = HumanDecision(decision="revise", feedback="more numbers", draft_version=1, answered_checkpoint="c1")
+    history = append_new([], [d1.model_dump(mode="json")])
+    # A subgraph or a replayed node hands back the whole list: nothing is duplicated.
+    assert append_new(history, [d1.model_dump(mode="json")]) == history
+    assert append_new(history, [d1]) == history  # a model and its dump are the same item
+
+
+def test_items_without_a_key_are_told_apart_by_content():
+    first = {"decision": "revise", "draft_version": 1}
+    second = {"decision": "approve", "draft_version": 2}
+    history = append_new(append_new([], [first]), [second])
+    assert history == [first, second]  # a missing key never makes two answers look alike
+    assert append_new(history, [dict(first)]) == history
+
+
+def test_old_keyless_decisions_do_not_swallow_new_keyed_ones():
+    old = {"decision": "revise", "reviewer": "ann", "draft_version": 1}  # as stored before keys were dumped
+    new = HumanDecision(decision="approve", reviewer="ann", draft_version=2, answered_checkpoint="c2")
+    history = append_new([old], [new.model_dump(mode="json")])
+    assert [d["decision"] for d in history] == ["revise", "approve"]
