@@ -273,11 +273,47 @@ def serve(port: int | None, jobs: int | None) -> None:
     url = f"http://127.0.0.1:{port or settings.server_port}"
     # Once the server answers, resume runs a crash cut off (through the server, so Studio sees them).
     start_recovery_after_serve(url, echo=lambda msg: click.echo(msg, err=True))
+    workdir = _agent_server_workdir(settings, root)
+    if Path(".env").is_file():  # the server runs elsewhere: hand it this folder's .env as environment
+        from dotenv import dotenv_values
+
+        for key, value in dotenv_values(".env").items():
+            if value is not None:
+                env.setdefault(key, value)
+    # Paths the server's settings read, made absolute: it runs in its own folder.
+    env["NEWSROOM_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["NEWSROOM_SITE_DIR"] = str(settings.site_dir.resolve())
     cmd = [exe, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
            "--port", str(port or settings.server_port), "--n-jobs-per-worker", str(jobs or settings.server_jobs),
-           "--config", str(root / "langgraph.json")]
+           "--config", str(workdir / "langgraph.json")]
     click.echo("starting: " + " ".join(cmd))
-    raise SystemExit(subprocess.call(cmd, cwd=root, env=env))
+    raise SystemExit(subprocess.call(cmd, cwd=workdir, env=env))
+
+
+def _agent_server_workdir(settings, root: Path) -> Path:
+    """The Agent Server's own folder in the data dir, with langgraph.json's paths made absolute.
+
+    `langgraph dev` keeps its run queue and thread registry in ./.langgraph_api of its working
+    folder and re-runs unfinished runs found there at start. Run from the checkout, every server
+    (another data dir, a test, a benchmark) shared one queue and picked up each other's runs
+    against the wrong database; one folder per data dir keeps a server's runs with its database.
+    """
+    workdir = (settings.data_dir / "agent-server").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = json.loads((root / "langgraph.json").read_text())
+
+    def absolute(spec: str) -> str:
+        path, _, attr = spec.partition(":")
+        return f"{(root / path).resolve()}:{attr}" if attr else str((root / path).resolve())
+
+    config["dependencies"] = [str(root)]
+    config["graphs"] = {name: absolute(spec) for name, spec in config.get("graphs", {}).items()}
+    if "checkpointer" in config:
+        config["checkpointer"]["path"] = absolute(config["checkpointer"]["path"])
+    if "http" in config:
+        config["http"]["app"] = absolute(config["http"]["app"])
+    (workdir / "langgraph.json").write_text(json.dumps(config, indent=2))
+    return workdir
 
 
 @main.command()
