@@ -96,13 +96,16 @@ def resume_value(action: str, text: str | None, reviewer: str) -> dict[str, Any]
     return value
 
 
-StartRun = Callable[[str, dict[str, Any]], Awaitable[str]]  # (thread_id, resume value) -> run id
+# (thread_id, resume value, run config or None) -> run id. The config carries the run's saved
+# per-run overrides: a server run builds its config from its own request only.
+StartRun = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[str]]
 
 
 def default_start_run(client) -> StartRun:
-    async def _start(thread_id: str, value: dict[str, Any]) -> str:
+    async def _start(thread_id: str, value: dict[str, Any], config: dict[str, Any] | None = None) -> str:
         # "reject": a second run on a busy thread is refused by the server instead of queued behind.
-        run = await client.runs.create(thread_id, GRAPH_ID, command={"resume": value}, multitask_strategy="reject")
+        run = await client.runs.create(thread_id, GRAPH_ID, command={"resume": value}, config=config,
+                                       multitask_strategy="reject")
         return run["run_id"]
 
     return _start
@@ -144,8 +147,12 @@ async def decide(
         gate = await approvals.get_gate(db, gate_id)
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
     value = resume_value(action, text, reviewer)
+    # The run goes on with the settings it started with (`newsroom post --policy`, Studio's
+    # configurable), not the server's environment.
+    overrides = await posts.run_overrides_of(db, gate.thread_id)
+    config = {"configurable": overrides} if overrides else None
     try:
-        run_id = await (start_run or default_start_run(client))(gate.thread_id, value)
+        run_id = await (start_run or default_start_run(client))(gate.thread_id, value, config)
     except Exception as err:  # noqa: BLE001 - reported to the human, the claim is undone
         log.warning("resume of %s failed to start: %s", gate.thread_id, err)
         await approvals.release_gate(db, gate_id, decided_by=reviewer)

@@ -380,11 +380,26 @@ class NewsroomBot:
         cancelled = 0
         for run in await self.client.runs.list(tid, limit=20):
             if run.get("status") in ("pending", "running"):
-                await self.client.runs.cancel(tid, run["run_id"], action="interrupt")
+                # wait: the run has stopped before the post and its graph state are closed below.
+                await self.client.runs.cancel(tid, run["run_id"], wait=True, action="interrupt")
                 cancelled += 1
         await posts.transition(db, tid, "rejected", actor=reviewer, reason=f"cancelled by {reviewer}")
+        await self.close_cancelled_graph(tid, reviewer)
         await msg.reply_text(f"Cancelled: {post['topic'][:80]} ({cancelled} run{'s' if cancelled != 1 else ''} "
                              f"stopped). Nothing will be published.")
+
+    async def close_cancelled_graph(self, tid: str, reviewer: str) -> None:
+        """End the cancelled thread's graph too: left with pending desks, `newsroom recover` would
+        see a cut-off run and resume a post nobody wants. Written as the supervisor, whose router
+        sends a decided outcome to the end."""
+        try:
+            state = await self.client.threads.get_state(tid)
+            if not state.get("values") or (state["values"].get("outcome") or "pending") != "pending":
+                return  # never started (nothing to resume), or already ended
+            await self.client.threads.update_state(
+                tid, {"outcome": "rejected", "error": f"cancelled by {reviewer}"}, as_node="supervisor")
+        except Exception as err:  # noqa: BLE001 - the post is rejected either way; recovery then fails it loudly
+            log.warning("could not close the graph of cancelled thread %s: %s", tid, err)
 
     async def on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not self.chat_allowed(update.effective_chat.id):
@@ -505,7 +520,7 @@ class NewsroomBot:
     def start_and_follow(self, chat_id: int, topic: str, verb: str, reviewer: str, *, reply_to: int | None = None):
         """A decisions.StartRun that resumes with a progress message, and returns once the run exists."""
 
-        async def _start(thread_id: str, value: dict) -> str:
+        async def _start(thread_id: str, value: dict, config: dict | None = None) -> str:
             progress = Progress(header=f"📝 <b>{esc(topic)}</b>\nthread <code>{thread_id}</code>\n"
                                        f"{esc(verb)} by {esc(reviewer)}")
             progress.current = "⏳ resuming…"
@@ -514,13 +529,13 @@ class NewsroomBot:
                 reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None)
             created: asyncio.Future = asyncio.get_running_loop().create_future()
             self._spawn(self.follow_run(chat_id, thread_id, progress, sent.message_id,
-                                        command={"resume": value}, created=created))
+                                        command={"resume": value}, config=config, created=created))
             return await created
 
         return _start
 
     async def follow_run(self, chat_id: int, thread_id: str, progress: Progress, message_id: int, *,
-                         input: dict | None = None, command: dict | None = None,
+                         input: dict | None = None, command: dict | None = None, config: dict | None = None,
                          created: asyncio.Future | None = None) -> None:
         """Stream one run's desk updates into the progress message, then report how it ended."""
         shown = progress.render()
@@ -531,7 +546,8 @@ class NewsroomBot:
 
         try:
             async for part in self.client.runs.stream(
-                    thread_id, GRAPH_ID, input=input, command=command, stream_mode="updates", stream_subgraphs=True,
+                    thread_id, GRAPH_ID, input=input, command=command, config=config, stream_mode="updates",
+                    stream_subgraphs=True,
                     multitask_strategy="reject", on_run_created=_created):
                 if part.event == "metadata" and isinstance(part.data, dict) and part.data.get("run_id"):
                     _created({"run_id": part.data["run_id"]})

@@ -138,7 +138,7 @@ class _ProcessKilled(BaseException):
     """Stands for a SIGKILL: no `except Exception` handler runs (decide's release of the claim)."""
 
 
-async def _die_before_the_resume_starts(thread_id: str, value: dict) -> str:
+async def _die_before_the_resume_starts(thread_id: str, value: dict, config: dict | None = None) -> str:
     # The channel's process dies after its claim committed: no resume run, no release of the claim.
     raise _ProcessKilled
 
@@ -166,7 +166,7 @@ async def test_claimed_revise_with_its_feedback_is_redelivered_to_the_writer(db,
     assert f"From the human reviewer: {feedback}" in llm.requests_for(WRITER)[-1].prompt
     after = await current(snap.thread_id)
     decision = after.values["decisions"][-1]
-    assert (decision.decision, decision.feedback, decision.reviewer) == ("revise", feedback, "erin (web)")
+    assert (decision["decision"], decision["feedback"], decision["reviewer"]) == ("revise", feedback, "erin (web)")
     assert [d["version"] for d in after.values["drafts"]] == [1, 2]
     assert after.waiting_for_human and report.outcomes[snap.thread_id] == "waiting_for_human"  # v2 at the gate
     events = [e for e in await posts.list_events(db, snap.thread_id) if e["kind"] == "human_decision"]
@@ -395,3 +395,30 @@ async def test_recovery_through_the_agent_server(db, llm, agent_server):
     await asyncio.to_thread(worker.join, 120)
     assert worker.report is not None and other in worker.report.resumed
     assert (await posts.get_post(db, other))["status"] == "awaiting_approval"
+
+
+async def test_a_channel_decision_resumes_with_the_runs_own_overrides(db, llm, agent_server):
+    """Telegram and the web page resume through the Agent Server: the resume run gets the run's saved
+    overrides (max_revisions=0 here, the environment allows 3), so v2 goes straight back to the human."""
+    from langgraph_sdk import get_client
+
+    from service.approvals import decide, gate_for, pending_interrupt
+
+    llm.on_chat(lambda req: FAILING, model=JUDGE)
+    client = get_client(url=agent_server.url)
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "newsroom", input={"topic": "Escalate at once, then revise on the web",
+                                                           "requester": "jo", "source": "web"},
+                                   config={"configurable": {"max_revisions": 0}})
+    await client.runs.join(tid, run["run_id"])
+    pending = await pending_interrupt(client, tid)
+    assert pending is not None and pending.payload["escalated"], agent_server.log_tail()
+    gate = await gate_for(db, pending)
+    result = await decide(client, db, gate.gate_id, action="revise", text="Name the paper", reviewer="jo (web)",
+                          via="web")
+    assert result.run_id, result.message
+    await client.runs.join(tid, result.run_id)
+    state = await client.threads.get_state(tid)
+    assert [d["version"] for d in state["values"]["drafts"]] == [1, 2], agent_server.log_tail()
+    again = await pending_interrupt(client, tid)  # back at the gate, no editor cycle in between
+    assert again is not None and again.payload["escalated"] and again.payload["revision"] == 0

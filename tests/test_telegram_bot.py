@@ -255,6 +255,29 @@ async def test_unauthorized_chat_and_non_approver_change_nothing(bot, fake_teleg
     assert post["status_reason"].startswith("cancelled by @user501")
 
 
+async def test_cancel_of_a_running_post_ends_its_graph_so_recovery_leaves_it(bot, fake_telegram, approval_script,
+                                                                             approval_server, db):
+    from service.recovery import plan_recovery
+    from tests.scripted_llm import Fault
+
+    fake = fake_telegram
+    approval_script.script(Fault.hang(30), model=WRITER)  # the first desk's LLM call hangs: a run in flight
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "Cancel me while drafting")
+    await fake.wait_for(lambda: any("Cancel me while drafting" in r.prompt for r in approval_script.requests_for(WRITER)),
+                        what="the hanging LLM call")
+    assert (await posts.get_post(db, tid))["status"] == "researching"
+    fake.send_text(GROUP_CHAT, APPROVER, f"/cancel {tid[-8:]}")
+    post = await _wait_status(db, tid, "rejected")
+    assert post["status_reason"].startswith("cancelled by")
+    await fake.wait_for(lambda: any((m.get("text") or "").startswith("Cancelled: Cancel me while drafting")
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="the cancel reply")
+    state = await get_client(url=approval_server.url).threads.get_state(tid)
+    assert state["next"] == [] and state["values"]["outcome"] == "rejected"  # no desk left pending
+    [(_, plan)] = await plan_recovery(db, thread_ids=[tid])
+    assert plan.action == "finished"  # recovery will not resume a cancelled post
+    assert await posts.publications_for(db, tid) == []
+
+
 async def test_long_drafts_are_split_or_sent_as_a_document(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     para = "Grouped-query attention lets several query heads share one key/value head, so the cache shrinks. " * 10
