@@ -69,3 +69,18 @@ def test_concurrent_publishers_lose_no_entry(tmp_path):
         t.join()
     assert len(_index_links(tmp_path)) == 40
     assert len(json.loads((tmp_path / "posts" / "manifest.json").read_text())) == 40
+
+
+def test_published_files_are_readable_like_any_new_file(tmp_path):
+    # mkstemp makes 0600 files: a web server running as another user could not serve the site.
+    import os
+
+    from tools import publish
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert publish._FILE_MODE == 0o666 & ~mask
+    StaticSiteDestination(tmp_path).publish(_item(0))
+    for path in (tmp_path / "index.html", tmp_path / "posts" / "post-0.html", tmp_path / "posts" / "post-0.md",
+                 tmp_path / "posts" / "manifest.json"):
+        assert os.stat(path).st_mode & 0o777 == publish._FILE_MODE, path

@@ -43,9 +43,21 @@ class Destination(Protocol):
         """Write the item; return where it went. Must be idempotent per publish key."""
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # there is no getter before Python 3.13; read it once, at import
+    os.umask(mask)
+    return mask
+
+
+# The mode open() would give a new file. mkstemp creates 0600, which left every published page
+# unreadable to the web server serving the site (another user).
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, _FILE_MODE)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
