@@ -111,6 +111,27 @@ def default_start_run(client) -> StartRun:
     return _start
 
 
+def _reasked(gate: Gate, pending: PendingInterrupt | None) -> bool:
+    """The thread waits at the gate's draft again, at another interrupt: the graph asked once more
+    (after an invalid answer), so this draft is still undecided. Any valid decision moves the thread
+    off the draft (approve/reject end it, revise writes the next version)."""
+    return (pending is not None and pending.interrupt_id != gate.interrupt_id
+            and pending.draft_version == gate.draft_version)
+
+
+async def follow_gate(client, db: Database, gate: Gate) -> tuple[Gate, PendingInterrupt | None]:
+    """The gate a press on `gate` answers now, and the thread's pending interrupt (None when not
+    read: the gate is decided). Itself, unless its draft was asked again at a new interrupt (an
+    invalid answer in Studio or the CLI): nobody decided that draft, so the answer goes to the gate
+    of the interrupt that waits now (storage.approvals.reask_gate)."""
+    if gate.decided and gate.decided_via != approvals.REASKED:
+        return gate, None
+    pending = await pending_interrupt(client, gate.thread_id)
+    if _reasked(gate, pending):
+        gate = await approvals.reask_gate(db, gate.gate_id, pending.interrupt_id) or gate
+    return gate, pending
+
+
 def _already(gate: Gate) -> str:
     if gate.decision == "superseded":
         return "Already decided: this draft was answered elsewhere (Studio or the CLI) or is no longer waiting."
@@ -132,9 +153,10 @@ async def decide(
     gate = await approvals.get_gate(db, gate_id)
     if gate is None:
         return DecisionResult(outcome=Outcome.NOT_FOUND, message="This approval is unknown (it may belong to another server).")
+    gate, pending = await follow_gate(client, db, gate)
+    gate_id = gate.gate_id
     if gate.decided:
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
-    pending = await pending_interrupt(client, gate.thread_id)
     if pending is None or pending.interrupt_id != gate.interrupt_id:
         # Finished, running, or waiting at a newer draft: this gate is over; say so and close it.
         await approvals.claim_gate(db, gate_id, decision="superseded", decided_by="newsroom", decided_via="state-check")
@@ -224,6 +246,11 @@ async def sweep_once(client, db: Database, settings: Settings, notifier: Notifie
 async def _sweep_gate(client, db: Database, settings: Settings, notifier: Notifier | None, gate: OpenGate,
                       report: SweepReport) -> None:
     pending = await pending_interrupt(client, gate.thread_id)
+    if _reasked(gate, pending):
+        # Its draft was asked again: the new interrupt's gate takes over (messages, waiting time),
+        # and the next pass reminds or escalates that one.
+        await approvals.reask_gate(db, gate.gate_id, pending.interrupt_id)
+        return
     if pending is None or pending.interrupt_id != gate.interrupt_id:
         if await approvals.claim_gate(db, gate.gate_id, decision="superseded", decided_by="sweep",
                                       decided_via="state-check"):

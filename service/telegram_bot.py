@@ -459,7 +459,7 @@ class NewsroomBot:
                 await self.close_gate_messages(result.gate, f"✅ Approved by {esc(reviewer)}")
             return
         # Revise / Reject need words: ask with ForceReply, unless the gate is already over.
-        pending = await decisions.pending_interrupt(self.client, gate.thread_id)
+        gate, pending = await decisions.follow_gate(self.client, db, gate)  # its draft asked again: that gate
         if gate.decided or pending is None or pending.interrupt_id != gate.interrupt_id:
             result = await decisions.decide(self.client, db, gate.gate_id, action=press.action, text="-",
                                             reviewer=reviewer, via="telegram")  # answers "already decided"

@@ -54,6 +54,11 @@ class Prompt(BaseModel):
     asked_user: int
 
 
+# decided_via of a gate closed because its draft was asked again at a new interrupt (reask_gate):
+# a press on its buttons follows to the gate now asked, instead of answering "already decided".
+REASKED = "reasked"
+
+
 def new_gate_id() -> str:
     # Short: it travels in Telegram callback_data (64 bytes at most) as "nr:<action>:<gate_id>".
     return secrets.token_hex(6)
@@ -113,6 +118,36 @@ async def claim_gate(db: Database, gate_id: str, *, decision: str, decided_by: s
         return await cur.fetchone() is not None
 
     return await db.transaction(_work)
+
+
+async def reask_gate(db: Database, gate_id: str, interrupt_id: str) -> Gate | None:
+    """The same draft asked again at a new interrupt (an invalid answer given elsewhere makes the
+    graph ask again): the gate of that interrupt takes over from `gate_id`. Created here if no
+    channel showed it yet, with the old gate's chat and waiting time; the old gate's messages are
+    added to it (so closing it takes their buttons off too) and the old gate, if still open, is
+    closed as superseded via 'reasked'. Returns the gate of `interrupt_id` (None: no such gate_id)."""
+
+    async def _work(conn):
+        old = await (await conn.execute(q.SELECT_GATE, {"gate_id": gate_id})).fetchone()
+        if old is None:
+            return None
+        params = {"gate_id": new_gate_id(), "thread_id": old["thread_id"], "interrupt_id": interrupt_id,
+                  "draft_version": old["draft_version"], "chat_id": old["chat_id"],
+                  "waiting_since": old["waiting_since"]}
+        await conn.execute(q.INSERT_GATE, params)
+        new = await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
+        if new["gate_id"] != old["gate_id"]:
+            if old["chat_id"] is not None:
+                await conn.execute(q.SET_GATE_CHAT, {"gate_id": new["gate_id"], "chat_id": old["chat_id"]})
+            moved = [m for m in (old["message_ids"] or []) if m not in (new["message_ids"] or [])]
+            if moved:
+                await conn.execute(q.ADD_GATE_MESSAGES, {"gate_id": new["gate_id"], "message_ids": Jsonb(moved)})
+            await conn.execute(q.CLAIM_GATE, {"gate_id": old["gate_id"], "decision": "superseded",
+                                              "decided_by": "newsroom", "decided_via": REASKED, "feedback": None})
+        return await (await conn.execute(q.SELECT_GATE, {"gate_id": new["gate_id"]})).fetchone()
+
+    row = await db.transaction(_work)
+    return Gate.model_validate(row) if row else None
 
 
 async def release_gate(db: Database, gate_id: str, *, decided_by: str) -> None:
@@ -179,5 +214,5 @@ async def resolve_thread_id(db: Database, text: str) -> str | None:
 
 
 __all__ = ["Gate", "OpenGate", "Prompt", "register_gate", "get_gate", "gate_for_interrupt", "gates_for_thread",
-           "open_gates", "add_gate_messages", "claim_gate", "release_gate", "set_gate_run", "mark_reminded",
+           "open_gates", "add_gate_messages", "claim_gate", "reask_gate", "REASKED", "release_gate", "set_gate_run", "mark_reminded",
            "mark_escalated", "add_prompt", "get_prompt", "posts_for_chat", "resolve_thread_id"]
