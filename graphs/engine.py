@@ -43,8 +43,11 @@ async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
     reason = None
     if escalated:
         reason = "invalid judge verdict" if review and review.decision == "invalid" else "revision budget exhausted"
+    # A post the deadline sweep escalated stays escalated when its draft is asked again (after an
+    # invalid answer): escalated -> awaiting_approval is no legal move, and the draft is still overdue.
     await supervisor.advance_post(tid, "escalated" if escalated else "awaiting_approval", actor="editor",
-                                  reason=reason, revision=state.revision)
+                                  reason=reason, revision=state.revision,
+                                  unless_in=() if escalated else ("escalated",))
     return {"escalated": escalated, "escalation_reason": reason}
 
 

@@ -155,6 +155,25 @@ async def test_invalid_resume_then_valid(db, llm):
     assert len(await posts.publications_for(db, tid)) == 1
 
 
+async def test_invalid_answer_after_the_sweep_escalated_the_post(db, llm):
+    """The deadline sweep escalated a waiting post; then an invalid answer (Studio) made the gate
+    ask again. That used to crash the run (illegal transition escalated -> awaiting_approval) and
+    strand the thread: nothing waited for approval, so it could be neither approved nor rejected."""
+    snap = await start_post("Overdue, then an invalid answer")
+    tid = snap.thread_id
+    # what service.approvals._sweep_gate does to a post whose approval deadline and grace passed
+    await posts.transition(db, tid, "escalated", actor="sweep", reason="approval deadline passed")
+    again = await resume(tid, {"action": "maybe"})
+    assert again.waiting_for_human and again.interrupt["draft"]["version"] == 1
+    row = await posts.get_post(db, tid)
+    assert row["status"] == "escalated" and row["status_reason"] == "approval deadline passed"
+    done = await resume(tid, {"action": "approve", "reviewer": "late"})
+    assert done.values["outcome"] == "published"
+    assert len(await posts.publications_for(db, tid)) == 1
+    path = [(e["from_status"], e["to_status"]) for e in await _events(db, tid, "transition")]
+    assert path[-3:] == [("awaiting_approval", "escalated"), ("escalated", "publishing"), ("publishing", "published")]
+
+
 async def test_status_json_and_list_across_steps(db, llm, pg_url):
     env = dict(os.environ, DATABASE_URL=pg_url)
 
