@@ -302,6 +302,31 @@ async def test_a_channel_answers_a_draft_asked_again_after_an_invalid_answer(db,
     assert len(await posts.publications_for(db, tid)) == 1
 
 
+async def test_a_claim_made_through_a_reasked_gate_is_recovered(db, llm):
+    """The answer given on the old buttons is claimed on the gate of the interrupt that waits, so
+    if the channel dies before the resume runs, recovery re-delivers it (with its feedback)."""
+    from service.approvals import decide
+    from service.recovery import recover
+    from storage import approvals
+
+    async def die(thread_id, value, config=None):
+        raise _ProcessKilled
+
+    snap = await start_post("Reasked, claimed, then a crash")
+    tid = snap.thread_id
+    g1 = await approvals.register_gate(db, thread_id=tid, interrupt_id=snap.interrupt_id, draft_version=1)
+    await resume(tid, "neither")
+    with pytest.raises(_ProcessKilled):
+        await decide(_InProcessServer(), db, g1.gate_id, action="revise", text="cite the GQA paper", reviewer="kim",
+                     via="web", start_run=die)
+    report = await recover(thread_ids=[tid])
+    assert report.redelivered == [tid] and report.errors == {}
+    after = await current(tid)
+    assert after.waiting_for_human and after.interrupt["draft"]["version"] == 2
+    d = after.values["decisions"][-1]
+    assert (d["decision"], d["feedback"], d["reviewer"]) == ("revise", "cite the GQA paper", "kim")
+
+
 async def test_the_sweep_hands_a_reasked_draft_to_its_new_gate(db, llm):
     """The deadline sweep does not close a draft asked again as 'answered elsewhere': the new
     interrupt's gate takes over, still open, with the draft's waiting time and messages."""
