@@ -124,6 +124,23 @@ async def test_escalation_revise_approve(db, llm):
     assert len(await posts.publications_for(db, tid)) == 1
 
 
+async def test_invalid_verdict_escalation_revise_approve(db, llm):
+    """Escalated because the judge's verdict did not validate: the human's revise goes to the
+    writer, the new draft is judged again (validly) and waits as a normal approval, then publishes."""
+    verdicts = iter(["not json {"] * 3 + [PASSING])
+    llm.on_chat(lambda req: next(verdicts), model=JUDGE)
+    snap = await start_post("Judge garbage, then revise", overrides={"judge_max_attempts": 3})
+    tid = snap.thread_id
+    assert snap.interrupt["escalated"] is True and "did not validate" in snap.interrupt["escalation_reason"]
+    assert (await posts.get_post(db, tid))["status"] == "escalated"
+    s2 = await resume(tid, {"action": "revise", "feedback": "tighten it"})
+    assert s2.interrupt["draft"]["version"] == 2 and s2.interrupt["escalated"] is False
+    assert s2.values["drafts"][-1]["reason"] == "human_feedback" and s2.interrupt["revision"] == 0
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+    done = await resume(tid, "approve")
+    assert done.values["outcome"] == "published" and len(await posts.publications_for(db, tid)) == 1
+
+
 async def test_escalation_revise_still_failing_escalates_again(db, llm):
     llm.on_chat(lambda req: FAILING, model=JUDGE)
     snap = await start_post("Escalate, revise, still bad", overrides={"max_revisions": 1})
