@@ -189,12 +189,17 @@ def list_cmd(status_filter: str | None, limit: int) -> None:
     from storage import posts
     from storage.db import get_database
 
+    statuses = [s.value for s in posts.PostStatus]
+    if status_filter is not None and status_filter not in statuses:
+        raise click.BadParameter(f"{status_filter!r} is not a status; one of: {', '.join(statuses)}",
+                                 param_hint="'--status'")
+
     async def _list():
         return await posts.list_posts(await get_database(), status=status_filter, limit=limit)
 
     rows = _run(_list())
     if not rows:
-        click.echo("no posts yet: newsroom post 'a topic'")
+        click.echo(f"no posts with status {status_filter}" if status_filter else "no posts yet: newsroom post 'a topic'")
     for r in rows:
         click.echo(f"{r['thread_id']}  {r['status']:<17} rev {r['revision']}  ${float(r['cost_usd']):.4f}  "
                    f"{r['created_at']:%Y-%m-%d %H:%M}  {r['topic'][:60]}")
