@@ -138,17 +138,41 @@ async def kept_overrides(thread_id: str) -> dict:
     return run_overrides(await posts.run_overrides_of(await get_database(), thread_id))
 
 
+class DraftChanged(NothingToResume):
+    """The gate no longer waits at the draft the answer was meant for (another decision came first)."""
+
+
 async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = None,
-                 overrides: dict | None = None) -> RunSnapshot:
+                 overrides: dict | None = None, expected_version: int | None = None) -> RunSnapshot:
     """Answer the pending approval interrupt; refuses when nothing is pending (no double decisions).
-    Without `overrides`, the run goes on with those it was started with (`newsroom post --policy`)."""
-    snap = await current(thread_id)
-    if not snap.waiting_for_human:
-        status = snap.values.get("outcome") if snap.values else None
-        raise NothingToResume(
-            f"thread {thread_id} is not waiting for approval"
-            + (f" (already decided: {status})" if status and status != "pending" else
-               " (unknown thread)" if not snap.values else f" (next: {', '.join(snap.next) or 'nothing'})"))
-    if overrides is None:
-        overrides = await kept_overrides(thread_id)
-    return await drive_exclusively(thread_id, Command(resume=value), progress=progress, overrides=overrides)
+
+    expected_version: the draft version the human read; refused (DraftChanged) if the gate now
+    waits at another one. The answer is keyed to the interrupt checked under the run lease, so a
+    decision another channel applies in between (Agent Server runs hold no lease) cannot make this
+    answer land on a draft nobody here saw. Without `overrides`, the run goes on with those it was
+    started with (`newsroom post --policy`)."""
+    from service.recovery import run_lease  # late: recovery builds on this module
+
+    async with run_lease(await get_database(), thread_id) as held:
+        if not held:
+            raise ThreadBusy(f"thread {thread_id} is being run by another process right now")
+        snap = await current(thread_id)
+        if not snap.waiting_for_human:
+            status = snap.values.get("outcome") if snap.values else None
+            raise NothingToResume(
+                f"thread {thread_id} is not waiting for approval"
+                + (f" (already decided: {status})" if status and status != "pending" else
+                   " (unknown thread)" if not snap.values else f" (next: {', '.join(snap.next) or 'nothing'})"))
+        waiting = ((snap.interrupt or {}).get("draft") or {}).get("version")
+        if expected_version is not None and waiting != expected_version:
+            raise DraftChanged(f"thread {thread_id} waits at draft v{waiting}, not v{expected_version}: nothing "
+                               f"changed; read it first (newsroom status {thread_id})")
+        if overrides is None:
+            overrides = await kept_overrides(thread_id)
+        command = Command(resume={snap.interrupt_id: value}) if snap.interrupt_id else Command(resume=value)
+        after = await drive(thread_id, command, progress=progress, overrides=overrides)
+        if after.waiting_for_human and after.interrupt_id == snap.interrupt_id:
+            # The keyed answer found its interrupt gone: someone else answered in between.
+            raise DraftChanged(f"thread {thread_id}: the approval this answered was decided elsewhere meanwhile; "
+                               f"nothing changed (newsroom status {thread_id})")
+        return after

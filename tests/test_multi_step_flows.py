@@ -493,3 +493,37 @@ async def test_web_revise_then_approve_publishes_v2(approval_server, approval_sc
     assert len(pubs) == 1 and pubs[0]["title"] == "Web revised"
     assert [(e["actor"], e["detail"]["decision"]) for e in await _events(db, tid, "human_decision")] == \
         [("wa (web)", "revise"), ("wb (web)", "approve")]
+
+
+async def test_an_answer_for_a_draft_that_changed_lands_nowhere(db, llm, monkeypatch):
+    """The CLI reviewer read v1; meanwhile another channel asked for a revision and v2 now waits.
+    `approve --version 1` is refused, and even an answer that passed its check just before the other
+    decision landed (the race) is keyed to v1's interrupt: it publishes nothing."""
+    import service.runner as runner
+    from service.runner import DraftChanged
+
+    llm.reset()
+    _numbered_writer(llm)
+    llm.on_chat(lambda req: PASSING, model=JUDGE)
+    snap = await start_post("An answer that arrives late")
+    tid = snap.thread_id
+    stale = await current(tid)  # what the slow reviewer checked
+    v2 = await resume(tid, {"action": "revise", "feedback": "more numbers", "reviewer": "fast"})
+    assert v2.interrupt["draft"]["version"] == 2
+
+    with pytest.raises(DraftChanged, match="waits at draft v2, not v1"):
+        await resume(tid, {"action": "approve", "reviewer": "slow"}, expected_version=1)
+
+    async def checked_before_the_other_decision(thread_id):
+        return stale
+
+    monkeypatch.setattr(runner, "current", checked_before_the_other_decision)
+    with pytest.raises(DraftChanged, match="decided elsewhere"):
+        await resume(tid, {"action": "approve", "reviewer": "slow"})
+    monkeypatch.undo()
+    after = await current(tid)
+    assert after.waiting_for_human and after.interrupt["draft"]["version"] == 2  # still waiting for v2's answer
+    assert await posts.publications_for(db, tid) == []
+    assert [e["actor"] for e in await _events(db, tid, "human_decision")] == ["fast"]
+    done = await resume(tid, {"action": "approve", "reviewer": "slow"}, expected_version=2)
+    assert done.values["outcome"] == "published" and done.values["publication"]["title"] == "Draft 2"
