@@ -28,6 +28,7 @@ class RunSnapshot:
     interrupt_id: str | None = None
     checkpoint_id: str | None = None
     events: list[str] = field(default_factory=list)
+    steps: int = 0  # node updates the drive that produced this snapshot streamed (0 = it did nothing)
 
     @property
     def waiting_for_human(self) -> bool:
@@ -88,17 +89,21 @@ async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None
               "recursion_limit": 100}
     started = time.monotonic()
     # traces_flushed: with Langfuse on, this run's spans are sent at the end (bounded wait, off the loop)
+    steps = 0
     async with checkpointer() as saver, traces_flushed():
         graph = build_graph().compile(checkpointer=saver)
         async for ns, chunk in graph.astream(graph_input, config, stream_mode="updates", subgraphs=True):
             for node, update in chunk.items():
                 if node == "__interrupt__":
                     continue
+                steps += 1
                 desk = ns[0].split(":")[0] if ns else node
                 msg = _describe(node, update)
                 if progress and msg:
                     progress(desk, msg, time.monotonic() - started)
-        return await snapshot(graph, config)
+        snap = await snapshot(graph, config)
+        snap.steps = steps
+        return snap
 
 
 class ThreadBusy(RuntimeError):
@@ -171,8 +176,9 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
             overrides = await kept_overrides(thread_id)
         command = Command(resume={snap.interrupt_id: value}) if snap.interrupt_id else Command(resume=value)
         after = await drive(thread_id, command, progress=progress, overrides=overrides)
-        if after.waiting_for_human and after.interrupt_id == snap.interrupt_id:
-            # The keyed answer found its interrupt gone: someone else answered in between.
+        if after.steps == 0:
+            # The keyed answer found its interrupt gone (someone else answered in between): the
+            # gate only asked again, nothing ran.
             raise DraftChanged(f"thread {thread_id}: the approval this answered was decided elsewhere meanwhile; "
                                f"nothing changed (newsroom status {thread_id})")
         return after
