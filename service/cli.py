@@ -98,17 +98,23 @@ def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
         snap = _run(start_post(text, requester=requester, progress=_progress, overrides=overrides))
     _print_outcome(snap)
     if snap.waiting_for_human:
-        click.echo(f"\nnext: newsroom approve {snap.thread_id}\n   or newsroom revise {snap.thread_id} --feedback '...'"
-                   f"\n   or newsroom reject {snap.thread_id} --reason '...'")
+        v = f" --version {snap.interrupt['draft']['version']}"  # refused if another draft waits by then
+        click.echo(f"\nnext: newsroom approve {snap.thread_id}{v}\n   or newsroom revise {snap.thread_id}{v} --feedback '...'"
+                   f"\n   or newsroom reject {snap.thread_id}{v} --reason '...'")
 
 
-def _resume(thread_id: str, value: dict) -> None:
+_VERSION_OPTION = click.option(
+    "--version", "draft_version", type=int, default=None,
+    help="the draft version you read: refused if the post now waits at another one")
+
+
+def _resume(thread_id: str, value: dict, draft_version: int | None = None) -> None:
     from service.runner import NothingToResume, ThreadBusy, resume
     from tools.local_llm import local_llm_if_needed
 
     with local_llm_if_needed(get_settings()) if value["action"] == "revise" else _null():
         try:
-            snap = _run(resume(thread_id, value, progress=_progress))
+            snap = _run(resume(thread_id, value, progress=_progress, expected_version=draft_version))
         except (NothingToResume, ThreadBusy) as err:
             raise click.ClickException(str(err)) from None
     _print_outcome(snap)
@@ -125,27 +131,30 @@ class _null:
 @main.command()
 @click.argument("thread_id")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
-def approve(thread_id: str, reviewer: str) -> None:
+@_VERSION_OPTION
+def approve(thread_id: str, reviewer: str, draft_version: int | None) -> None:
     """Approve the draft waiting in THREAD_ID; the Publisher publishes it once."""
-    _resume(thread_id, {"action": "approve", "reviewer": reviewer})
+    _resume(thread_id, {"action": "approve", "reviewer": reviewer}, draft_version)
 
 
 @main.command()
 @click.argument("thread_id")
 @click.option("--feedback", required=True, help="what the Writer should change")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
-def revise(thread_id: str, feedback: str, reviewer: str) -> None:
+@_VERSION_OPTION
+def revise(thread_id: str, feedback: str, reviewer: str, draft_version: int | None) -> None:
     """Send the draft back to the Writer with FEEDBACK; the new draft goes through the Editor again."""
-    _resume(thread_id, {"action": "revise", "feedback": feedback, "reviewer": reviewer})
+    _resume(thread_id, {"action": "revise", "feedback": feedback, "reviewer": reviewer}, draft_version)
 
 
 @main.command()
 @click.argument("thread_id")
 @click.option("--reason", required=True)
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
-def reject(thread_id: str, reason: str, reviewer: str) -> None:
+@_VERSION_OPTION
+def reject(thread_id: str, reason: str, reviewer: str, draft_version: int | None) -> None:
     """Reject the draft in THREAD_ID; nothing is published."""
-    _resume(thread_id, {"action": "reject", "reason": reason, "reviewer": reviewer})
+    _resume(thread_id, {"action": "reject", "reason": reason, "reviewer": reviewer}, draft_version)
 
 
 @main.command()

@@ -159,8 +159,13 @@ async def test_publisher_crash_after_ledger_write_does_not_publish_twice(db, llm
 async def test_resume_in_a_new_process(db, llm, pg_url):
     snap = await start_post("Resume me elsewhere")
     env = dict(os.environ, DATABASE_URL=pg_url)
-    out = subprocess.run([sys.executable, "-m", "service.cli", "approve", snap.thread_id, "--reviewer", "carol"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    # A reviewer who read another version is refused, with the reason, and nothing changes.
+    stale = subprocess.run([sys.executable, "-m", "service.cli", "approve", snap.thread_id, "--version", "2"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert stale.returncode == 1 and "waits at draft v1, not v2" in stale.stderr, stale.stderr
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "awaiting_approval"
+    out = subprocess.run([sys.executable, "-m", "service.cli", "approve", snap.thread_id, "--reviewer", "carol",
+                          "--version", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "published to" in out.stdout
     assert (await posts.get_post(db, snap.thread_id))["status"] == "published"
