@@ -34,8 +34,18 @@ def _progress(desk: str, msg: str, t: float) -> None:
 
 
 def _run(coro):
+    async def _then_close():
+        from storage.db import close_database
+
+        try:
+            return await coro
+        finally:
+            # Close the pool before asyncio.run cancels what is left: `newsroom list` and `status`
+            # left the pool's workers to that cancel and now and then hung there for good.
+            await close_database()
+
     try:
-        return asyncio.run(coro)
+        return asyncio.run(_then_close())
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
 
