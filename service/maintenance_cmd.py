@@ -180,7 +180,8 @@ def prune_command(keep: int, min_age_s: float, dry_run: bool, as_json: bool) -> 
         click.echo(json.dumps({**asdict(r), "keep": keep, "dry_run": dry_run}))
         return
     b, a = r.before, r.after
-    click.echo(f"{r.threads} finished threads: checkpoints {b['checkpoints']} -> {a['checkpoints']}, "
+    age = f" (finished at least {min_age_s:g}s ago; --min-age 0 for all)" if min_age_s > 0 else ""
+    click.echo(f"{r.threads} finished threads{age}: checkpoints {b['checkpoints']} -> {a['checkpoints']}, "
                f"writes {b['writes']} -> {a['writes']}, blobs {b['blobs']} -> {a['blobs']}, "
                f"row bytes {b['bytes']:,} -> {a['bytes']:,}" + (" (dry run)" if dry_run else "")
                + f" in {r.seconds:.2f}s")
