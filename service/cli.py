@@ -362,12 +362,25 @@ def health(as_json: bool) -> None:
     for ep, info in report["llm"].items():
         state = "reachable" if info["reachable"] else f"UNREACHABLE ({info['error']})"
         click.echo(f"{info['provider']:<9} {info['base_url']}: {state}; breaker {info['breaker'].get('state')}")
+        if not info["reachable"] and _is_on_demand_local_llm(info["base_url"]):
+            click.echo("    (the local SmolLM2 server starts on demand for post/revise/demo and stops after; "
+                       "`newsroom llm-server` keeps it up)")
         for r in info["routes"]:
             flag = {True: "listed", False: "NOT LISTED", None: "-"}[r["listed"]]
             click.echo(f"    {r['role']:<10} {r['model']:<32} {flag}")
             ok = ok and info["reachable"] and r["listed"] is not False
     if not ok:
         raise SystemExit(1)
+
+
+def _is_on_demand_local_llm(base_url: str) -> bool:
+    from urllib.parse import urlparse
+
+    from tools.local_llm import is_local_url
+
+    settings = get_settings()
+    return (settings.llm_provider == "llamacpp" and is_local_url(base_url)
+            and urlparse(base_url).port == settings.local_llm_port)
 
 
 @main.group()
