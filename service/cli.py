@@ -390,9 +390,16 @@ def db() -> None:
 
 @db.command("url")
 def db_url() -> None:
-    from storage.db import resolve_database_url
+    """The database URL; the embedded server is left running for it (`newsroom db stop` stops it)."""
+    settings = get_settings()
+    if settings.database_url:
+        click.echo(settings.database_url)
+        return
+    from storage.embedded import start_embedded
 
-    click.echo(resolve_database_url(get_settings()))
+    # Left running: a URL to a server that stops as this command exits would be useless.
+    click.echo(start_embedded(settings.pg_data_dir, keep_running=True))
+    click.echo("(embedded PostgreSQL left running; `newsroom db stop` stops it)", err=True)
 
 
 @db.command("migrate")

@@ -13,3 +13,32 @@ def test_list_refuses_an_unknown_status_and_names_the_valid_ones(tmp_path, monke
     assert "'waiting' is not a status" in result.output
     assert "awaiting_approval" in result.output and "escalated" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_db_url_leaves_the_embedded_server_running_until_db_stop(tmp_path):
+    """`newsroom db url` printed the address of a server that stopped as the command exited."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psycopg
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["NEWSROOM_DATA_DIR"] = str(tmp_path / "state")
+    cli = [sys.executable, "-m", "service.cli", "db"]
+    out = subprocess.run([*cli, "url"], cwd=root, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    url = out.stdout.strip().splitlines()[-1]
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:  # still up after the command exited
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        stop = subprocess.run([*cli, "stop"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert "stopped" in stop.stdout
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+        raise AssertionError("the embedded server is still up after `newsroom db stop`")
+    except psycopg.OperationalError:
+        pass
