@@ -207,8 +207,10 @@ def _human(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
-async def _discover(client, db: Database, report: SweepReport) -> None:
-    """Posts waiting for a human that no channel has shown yet (Studio, CLI, a bot that was down)."""
+async def _discover(client, db: Database, report: SweepReport, notifier: Notifier | None = None) -> None:
+    """Posts waiting for a human that no channel has shown yet (Studio, CLI, a bot that was down).
+    A post that came from a chat is announced there with the buttons: a draft produced by a
+    decision taken in Studio or the CLI (a revise, say) must not wait unseen."""
     for row in await posts.posts_in_status(db, WAITING_STATUSES):
         tid = row["thread_id"]
         if any(not g.decided for g in await approvals.gates_for_thread(db, tid)):
@@ -222,18 +224,26 @@ async def _discover(client, db: Database, report: SweepReport) -> None:
             continue
         post = await posts.get_post(db, tid) or {}
         chat = (post.get("metadata") or {}).get("chat_id")
-        await approvals.register_gate(db, thread_id=tid, interrupt_id=pending.interrupt_id,
-                                      draft_version=pending.draft_version,
-                                      chat_id=int(chat) if chat is not None else None,
-                                      waiting_since=row["updated_at"])
+        gate = await approvals.register_gate(db, thread_id=tid, interrupt_id=pending.interrupt_id,
+                                             draft_version=pending.draft_version,
+                                             chat_id=int(chat) if chat is not None else None,
+                                             waiting_since=row["updated_at"])
+        if gate.decided:  # already claimed, its resume in flight (or for recovery): nothing to show
+            continue
         report.discovered.append(tid)
+        if notifier is not None and gate.chat_id is not None:
+            draft = pending.payload.get("draft") or {}
+            what = "escalated to you" if pending.payload.get("escalated") else "waiting for your decision"
+            await notifier.notify(gate, "waiting",
+                                  f"📝 Draft v{pending.draft_version} “{draft.get('title', '')}” of “{post.get('topic', '')}” "
+                                  f"is {what} (it was produced outside this chat). /status {tid[-8:]} shows it in full.")
 
 
 async def sweep_once(client, db: Database, settings: Settings, notifier: Notifier | None = None) -> SweepReport:
     """One pass: at most one step per gate (reminder, then escalate/expire), so the reminder
     always comes first; every step is guarded in the ledger and happens once."""
     report = SweepReport()
-    await _discover(client, db, report)
+    await _discover(client, db, report, notifier)
     for gate in await approvals.open_gates(db):
         try:
             await _sweep_gate(client, db, settings, notifier, gate, report)

@@ -640,8 +640,10 @@ class TelegramNotifier:
         self.bot, self.settings = bot, settings
 
     async def notify(self, gate: Gate, kind: str, text: str) -> None:
-        chats = [c for c in dict.fromkeys([gate.chat_id, self.settings.telegram_escalation_chat]) if c is not None]
-        markup = gate_buttons(gate.gate_id) if kind in ("reminder", "escalated") else None
+        # A draft announced on discovery goes to its own chat; deadline news to the escalation chat too.
+        to = [gate.chat_id] if kind == "waiting" else [gate.chat_id, self.settings.telegram_escalation_chat]
+        chats = [c for c in dict.fromkeys(to) if c is not None]
+        markup = gate_buttons(gate.gate_id) if kind in ("reminder", "escalated", "waiting") else None
         for chat in chats:
             try:
                 sent = await self.bot.send_message(chat, f"{text}\nthread {gate.thread_id}", reply_markup=markup)

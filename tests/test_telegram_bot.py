@@ -417,6 +417,35 @@ async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons
     assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))] == ["studio"]
 
 
+async def test_a_draft_produced_in_studio_is_announced_in_its_chat(bot, fake_telegram, approval_script, db):
+    """A revise typed in Studio makes v2 outside Telegram: the sweep announces it in the post's chat,
+    once, with the buttons, and they decide it."""
+    fake = fake_telegram
+    server_url = bot.bot_data["newsroom"].settings.agent_server_url
+    client = get_client(url=server_url)
+    notifier = TelegramNotifier(bot.bot, bot_settings(fake.url, server_url))
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "Revised from Studio")
+    await gate_message(fake, GROUP_CHAT, tid)
+    await client.runs.wait(tid, "newsroom", command={"resume": {"action": "revise", "feedback": "tighter",
+                                                                "reviewer": "studio"}})
+    assert (await decisions.pending_interrupt(client, tid)).draft_version == 2
+
+    def announced() -> list[dict]:
+        return [m for m in fake.chat_messages(GROUP_CHAT)
+                if (m.get("text") or "").startswith("📝 Draft v2") and f"thread {tid}" in m["text"]]
+
+    quiet = bot_settings(fake.url, server_url, approval_deadline_s=3600)
+    for _ in range(2):  # the first pass closes v1's gate, the next one finds v2
+        await decisions.sweep_once(client, db, quiet, notifier)
+    [message] = announced()
+    assert "produced outside this chat" in message["text"] and f"/status {tid[-8:]}" in message["text"]
+    await decisions.sweep_once(client, db, quiet, notifier)
+    assert len(announced()) == 1  # once
+    fake.press(GROUP_CHAT, APPROVER, message, buttons(message)["approve"])
+    await _wait_status(db, tid, "published")
+    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))][0] == "studio"
+
+
 async def test_sweep_command_discovers_runs_started_elsewhere(
         approval_server, fake_telegram, approval_script, db, pg_url):
     """`newsroom sweep` (the cron form): a run started through the API, not Telegram, gets its gate
