@@ -346,6 +346,7 @@ def health(as_json: bool) -> None:
     """Check the database and every LLM endpoint (models listed, adapters present, breaker state)."""
     from storage.db import get_database
     from tools.llm import get_gateway
+    from tools.local_llm import is_on_demand_server
 
     async def _health():
         db = await get_database()
@@ -362,7 +363,7 @@ def health(as_json: bool) -> None:
     for ep, info in report["llm"].items():
         state = "reachable" if info["reachable"] else f"UNREACHABLE ({info['error']})"
         click.echo(f"{info['provider']:<9} {info['base_url']}: {state}; breaker {info['breaker'].get('state')}")
-        if not info["reachable"] and _is_on_demand_local_llm(info["base_url"]):
+        if not info["reachable"] and is_on_demand_server(get_settings(), info["base_url"]):
             click.echo("    (the local SmolLM2 server starts on demand for post/revise/demo and stops after; "
                        "`newsroom llm-server` keeps it up)")
         for r in info["routes"]:
@@ -371,16 +372,6 @@ def health(as_json: bool) -> None:
             ok = ok and info["reachable"] and r["listed"] is not False
     if not ok:
         raise SystemExit(1)
-
-
-def _is_on_demand_local_llm(base_url: str) -> bool:
-    from urllib.parse import urlparse
-
-    from tools.local_llm import is_local_url
-
-    settings = get_settings()
-    return (settings.llm_provider == "llamacpp" and is_local_url(base_url)
-            and urlparse(base_url).port == settings.local_llm_port)
 
 
 @main.group()

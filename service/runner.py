@@ -1,6 +1,7 @@
 """Run the engine graph in-process on our checkpointer (CLI, demo, tests, scripts)."""
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -110,13 +111,20 @@ class ThreadBusy(RuntimeError):
     """Another live process holds this thread's run lease (it is running it right now)."""
 
 
-async def drive_exclusively(thread_id: str, graph_input: Any, **kwargs) -> RunSnapshot:
-    """drive() under the thread's run lease, so a recoverer never drives a thread a live CLI run holds."""
+@contextlib.asynccontextmanager
+async def _exclusively(thread_id: str):
+    """Hold the thread's run lease for the block, or raise ThreadBusy."""
     from service.recovery import run_lease  # late: recovery builds on this module
 
     async with run_lease(await get_database(), thread_id) as held:
         if not held:
             raise ThreadBusy(f"thread {thread_id} is being run by another process right now")
+        yield
+
+
+async def drive_exclusively(thread_id: str, graph_input: Any, **kwargs) -> RunSnapshot:
+    """drive() under the thread's run lease, so a recoverer never drives a thread a live CLI run holds."""
+    async with _exclusively(thread_id):
         return await drive(thread_id, graph_input, **kwargs)
 
 
@@ -156,11 +164,7 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
     decision another channel applies in between (Agent Server runs hold no lease) cannot make this
     answer land on a draft nobody here saw. Without `overrides`, the run goes on with those it was
     started with (`newsroom post --policy`)."""
-    from service.recovery import run_lease  # late: recovery builds on this module
-
-    async with run_lease(await get_database(), thread_id) as held:
-        if not held:
-            raise ThreadBusy(f"thread {thread_id} is being run by another process right now")
+    async with _exclusively(thread_id):
         snap = await current(thread_id)
         if not snap.waiting_for_human:
             status = snap.values.get("outcome") if snap.values else None

@@ -7,6 +7,7 @@ registered in conftest.py (not imported by the test modules), so both modules sh
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -64,3 +65,53 @@ def approval_server(pg_url, approval_llm, session_dir, fake_telegram):  # noqa: 
     server = AgentServer(free_port(), env, session_dir / "approval-server.log").start()
     yield server
     server.stop()
+
+
+def bot_settings(fake_url: str, server_url: str, **overrides):
+    """`newsroom bot`'s settings against the fake Bot API and an approval server."""
+    from config import Settings
+
+    return Settings(telegram_bot_token=TOKEN, telegram_api_base_url=fake_url,
+                    telegram_allowed_chats=[GROUP_CHAT, WEBHOOK_CHAT], telegram_approvers=[APPROVER, APPROVER_2],
+                    agent_server_url=server_url, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def polling_bot(fake_url: str, server_url: str):
+    """`newsroom bot`'s Application polling the fake (start_polling, not run_polling: no signal handlers)."""
+    from langgraph_sdk import get_client
+    from telegram import Update
+
+    from service.telegram_bot import build_application
+
+    app = build_application(bot_settings(fake_url, server_url), get_client(url=server_url))
+    async with app:
+        await app.start()
+        await app.updater.start_polling(timeout=1, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+        yield app
+        await app.updater.stop()
+        await app.stop()
+
+
+class InProcessServer:
+    """Just enough of the Agent Server client for service.approvals.decide, over in-process runs."""
+
+    def __init__(self):
+        self.threads = self
+
+    async def get_state(self, thread_id: str) -> dict:
+        from service.runner import current
+
+        snap = await current(thread_id)
+        interrupts = [{"value": snap.interrupt, "id": snap.interrupt_id}] if snap.waiting_for_human else []
+        return {"tasks": [{"interrupts": interrupts}], "checkpoint": {"checkpoint_id": snap.checkpoint_id}}
+
+
+class ProcessKilled(BaseException):
+    """Stands for a SIGKILL after a channel's claim committed: no `except Exception` handler runs
+    (decide's release of the claim)."""
+
+
+async def die_before_the_resume_starts(thread_id: str, value: dict, config: dict | None = None) -> str:
+    """A decisions.StartRun whose process dies after the claim committed: no resume run, no release."""
+    raise ProcessKilled

@@ -13,6 +13,7 @@ import pytest
 
 from service.runner import NothingToResume, current, resume, start_post
 from storage import posts
+from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts, polling_bot
 from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm, verdict  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,19 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 async def tg_bot(approval_server, fake_telegram, db):
     """`newsroom bot`'s Application polling the fake Bot API (as tests/test_telegram_bot.py's `bot`)."""
-    from langgraph_sdk import get_client
-    from telegram import Update
-
-    from service.telegram_bot import build_application
-    from tests.test_telegram_bot import bot_settings
-
-    app = build_application(bot_settings(fake_telegram.url, approval_server.url), get_client(url=approval_server.url))
-    async with app:
-        await app.start()
-        await app.updater.start_polling(timeout=1, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+    async with polling_bot(fake_telegram.url, approval_server.url) as app:
         yield app
-        await app.updater.stop()
-        await app.stop()
 
 
 async def _events(db, tid, kind=None):
@@ -220,22 +210,6 @@ async def test_status_json_and_list_across_steps(db, llm, pg_url):
     assert "published" in line
 
 
-class _InProcessServer:
-    """Just enough of the Agent Server client for service.approvals.decide, over in-process runs."""
-
-    def __init__(self):
-        self.threads = self
-
-    async def get_state(self, thread_id: str) -> dict:
-        snap = await current(thread_id)
-        interrupts = [{"value": snap.interrupt, "id": snap.interrupt_id}] if snap.waiting_for_human else []
-        return {"tasks": [{"interrupts": interrupts}], "checkpoint": {"checkpoint_id": snap.checkpoint_id}}
-
-
-class _ProcessKilled(BaseException):
-    """Stands for a SIGKILL after the claim committed (no release of the claim)."""
-
-
 async def test_claimed_approve_on_v2_after_a_revise_is_redelivered(db, llm):
     """Revise on v1 through a channel (applied), then approve on v2 claimed and lost in a crash:
     recovery delivers that approve to the v2 gate, not the old revise, and publishes v2 once."""
@@ -247,10 +221,7 @@ async def test_claimed_approve_on_v2_after_a_revise_is_redelivered(db, llm):
         await resume(thread_id, value)
         return "in-process"
 
-    async def die(thread_id, value, config=None):
-        raise _ProcessKilled
-
-    server = _InProcessServer()
+    server = InProcessServer()
     snap = await start_post("Revise applied, approve lost")
     tid = snap.thread_id
     g1 = await approvals.register_gate(db, thread_id=tid, interrupt_id=snap.interrupt_id, draft_version=1)
@@ -267,9 +238,9 @@ async def test_claimed_approve_on_v2_after_a_revise_is_redelivered(db, llm):
     idle = await recover(thread_ids=[tid])
     assert idle.acted == 0 and idle.waiting == [tid]
     g2 = await approvals.register_gate(db, thread_id=tid, interrupt_id=v2.interrupt_id, draft_version=2)
-    with pytest.raises(_ProcessKilled):
+    with pytest.raises(ProcessKilled):
         await decide(server, db, g2.gate_id, action="approve", text=None, reviewer="cid", via="telegram",
-                     start_run=die)
+                     start_run=die_before_the_resume_starts)
     assert (await current(tid)).waiting_for_human
     report = await recover(thread_ids=[tid])
     assert report.redelivered == [tid] and report.errors == {} and report.outcomes[tid] == "published"
@@ -293,7 +264,7 @@ async def test_a_channel_answers_a_draft_asked_again_after_an_invalid_answer(db,
         await resume(thread_id, value)
         return "in-process"
 
-    server = _InProcessServer()
+    server = InProcessServer()
     snap = await start_post("Invalid in Studio, then a button press")
     tid = snap.thread_id
     g1 = await approvals.register_gate(db, thread_id=tid, interrupt_id=snap.interrupt_id, draft_version=1,
@@ -326,16 +297,13 @@ async def test_a_claim_made_through_a_reasked_gate_is_recovered(db, llm):
     from service.recovery import recover
     from storage import approvals
 
-    async def die(thread_id, value, config=None):
-        raise _ProcessKilled
-
     snap = await start_post("Reasked, claimed, then a crash")
     tid = snap.thread_id
     g1 = await approvals.register_gate(db, thread_id=tid, interrupt_id=snap.interrupt_id, draft_version=1)
     await resume(tid, "neither")
-    with pytest.raises(_ProcessKilled):
-        await decide(_InProcessServer(), db, g1.gate_id, action="revise", text="cite the GQA paper", reviewer="kim",
-                     via="web", start_run=die)
+    with pytest.raises(ProcessKilled):
+        await decide(InProcessServer(), db, g1.gate_id, action="revise", text="cite the GQA paper", reviewer="kim",
+                     via="web", start_run=die_before_the_resume_starts)
     report = await recover(thread_ids=[tid])
     assert report.redelivered == [tid] and report.errors == {}
     after = await current(tid)
@@ -356,7 +324,7 @@ async def test_the_sweep_hands_a_reasked_draft_to_its_new_gate(db, llm):
     g1 = await approvals.register_gate(db, thread_id=tid, interrupt_id=snap.interrupt_id, draft_version=1)
     await approvals.add_gate_messages(db, g1.gate_id, [7])
     asked_again = await resume(tid, "not a decision")
-    await sweep_once(_InProcessServer(), db, get_settings())
+    await sweep_once(InProcessServer(), db, get_settings())
     gates = {g.interrupt_id: g for g in await approvals.gates_for_thread(db, tid)}
     assert gates[snap.interrupt_id].decided_via == "reasked"
     new = gates[asked_again.interrupt_id]

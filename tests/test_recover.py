@@ -20,6 +20,7 @@ from langgraph.types import Command
 from service.recovery import recover, run_lease
 from service.runner import current, drive, start_post
 from storage import approvals, maintenance, posts
+from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts
 from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
 from tests.scripted_llm import Fault
 from tests.server_fixtures import agent_server  # noqa: F401
@@ -107,11 +108,16 @@ async def test_cut_off_during_publish_publishes_exactly_once(db, llm, monkeypatc
     assert (await recover(thread_ids=[snap.thread_id])).acted == 0
 
 
+async def _gate_of(db, snap):
+    """The approval-ledger gate of the draft v1 a post waits at, as a channel registers it."""
+    return await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
+                                         draft_version=1)
+
+
 async def test_claimed_approval_that_never_ran_is_redelivered(db, llm):
     """A channel claimed 'approve' in the ledger, then the server died before the resume ran."""
     snap = await start_post("An approval lost in a crash")
-    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
-                                         draft_version=1)
+    gate = await _gate_of(db, snap)
     assert await approvals.claim_gate(db, gate.gate_id, decision="approve", decided_by="dora", decided_via="telegram")
 
     report = await recover(thread_ids=[snap.thread_id])
@@ -122,38 +128,16 @@ async def test_claimed_approval_that_never_ran_is_redelivered(db, llm):
     assert (await recover(thread_ids=[snap.thread_id])).acted == 0
 
 
-class _InProcessServer:
-    """Just enough of the Agent Server client for service.approvals.decide, over in-process runs."""
-
-    def __init__(self):
-        self.threads = self
-
-    async def get_state(self, thread_id: str) -> dict:
-        snap = await current(thread_id)
-        interrupts = [{"value": snap.interrupt, "id": snap.interrupt_id}] if snap.waiting_for_human else []
-        return {"tasks": [{"interrupts": interrupts}], "checkpoint": {"checkpoint_id": snap.checkpoint_id}}
-
-
-class _ProcessKilled(BaseException):
-    """Stands for a SIGKILL: no `except Exception` handler runs (decide's release of the claim)."""
-
-
-async def _die_before_the_resume_starts(thread_id: str, value: dict, config: dict | None = None) -> str:
-    # The channel's process dies after its claim committed: no resume run, no release of the claim.
-    raise _ProcessKilled
-
-
 async def test_claimed_revise_with_its_feedback_is_redelivered_to_the_writer(db, llm):
     """The web page claimed a revise (with feedback), then its process died before the resume ran."""
     from service.approvals import decide
 
     feedback = "Give the KV-cache saving for 8 query heads sharing 2 KV heads, with the arithmetic."
     snap = await start_post("A revise lost in a crash, feedback and all")
-    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
-                                         draft_version=1)
-    with pytest.raises(_ProcessKilled):
-        await decide(_InProcessServer(), db, gate.gate_id, action="revise", text=feedback, reviewer="erin (web)",
-                     via="web", start_run=_die_before_the_resume_starts)
+    gate = await _gate_of(db, snap)
+    with pytest.raises(ProcessKilled):
+        await decide(InProcessServer(), db, gate.gate_id, action="revise", text=feedback, reviewer="erin (web)",
+                     via="web", start_run=die_before_the_resume_starts)
     claimed = await approvals.get_gate(db, gate.gate_id)
     assert claimed.decision == "revise" and claimed.feedback == feedback and claimed.run_id is None
     assert (await current(snap.thread_id)).waiting_for_human  # the revise never reached the run
@@ -176,8 +160,7 @@ async def test_claimed_revise_with_its_feedback_is_redelivered_to_the_writer(db,
 
 async def test_claimed_reject_is_redelivered_with_its_reason(db, llm):
     snap = await start_post("A rejection lost in a crash")
-    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
-                                         draft_version=1)
+    gate = await _gate_of(db, snap)
     assert await approvals.claim_gate(db, gate.gate_id, decision="reject", decided_by="gus", decided_via="telegram",
                                       feedback="Off-topic for this blog")
     report = await recover(thread_ids=[snap.thread_id])
@@ -190,8 +173,7 @@ async def test_claimed_reject_is_redelivered_with_its_reason(db, llm):
 async def test_claimed_revise_without_its_text_reopens_the_gate(db, llm):
     """A ledger row claimed before the feedback column existed (NULL text): ask the human again."""
     snap = await start_post("A revise lost in a crash")
-    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
-                                         draft_version=1)
+    gate = await _gate_of(db, snap)
     await approvals.claim_gate(db, gate.gate_id, decision="revise", decided_by="erin", decided_via="web")
     assert (await approvals.get_gate(db, gate.gate_id)).feedback is None
     writer_calls = len(llm.requests_for(WRITER))
@@ -228,8 +210,7 @@ async def test_redelivered_revise_runs_with_the_runs_own_overrides(db, llm):
     llm.on_chat(lambda req: FAILING, model=JUDGE)
     snap = await start_post("Escalate at once, even after a crash", overrides={"max_revisions": 0})
     assert snap.waiting_for_human and snap.interrupt["escalated"]
-    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id,
-                                         draft_version=1)
+    gate = await _gate_of(db, snap)
     assert await approvals.claim_gate(db, gate.gate_id, decision="revise", decided_by="hal", decided_via="telegram",
                                       feedback="Cite the paper")
     report = await recover(thread_ids=[snap.thread_id])

@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 from langgraph_sdk import get_client
-from telegram import Update
 
 from config import Settings
 from service import approvals as decisions
-from service.telegram_bot import TelegramNotifier, build_application, split_message, tg_len
+from service.telegram_bot import TelegramNotifier, split_message, tg_len
 from storage import approvals, posts
 from tests.approval_fixtures import (
-    APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, WEBHOOK_SECRET,
+    APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, WEBHOOK_SECRET, bot_settings,
+    polling_bot,
 )
 from tests.engine_fixtures import WRITER
 from tests.fake_telegram import TOKEN
@@ -25,22 +25,10 @@ from tests.fake_telegram import TOKEN
 pytestmark = pytest.mark.slow
 
 
-def bot_settings(fake_url: str, server_url: str, **overrides) -> Settings:
-    return Settings(telegram_bot_token=TOKEN, telegram_api_base_url=fake_url,
-                    telegram_allowed_chats=[GROUP_CHAT, WEBHOOK_CHAT], telegram_approvers=[APPROVER, APPROVER_2],
-                    agent_server_url=server_url, **overrides)
-
-
 @pytest.fixture(scope="module")
 async def bot(approval_server, fake_telegram, db):
-    """`newsroom bot`'s Application, polling the fake (start_polling, not run_polling: no signal handlers)."""
-    app = build_application(bot_settings(fake_telegram.url, approval_server.url), get_client(url=approval_server.url))
-    async with app:
-        await app.start()
-        await app.updater.start_polling(timeout=1, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+    async with polling_bot(fake_telegram.url, approval_server.url) as app:
         yield app
-        await app.updater.stop()
-        await app.stop()
 
 
 # --- helpers --------------------------------------------------------------------------------------------

@@ -117,14 +117,18 @@ class LocalLLMServer:
         self.stop()
 
 
+def is_on_demand_server(settings, url: str | None = None) -> bool:
+    """Is `url` (default: the configured LLM endpoint) the local server this package starts on demand?"""
+    url = url or settings.llm_base_url
+    return settings.llm_provider == "llamacpp" and is_local_url(url) and urlparse(url).port == settings.local_llm_port
+
+
 @contextlib.contextmanager
 def local_llm_if_needed(settings):
     """Start the local server for this process when the settings point at it and nothing answers."""
     url = settings.llm_base_url
     aliases = [settings.writer_model, settings.judge_model] + ([settings.hyde_model] if settings.hyde_model else [])
-    needs_local = settings.llm_provider == "llamacpp" and is_local_url(url) and \
-        urlparse(url).port == settings.local_llm_port
-    if not needs_local or models_reachable(url) is not None:
+    if not is_on_demand_server(settings) or models_reachable(url) is not None:
         yield None
         return
     server = LocalLLMServer(port=settings.local_llm_port, aliases=aliases, threads=settings.local_llm_threads,
