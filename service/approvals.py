@@ -234,9 +234,12 @@ async def _discover(client, db: Database, report: SweepReport, notifier: Notifie
         if notifier is not None and gate.chat_id is not None:
             draft = pending.payload.get("draft") or {}
             what = "escalated to you" if pending.payload.get("escalated") else "waiting for your decision"
-            await notifier.notify(gate, "waiting",
-                                  f"📝 Draft v{pending.draft_version} “{draft.get('title', '')}” of “{post.get('topic', '')}” "
-                                  f"is {what} (it was produced outside this chat). /status {tid[-8:]} shows it in full.")
+            try:
+                await notifier.notify(gate, "waiting",
+                                      f"📝 Draft v{pending.draft_version} “{draft.get('title', '')}” of “{post.get('topic', '')}” "
+                                      f"is {what} (it was produced outside this chat). /status {tid[-8:]} shows it in full.")
+            except Exception as err:  # noqa: BLE001 - the gate is registered; one chat must not stop the sweep
+                report.errors.append(f"{tid}: announcing the draft failed: {err}")
 
 
 async def sweep_once(client, db: Database, settings: Settings, notifier: Notifier | None = None) -> SweepReport:
