@@ -264,6 +264,11 @@ async def _sweep_gate(client, db: Database, settings: Settings, notifier: Notifi
         # and the next pass reminds or escalates that one.
         await approvals.reask_gate(db, gate.gate_id, pending.interrupt_id)
         return
+    if pending is None and gate.post_status in WAITING_STATUSES:
+        # The post still waits, but this server shows no interrupt: the thread is another server's
+        # (two servers on one database) or was lost from this one's registry. Closing the gate here
+        # would kill its buttons; the server that runs the thread decides about it.
+        return
     if pending is None or pending.interrupt_id != gate.interrupt_id:
         if await approvals.claim_gate(db, gate.gate_id, decision="superseded", decided_by="sweep",
                                       decided_via="state-check"):

@@ -331,6 +331,33 @@ async def test_the_sweep_hands_a_reasked_draft_to_its_new_gate(db, llm):
     assert not new.decided and new.message_ids == [7] and new.waiting_since == g1.waiting_since
 
 
+async def test_the_sweep_leaves_a_gate_alone_when_its_server_cannot_see_the_thread(db, llm):
+    """Two servers on one database: the one that did not run a thread answers 404 for it. Its sweep
+    must not close that thread's gate (the buttons would go dead while the post still waits)."""
+    import httpx
+
+    from config import get_settings
+    from service.approvals import sweep_once
+    from storage import approvals
+
+    class _OtherServer:
+        def __init__(self):
+            self.threads = self
+
+        async def get_state(self, thread_id):
+            response = httpx.Response(404, request=httpx.Request("GET", f"http://other/threads/{thread_id}/state"))
+            raise httpx.HTTPStatusError("thread not found", request=response.request, response=response)
+
+    snap = await start_post("Waiting, seen by another server")
+    gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id, draft_version=1)
+    await sweep_once(_OtherServer(), db, get_settings())
+    assert not (await approvals.get_gate(db, gate.gate_id)).decided
+    # The server that runs it still closes the gate once the thread has moved on.
+    await resume(snap.thread_id, {"action": "reject", "reason": "done", "reviewer": "cli"})
+    await sweep_once(InProcessServer(), db, get_settings())
+    assert (await approvals.get_gate(db, gate.gate_id)).decision == "superseded"
+
+
 # --- channels: Telegram (fake Bot API + real PTB + real `newsroom serve`) and the web routes -----------------
 
 async def _status_reply(fake, chat, user, tid, expect: str) -> dict:
