@@ -31,6 +31,10 @@ class AgentServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 120.0) -> "AgentServer":
+        """Returns once /ok answers AND the server's own start-up recovery pass has reported: that
+        pass examines every thread of the database, and a test creating a cut-off thread while it
+        plans would race with it (it may resume the test's thread first, as it should in production)."""
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
@@ -40,13 +44,22 @@ class AgentServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"newsroom serve exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200 and self._recovery_reported():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"newsroom serve did not answer /ok in {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def _recovery_reported(self) -> bool:
+        # service.maintenance_cmd.start_recovery_after_serve echoes one line when its pass ends:
+        # "recovery: examined ...", "recovery failed: ..." or "recovery skipped: ...".
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_offset)
+            text = f.read().decode(errors="replace")
+        return any(line.startswith(("recovery: examined", "recovery failed", "recovery skipped"))
+                   for line in text.splitlines())
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

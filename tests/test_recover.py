@@ -374,7 +374,7 @@ async def test_recovery_through_the_agent_server(db, llm, agent_server):
     other = await _cut_off_while_judging(db, llm, "Resumed by the serve-time hook")
     worker = await asyncio.to_thread(start_recovery_after_serve, agent_server.url, echo=lambda _: None)
     await asyncio.to_thread(worker.join, 120)
-    assert worker.report is not None and other in worker.report.resumed
+    assert worker.report is not None and other in worker.report.resumed, (other, worker.report.as_dict(), agent_server.log_tail())
     assert (await posts.get_post(db, other))["status"] == "awaiting_approval"
 
 
