@@ -118,10 +118,31 @@ _VERSION_OPTION = click.option(
     help="the draft version you read: refused if the post now waits at another one")
 
 
+def _full_thread_id(text: str) -> str:
+    """The thread id of a post from what people type: the whole id, or its first or last 6+
+    characters (Telegram and `newsroom list` show the last 8)."""
+    from storage.approvals import thread_ids_matching
+    from storage.db import get_database
+
+    async def _match():
+        return await thread_ids_matching(await get_database(), text)
+
+    found = _run(_match())
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise click.ClickException(f"{text!r} matches more than one post ({', '.join(found)}, ...): type more of it")
+    if len(text.strip()) >= 32:
+        return text.strip()  # a thread with no post row (started in Studio without one): let the graph answer
+    raise click.ClickException(f"no post with thread id {text!r} (the whole id, or its first or last 6+ "
+                               "characters; `newsroom list` shows recent posts)")
+
+
 def _resume(thread_id: str, value: dict, draft_version: int | None = None) -> None:
     from service.runner import NothingToResume, ThreadBusy, resume
     from tools.local_llm import local_llm_if_needed
 
+    thread_id = _full_thread_id(thread_id)
     with local_llm_if_needed(get_settings()) if value["action"] == "revise" else _null():
         try:
             snap = _run(resume(thread_id, value, progress=_progress, expected_version=draft_version))
@@ -174,6 +195,8 @@ def status(thread_id: str, as_json: bool) -> None:
     """A post's status, events, LLM calls and cost."""
     from storage import posts
     from storage.db import get_database
+
+    thread_id = _full_thread_id(thread_id)
 
     async def _status():
         db = await get_database()

@@ -200,19 +200,28 @@ async def posts_for_chat(db: Database, chat_id: int, *, limit: int = 10) -> list
 _THREAD_PART = re.compile(r"^[0-9a-fA-F-]{6,64}$")
 
 
+async def thread_ids_matching(db: Database, text: str, *, limit: int = 3) -> list[str]:
+    """Thread ids of posts that are TEXT, or start or end with it (6+ hex characters): the exact
+    match first, then newest first, at most LIMIT."""
+    text = text.strip().lower()
+    if not _THREAD_PART.match(text):
+        return []
+    rows = await db.fetch(q.FIND_THREAD_IDS_BY_PART, {"exact": text, "prefix": text + "%", "suffix": "%" + text,
+                                                       "limit": limit})
+    if rows and rows[0]["thread_id"] == text:
+        return [text]
+    return [r["thread_id"] for r in rows]
+
+
 async def resolve_thread_id(db: Database, text: str) -> str | None:
     """A full thread id, or an unambiguous start or end of one. Server thread ids are time-ordered
     (UUIDv7-like), so their first characters are shared by posts started close together: the
     last 8 characters are what people type."""
-    text = text.strip().lower()
-    if not _THREAD_PART.match(text):
-        return None
-    rows = await db.fetch(q.FIND_THREAD_IDS_BY_PART, {"exact": text, "prefix": text + "%", "suffix": "%" + text})
-    if rows and rows[0]["thread_id"] == text:
-        return text
-    return rows[0]["thread_id"] if len(rows) == 1 else None
+    found = await thread_ids_matching(db, text, limit=2)
+    return found[0] if len(found) == 1 else None
 
 
 __all__ = ["Gate", "OpenGate", "Prompt", "register_gate", "get_gate", "gate_for_interrupt", "gates_for_thread",
            "open_gates", "add_gate_messages", "claim_gate", "reask_gate", "REASKED", "release_gate", "set_gate_run", "mark_reminded",
-           "mark_escalated", "add_prompt", "get_prompt", "posts_for_chat", "resolve_thread_id"]
+           "mark_escalated", "add_prompt", "get_prompt", "posts_for_chat", "resolve_thread_id",
+           "thread_ids_matching"]

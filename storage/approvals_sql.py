@@ -76,5 +76,5 @@ FIND_THREAD_IDS_BY_PART = """
 SELECT thread_id FROM posts
  WHERE thread_id = %(exact)s OR thread_id LIKE %(prefix)s OR thread_id LIKE %(suffix)s
  ORDER BY (thread_id = %(exact)s) DESC, created_at DESC
- LIMIT 2
+ LIMIT %(limit)s
 """

@@ -42,3 +42,38 @@ def test_db_url_leaves_the_embedded_server_running_until_db_stop(tmp_path):
         raise AssertionError("the embedded server is still up after `newsroom db stop`")
     except psycopg.OperationalError:
         pass
+
+
+async def test_a_thread_is_found_by_the_end_telegram_shows_or_refused_clearly(db, pg_url):
+    """`newsroom status|approve|revise|reject` take the last (or first) 6+ characters of a thread id,
+    as Telegram's messages show them; an ambiguous or unknown part is refused with what to do."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from storage import posts
+
+    root = Path(__file__).resolve().parent.parent
+    shared = uuid.uuid4().hex[:10]  # two ids that start alike, as time-ordered server ids do
+    first, second = (f"{shared}{uuid.uuid4().hex[10:]}" for _ in range(2))
+    for tid in (first, second):
+        await posts.create_post(db, tid, f"Found by its end {tid[-8:]}", "cli-test", source="cli")
+    env = dict(os.environ, DATABASE_URL=pg_url)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    found = cli("status", second[-8:])
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith(second) and f"Found by its end {second[-8:]}" in found.stdout
+
+    ambiguous = cli("status", shared)
+    assert ambiguous.returncode == 1 and "matches more than one post" in ambiguous.stderr
+    assert first in ambiguous.stderr and second in ambiguous.stderr
+
+    unknown = cli("approve", "0badc0de")
+    assert unknown.returncode == 1 and "no post with thread id '0badc0de'" in unknown.stderr
+    assert (await posts.get_post(db, first))["status"] == "queued"  # nothing was resumed
