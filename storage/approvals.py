@@ -125,7 +125,8 @@ async def reask_gate(db: Database, gate_id: str, interrupt_id: str) -> Gate | No
     graph ask again): the gate of that interrupt takes over from `gate_id`. Created here if no
     channel showed it yet, with the old gate's chat and waiting time; the old gate's messages are
     added to it (so closing it takes their buttons off too) and the old gate, if still open, is
-    closed as superseded via 'reasked'. Returns the gate of `interrupt_id` (None: no such gate_id)."""
+    closed as superseded via 'reasked'. Its reminder/escalation marks carry over too (one reminder
+    per draft, not per interrupt). Returns the gate of `interrupt_id` (None: no such gate_id)."""
 
     async def _work(conn):
         old = await (await conn.execute(q.SELECT_GATE, {"gate_id": gate_id})).fetchone()
@@ -139,6 +140,8 @@ async def reask_gate(db: Database, gate_id: str, interrupt_id: str) -> Gate | No
         if new["gate_id"] != old["gate_id"]:
             if old["chat_id"] is not None:
                 await conn.execute(q.SET_GATE_CHAT, {"gate_id": new["gate_id"], "chat_id": old["chat_id"]})
+            await conn.execute(q.CARRY_GATE_MARKS, {"gate_id": new["gate_id"], "reminded_at": old["reminded_at"],
+                                                    "escalated_at": old["escalated_at"]})
             moved = [m for m in (old["message_ids"] or []) if m not in (new["message_ids"] or [])]
             if moved:
                 await conn.execute(q.ADD_GATE_MESSAGES, {"gate_id": new["gate_id"], "message_ids": Jsonb(moved)})

@@ -48,6 +48,14 @@ UPDATE approval_gates SET reminded_at = now()
  WHERE gate_id = %(gate_id)s AND reminded_at IS NULL AND decided_at IS NULL
 RETURNING gate_id
 """
+# A re-asked gate (same draft, new interrupt) keeps the old one's reminder/escalation marks, so the
+# sweep does not remind or escalate the same draft twice.
+CARRY_GATE_MARKS = """
+UPDATE approval_gates
+   SET reminded_at = COALESCE(reminded_at, %(reminded_at)s),
+       escalated_at = COALESCE(escalated_at, %(escalated_at)s)
+ WHERE gate_id = %(gate_id)s
+"""
 MARK_GATE_ESCALATED = """
 UPDATE approval_gates SET escalated_at = now()
  WHERE gate_id = %(gate_id)s AND escalated_at IS NULL AND decided_at IS NULL

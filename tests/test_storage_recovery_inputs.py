@@ -67,3 +67,21 @@ async def test_run_overrides_are_added_to_a_post_accepted_before_its_run(db):
     assert post["metadata"] == {"chat_id": 8, "run_overrides": {"max_revisions": 1}}
     assert post["updated_at"] == before  # not progress: recovery's --stale-after clock is untouched
     assert await posts.run_overrides_of(db, str(uuid.uuid4())) == {}  # no post: none
+
+
+async def test_a_reasked_gate_keeps_the_old_gates_chat_waiting_time_and_reminder(db):
+    """The same draft asked again at a new interrupt (after an invalid answer) is one wait for the
+    human: the sweep must not send a second reminder because the interrupt id changed."""
+    tid, old = await _gate(db, "re-asked after an invalid answer")
+    old = await approvals.register_gate(db, thread_id=tid, interrupt_id=old.interrupt_id, draft_version=1,
+                                        chat_id=4242)
+    assert await approvals.mark_reminded(db, old.gate_id)
+    old = await approvals.get_gate(db, old.gate_id)
+
+    new = await approvals.reask_gate(db, old.gate_id, f"i-{uuid.uuid4().hex[:8]}")
+    assert new.gate_id != old.gate_id and new.draft_version == 1
+    assert (new.chat_id, new.waiting_since, new.reminded_at) == (4242, old.waiting_since, old.reminded_at)
+    assert new.escalated_at is None and new.decided_at is None
+    assert not await approvals.mark_reminded(db, new.gate_id)  # the single reminder was already sent
+    superseded = await approvals.get_gate(db, old.gate_id)
+    assert (superseded.decision, superseded.decided_via) == ("superseded", approvals.REASKED)
