@@ -51,14 +51,21 @@ async def pending_interrupt(client, thread_id: str) -> PendingInterrupt | None:
         if getattr(getattr(err, "response", None), "status_code", None) in (404, 422):
             return None
         raise
-    for task in state.get("tasks") or []:
-        for intr in task.get("interrupts") or []:
-            value = intr.get("value")
-            if isinstance(value, dict) and "draft" in value:
-                return PendingInterrupt(thread_id=thread_id, interrupt_id=str(intr.get("id") or task.get("id")),
-                                        payload=value, checkpoint_id=state.get("checkpoint_id")
-                                        or (state.get("checkpoint") or {}).get("checkpoint_id"))
+    for value, interrupt_id in server_interrupts(state):
+        if isinstance(value, dict) and "draft" in value:
+            return PendingInterrupt(thread_id=thread_id, interrupt_id=interrupt_id, payload=value,
+                                    checkpoint_id=server_checkpoint_id(state))
     return None
+
+
+def server_interrupts(state: dict) -> list[tuple[Any, str]]:
+    """(value, interrupt id) of every interrupt in an Agent Server thread state (threads.get_state)."""
+    return [(intr.get("value"), str(intr.get("id") or task.get("id")))
+            for task in state.get("tasks") or [] for intr in task.get("interrupts") or []]
+
+
+def server_checkpoint_id(state: dict) -> str | None:
+    return state.get("checkpoint_id") or (state.get("checkpoint") or {}).get("checkpoint_id")
 
 
 async def gate_for(db: Database, pending: PendingInterrupt, *, chat_id: int | None = None) -> Gate:

@@ -31,8 +31,8 @@ from langgraph.types import Command
 
 from agents.supervisor import run_overrides
 from graphs.engine import build_graph
-from service.approvals import resume_value
-from service.runner import RunSnapshot, drive
+from service.approvals import resume_value, server_checkpoint_id, server_interrupts
+from service.runner import RunSnapshot, drive, latest_interrupt
 from storage import approvals, maintenance
 from storage.checkpointer import checkpointer
 from storage.db import Database, get_database
@@ -97,10 +97,7 @@ class ThreadState:
 
 async def thread_state(graph, thread_id: str) -> ThreadState:
     state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-    interrupt, interrupt_id = None, None
-    for task in state.tasks:
-        for intr in task.interrupts:
-            interrupt, interrupt_id = intr.value, getattr(intr, "id", None)
+    interrupt, interrupt_id = latest_interrupt(state)
     # Not state.next: a task whose writes were saved but whose step's checkpoint was not (killed in
     # between) is dropped from `next`, though the graph has not moved on. Any task left means
     # "not finished"; drive(tid, None) applies the saved writes and carries on.
@@ -237,13 +234,9 @@ def server_driver(client, *, graph_id: str = GRAPH_ID) -> Driver:
         run = await client.runs.create(thread_id, graph_id, **kwargs)
         await client.runs.join(thread_id, run["run_id"])
         state = await client.threads.get_state(thread_id)
-        interrupt, interrupt_id = None, None
-        for task in state.get("tasks") or []:
-            for intr in task.get("interrupts") or []:
-                interrupt, interrupt_id = intr.get("value"), intr.get("id")
+        interrupt, interrupt_id = (server_interrupts(state) or [(None, None)])[-1]
         return RunSnapshot(thread_id=thread_id, next=tuple(state.get("next") or ()), values=state.get("values") or {},
-                           interrupt=interrupt, interrupt_id=interrupt_id,
-                           checkpoint_id=(state.get("checkpoint") or {}).get("checkpoint_id"))
+                           interrupt=interrupt, interrupt_id=interrupt_id, checkpoint_id=server_checkpoint_id(state))
 
     return _drive
 

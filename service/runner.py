@@ -70,12 +70,18 @@ def _describe(node: str, update: Any) -> str | None:
     return None
 
 
-async def snapshot(graph, config) -> RunSnapshot:
-    state = await graph.aget_state(config)
+def latest_interrupt(state) -> tuple[Any, str | None]:
+    """(value, id) of the last interrupt of a thread's StateSnapshot; (None, None) when none waits."""
     interrupt, interrupt_id = None, None
     for task in state.tasks:
         for intr in task.interrupts:
             interrupt, interrupt_id = intr.value, getattr(intr, "id", None)
+    return interrupt, interrupt_id
+
+
+async def snapshot(graph, config) -> RunSnapshot:
+    state = await graph.aget_state(config)
+    interrupt, interrupt_id = latest_interrupt(state)
     return RunSnapshot(
         thread_id=config["configurable"]["thread_id"], next=tuple(state.next), values=dict(state.values),
         interrupt=interrupt, interrupt_id=interrupt_id,
