@@ -84,13 +84,18 @@ def decide(verdict: EditorVerdict) -> Literal["approve", "reject"]:
 
 
 def next_step_after_review(
-    decision: Literal["approve", "reject", "invalid"], revisions_used: int, max_revisions: int, policy: str
+    decision: Literal["approve", "reject", "invalid"], revisions_used: int, max_revisions: int, policy: str,
+    *, human_asked_for_revision: bool = False,
 ) -> Literal["publish", "await_human", "revise", "escalate"]:
-    """Where a reviewed draft goes: the revision budget and the approval policy applied."""
+    """Where a reviewed draft goes: the revision budget and the approval policy applied.
+
+    Under escalations_only an approved draft publishes directly, unless a human already asked for a
+    revision of this post: the draft written from their feedback goes back to them (it would
+    otherwise publish unseen, the judge's approval standing in for the person who asked)."""
     if decision == "invalid":
         return "escalate"
     if decision == "approve":
-        return "publish" if policy == "escalations_only" else "await_human"
+        return "publish" if policy == "escalations_only" and not human_asked_for_revision else "await_human"
     return "revise" if revisions_used < max_revisions else "escalate"
 
 

@@ -26,7 +26,8 @@ def route_next(state, *, max_revisions: int, policy: str) -> Next:
         return {"approve": "publisher", "revise": "writer", "reject": "finish"}[decision.decision]
     if review is None or review.draft_version != draft.version:
         return "editor"
-    step = next_step_after_review(review.decision, state.revision, max_revisions, policy)
+    step = next_step_after_review(review.decision, state.revision, max_revisions, policy,
+                                  human_asked_for_revision=any(d.decision == "revise" for d in state.decisions))
     return {"publish": "publisher", "await_human": "prepare_approval", "revise": "writer",
             "escalate": "prepare_approval"}[step]
 

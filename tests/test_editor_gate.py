@@ -75,6 +75,17 @@ def test_next_step_after_review(decision, used, policy, expected):
     assert next_step_after_review(decision, used, 3, policy) == expected
 
 
+@pytest.mark.parametrize("decision,used,expected", [
+    ("approve", 1, "await_human"),  # the human who asked for the revision sees its result
+    ("reject", 1, "revise"),
+    ("reject", 3, "escalate"),
+    ("invalid", 1, "escalate"),
+])
+def test_after_a_human_revise_escalations_only_still_asks_that_human(decision, used, expected):
+    assert next_step_after_review(decision, used, 3, "escalations_only", human_asked_for_revision=True) == expected
+    assert next_step_after_review(decision, used, 3, "human", human_asked_for_revision=True) == expected
+
+
 def test_raw_newlines_inside_json_strings_still_validate_but_bad_scores_do_not():
     from tools.llm import LLMOutputInvalid, _parse
 

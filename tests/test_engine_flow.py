@@ -118,6 +118,23 @@ async def test_escalations_only_publishes_approved_drafts_directly(db, llm):
     assert not snap.waiting_for_human and snap.values["outcome"] == "published"
 
 
+async def test_escalations_only_returns_a_human_revised_draft_to_the_human(db, llm):
+    """Escalated, then revised by a person: the judge approving the new draft must not publish it
+    unseen under escalations_only; it waits for the person who asked for the change."""
+    llm.on_chat(lambda req: FAILING, model=JUDGE)
+    snap = await start_post("Escalated, then revised by a person",
+                            overrides={"approval_policy": "escalations_only", "max_revisions": 0})
+    assert snap.waiting_for_human and snap.interrupt["escalated"] is True
+    llm.on_chat(lambda req: PASSING, model=JUDGE)
+    revised = await resume(snap.thread_id, {"action": "revise", "feedback": "Give the head counts", "reviewer": "ann"})
+    assert revised.waiting_for_human, revised.values.get("outcome")
+    assert revised.interrupt["draft"]["version"] == 2 and revised.interrupt["editor_decision"] == "approve"
+    assert revised.interrupt["escalated"] is False
+    assert await posts.publications_for(db, snap.thread_id) == []
+    done = await resume(snap.thread_id, {"action": "approve", "reviewer": "ann"})
+    assert done.values["outcome"] == "published"
+
+
 async def test_concurrent_double_approve_publishes_once(db, llm):
     snap = await start_post("Two buttons pressed at once")
     results = await asyncio.gather(resume(snap.thread_id, "approve"), resume(snap.thread_id, "approve"),
