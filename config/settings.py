@@ -42,6 +42,12 @@ class Settings(BaseSettings):
                     "transaction and checkpoint retries replace",
     )
     pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a connection (and for the first connect)")
+    db_connect_wait_s: float = Field(
+        default=15.0, ge=0,
+        description="at start, keep retrying a database that is not reachable yet (connection refused, "
+                    "timeout, starting up) this long, then fail with the reason; a wrong password or "
+                    "database name fails at once",
+    )
     tx_max_attempts: int = Field(default=30, ge=1, le=200, description="attempts per transaction on 40001/40003/connection loss")
 
     # --- logging ----------------------------------------------------------------

@@ -81,7 +81,19 @@ def _print_outcome(snap) -> None:
         click.echo(f"reason: {v['error']}")
 
 
-@click.group()
+class _Commands(click.Group):
+    """Errors a user can act on end a command with their message, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from storage.db import DatabaseUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, DatabaseUnavailable) as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """newsroom: a durable multi-agent content engine."""
     try:

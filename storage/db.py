@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from tenacity import (
@@ -18,6 +19,8 @@ from tenacity import (
     RetryError,
     retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
     wait_random_exponential,
 )
 
@@ -37,6 +40,69 @@ RETRYABLE_SQLSTATES = {"40001", "40003", "57P01", "57P02", "57P03"}
 
 class TransactionRetryExhausted(RuntimeError):
     """A transaction kept failing with retryable errors past the configured attempts."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached, or refused us; the message says why and what to check."""
+
+
+def url_without_password(url: str) -> str:
+    """The URL (or key=value conninfo) to show in messages: everything but the password."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unparsable database URL)"
+    if params.pop("password", None) is not None:
+        params["password"] = "***"
+    host, port, dbname, user = (params.get(k) for k in ("host", "port", "dbname", "user"))
+    where = f"{host or 'localhost'}:{port or 5432}/{dbname or user or ''}"
+    return f"{user + '@' if user else ''}{where}"
+
+
+# The server answered, but is not taking connections yet (a FATAL that waiting can change).
+_FATAL_BUT_TRANSIENT = re.compile(r"starting up|shutting down|recovery|too many clients|not yet accepting", re.I)
+
+
+def _not_reachable_yet(exc: BaseException) -> bool:
+    # libpq reports connection failures without a SQLSTATE. No "FATAL:" from the server means it
+    # was never reached (refused, timed out, name not resolved: a container not up yet). A FATAL
+    # about the role, password, pg_hba or database will not change by waiting.
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    text = str(exc)
+    return "FATAL:" not in text or bool(_FATAL_BUT_TRANSIENT.search(text))
+
+
+async def check_reachable(url: str, wait_s: float) -> None:
+    """One direct connection before the pool opens: a clear DatabaseUnavailable within wait_s
+    instead of the pool retrying in the background until its timeout (and a traceback)."""
+    shown = url_without_password(url)
+    waited = {"logged": False}
+
+    def _waiting(state) -> None:
+        if not waited["logged"]:
+            err = state.outcome.exception()
+            log.warning("database %s not reachable yet (%s); retrying for up to %.0f s (NEWSROOM_DB_CONNECT_WAIT_S)",
+                        shown, _first_line(err), wait_s)
+            waited["logged"] = True
+
+    try:
+        async for attempt in AsyncRetrying(retry=retry_if_exception(_not_reachable_yet), stop=stop_after_delay(wait_s),
+                                           wait=wait_exponential(multiplier=0.2, max=2.0), before_sleep=_waiting,
+                                           reraise=True):
+            with attempt:
+                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=max(2, min(10, int(wait_s) or 2)))
+                await conn.close()
+    except psycopg.Error as err:
+        hint = ("is the server up and the host/port right? Unset DATABASE_URL to use the embedded PostgreSQL"
+                if _not_reachable_yet(err) else "check the user, password and database name in DATABASE_URL")
+        raise DatabaseUnavailable(f"cannot connect to the database {shown}: {_first_line(err)} ({hint})") from None
+
+
+def _first_line(err: BaseException | None) -> str:
+    text = str(err or "").strip()
+    line = (text.splitlines() or [type(err).__name__])[0]
+    return line.split("FATAL:", 1)[-1].strip()[:300] if "FATAL:" in line else line[:300]
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -144,6 +210,7 @@ class Database:
         )
 
     async def open(self) -> "Database":
+        await check_reachable(self.url, self.settings.db_connect_wait_s)
         await self.pool.open(wait=True, timeout=self.settings.pool_timeout_s)
         async with self.pool.connection() as conn:
             row = await (await conn.execute(sql.SELECT_VERSION)).fetchone()

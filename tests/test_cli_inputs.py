@@ -77,3 +77,43 @@ async def test_a_thread_is_found_by_the_end_telegram_shows_or_refused_clearly(db
     unknown = cli("approve", "0badc0de")
     assert unknown.returncode == 1 and "no post with thread id '0badc0de'" in unknown.stderr
     assert (await posts.get_post(db, first))["status"] == "queued"  # nothing was resumed
+
+
+def test_an_unreachable_database_is_one_clear_error_not_a_traceback(tmp_path):
+    """A closed port used to wait pool_timeout_s (30 s) behind psycopg's retry warnings and end in
+    a PoolTimeout traceback; now: a bounded wait, the reason, what to check, no password."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.server_fixtures import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, DATABASE_URL=f"postgresql://ann:canary-pw-5150@127.0.0.1:{free_port()}/news",
+               NEWSROOM_DB_CONNECT_WAIT_S="1", NEWSROOM_DATA_DIR=str(tmp_path / "state"))
+    out = subprocess.run([sys.executable, "-m", "service.cli", "list"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "Error: cannot connect to the database ann@127.0.0.1:" in out.stderr and "Connection refused" in out.stderr
+    assert "Unset DATABASE_URL to use the embedded PostgreSQL" in out.stderr
+    assert "Traceback" not in out.stderr and "canary-pw-5150" not in out.stderr + out.stdout
+
+
+def test_a_wrong_database_name_fails_at_once_with_what_to_check(pg_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from urllib.parse import urlsplit, urlunsplit
+
+    root = Path(__file__).resolve().parent.parent
+    wrong = urlunsplit(urlsplit(pg_url)._replace(path="/no_such_newsroom_db"))
+    env = dict(os.environ, DATABASE_URL=wrong, NEWSROOM_DB_CONNECT_WAIT_S="60", NEWSROOM_DATA_DIR=str(tmp_path / "s"))
+    out = subprocess.run([sys.executable, "-m", "service.cli", "list"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=50)  # well inside the 60 s a wait would take
+    assert out.returncode == 1, out.stderr
+    assert 'database "no_such_newsroom_db" does not exist' in out.stderr
+    assert "check the user, password and database name" in out.stderr
+    assert "not reachable yet" not in out.stderr and "Traceback" not in out.stderr
