@@ -119,10 +119,17 @@ def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
     with local_llm_if_needed(get_settings()):
         snap = _run(start_post(text, requester=requester, progress=_progress, overrides=overrides))
     _print_outcome(snap)
+    _print_next(snap)
+
+
+def _print_next(snap) -> None:
     if snap.waiting_for_human:
         v = f" --version {snap.interrupt['draft']['version']}"  # refused if another draft waits by then
         click.echo(f"\nnext: newsroom approve {snap.thread_id}{v}\n   or newsroom revise {snap.thread_id}{v} --feedback '...'"
                    f"\n   or newsroom reject {snap.thread_id}{v} --reason '...'")
+    elif (snap.values or {}).get("outcome") == "failed":
+        click.echo(f"\nonce the cause is fixed: newsroom retry {snap.thread_id}")
+        click.get_current_context().exit(1)
 
 
 _VERSION_OPTION = click.option(
@@ -161,6 +168,7 @@ def _resume(thread_id: str, value: dict, draft_version: int | None = None) -> No
         except (NothingToResume, ThreadBusy) as err:
             raise click.ClickException(str(err)) from None
     _print_outcome(snap)
+    _print_next(snap)
 
 
 class _null:
@@ -202,6 +210,25 @@ def reject(thread_id: str, reason: str, reviewer: str, draft_version: int | None
 
 @main.command()
 @click.argument("thread_id")
+@click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def retry(thread_id: str, reviewer: str) -> None:
+    """Run a FAILED post again from its last checkpoint (e.g. after its LLM endpoint came back)."""
+    from service.runner import NothingToRetry, ThreadBusy
+    from service.runner import retry as retry_failed
+    from tools.local_llm import local_llm_if_needed
+
+    thread_id = _full_thread_id(thread_id)
+    with local_llm_if_needed(get_settings()):
+        try:
+            snap = _run(retry_failed(thread_id, actor=reviewer, progress=_progress))
+        except (NothingToRetry, ThreadBusy) as err:
+            raise click.ClickException(str(err)) from None
+    _print_outcome(snap)
+    _print_next(snap)
+
+
+@main.command()
+@click.argument("thread_id")
 @click.option("--json", "as_json", is_flag=True)
 def status(thread_id: str, as_json: bool) -> None:
     """A post's status, events, LLM calls and cost."""
@@ -228,7 +255,8 @@ def status(thread_id: str, as_json: bool) -> None:
                f"{post_row['llm_calls']} LLM calls, {post_row['tokens_in']}+{post_row['tokens_out']} tokens, "
                f"${float(post_row['cost_usd']):.4f}")
     for e in events:
-        what = f"{e['from_status']} -> {e['to_status']}" if e["kind"] == "transition" else e["kind"]
+        moved = f"{e['from_status']} -> {e['to_status']}" if e["to_status"] else ""
+        what = moved if e["kind"] == "transition" else f"{e['kind']} {moved}".strip()
         detail = {k: v for k, v in (e["detail"] or {}).items() if v not in (None, "", [], {})}
         click.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S}  {e['actor']:<12} {what}  {json.dumps(detail, default=str)[:160]}")
     for p in pubs:
@@ -295,6 +323,8 @@ def demo(topic: str, max_revisions: int) -> None:
             _print_outcome(snap)
     if snap.waiting_for_human:
         click.echo(f"\nThe run is waiting at the approval gate. To publish it:\n  .venv/bin/newsroom approve {snap.thread_id}")
+    else:
+        _print_next(snap)  # a failed run: how to retry it, exit 1
 
 
 def _maybe_ingest_demo_corpus() -> None:

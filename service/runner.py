@@ -96,7 +96,7 @@ async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None
               "recursion_limit": 100}
     started = time.monotonic()
     # traces_flushed: with Langfuse on, this run's spans are sent at the end (bounded wait, off the loop)
-    steps = 0
+    steps, last = 0, None
     async with checkpointer() as saver, traces_flushed():
         graph = build_graph().compile(checkpointer=saver)
         async for ns, chunk in graph.astream(graph_input, config, stream_mode="updates", subgraphs=True):
@@ -106,8 +106,9 @@ async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None
                 steps += 1
                 desk = ns[0].split(":")[0] if ns else node
                 msg = _describe(node, update)
-                if progress and msg:
+                if progress and msg and (desk, msg) != last:  # a desk's result also arrives as its subgraph's
                     progress(desk, msg, time.monotonic() - started)
+                    last = (desk, msg)
         snap = await snapshot(graph, config)
         snap.steps = steps
         return snap
@@ -192,3 +193,32 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
             raise DraftChanged(f"thread {thread_id}: the approval this answered was decided elsewhere meanwhile; "
                                f"nothing changed (newsroom status {thread_id})")
         return after
+
+
+class NothingToRetry(RuntimeError):
+    """The thread has not failed (it waits, runs, or ended otherwise), or is unknown."""
+
+
+async def retry(thread_id: str, *, actor: str = "cli", progress: ProgressFn | None = None) -> RunSnapshot:
+    """Run a failed post again from its last checkpoint: the desk that failed (its LLM route was
+    down, say) runs again with the run's own overrides; the work saved before it is kept."""
+    async with _exclusively(thread_id):
+        snap = await current(thread_id)
+        outcome = (snap.values or {}).get("outcome")
+        if not snap.values:
+            raise NothingToRetry(f"thread {thread_id}: no run saved for it (unknown thread)")
+        if outcome != "failed" or snap.next:
+            state = "waiting for approval" if snap.waiting_for_human else (
+                f"running or cut off (next: {', '.join(snap.next)}; newsroom recover resumes it)" if snap.next
+                else f"ended: {outcome}")
+            raise NothingToRetry(f"thread {thread_id} has not failed ({state}): nothing to retry")
+        try:
+            await posts.reopen_failed(await get_database(), thread_id, actor=actor)
+        except posts.NotRetryable as err:
+            raise NothingToRetry(str(err)) from None
+        async with checkpointer() as saver:
+            graph = build_graph().compile(checkpointer=saver)
+            # As the supervisor's own update: its router then picks the desk that failed.
+            await graph.aupdate_state({"configurable": {"thread_id": thread_id}},
+                                      {"outcome": "pending", "error": None}, as_node="supervisor")
+        return await drive(thread_id, None, progress=progress, overrides=await kept_overrides(thread_id))

@@ -153,6 +153,36 @@ async def transition(
     return await db.transaction(_work)
 
 
+class NotRetryable(ValueError):
+    """The post has not failed: there is nothing to run again."""
+
+
+async def reopen_failed(db: Database, thread_id: str, *, actor: str) -> str:
+    """A failed post back to the status it failed in, for a retry from its last checkpoint
+    (`newsroom retry`). failed stays terminal for the graph's own moves: only this explicit, logged
+    step (event kind 'retry') leaves it. Idempotent: a post whose last event is that step is left
+    as it is (a retry cut off before its run started). Returns the status the post is in."""
+
+    async def _work(conn):
+        post = await (await conn.execute(sql.SELECT_POST_FOR_UPDATE, {"thread_id": thread_id})).fetchone()
+        if post is None:
+            raise PostNotFound(f"no post for thread {thread_id}")
+        if post["status"] != PostStatus.FAILED:
+            last = await (await conn.execute(sql.SELECT_LAST_EVENT, {"thread_id": thread_id})).fetchone()
+            if last and last["kind"] == "retry" and last["to_status"] == post["status"]:
+                return post["status"]
+            raise NotRetryable(f"post {thread_id} is {post['status']}, not failed: nothing to retry")
+        row = await (await conn.execute(sql.SELECT_STATUS_BEFORE_FAILURE, {"thread_id": thread_id})).fetchone()
+        back = PostStatus(row["from_status"]) if row and row["from_status"] else PostStatus.QUEUED
+        await conn.execute(sql.UPDATE_POST_STATUS, {"thread_id": thread_id, "from_status": PostStatus.FAILED,
+                                                    "to_status": back, "reason": None, "revision": None})
+        await _insert_event(conn, thread_id, actor, "retry", PostStatus.FAILED, back,
+                            {"failed_with": post["status_reason"]})
+        return str(back)
+
+    return await db.transaction(_work)
+
+
 async def record_event(db: Database, thread_id: str, *, actor: str, kind: str, detail: dict | None = None) -> dict:
     async def _work(conn):
         return await _insert_event(conn, thread_id, actor, kind, None, None, detail)
@@ -306,7 +336,7 @@ async def usage_for(db: Database, thread_id: str) -> dict:
 
 __all__ = [
     "PostStatus", "TRANSITIONS", "TERMINAL", "WAITING_FOR_HUMAN", "IllegalTransition", "PostNotFound",
-    "create_post", "get_post", "run_overrides_of", "list_posts", "posts_in_status", "transition", "record_event",
+    "create_post", "get_post", "reopen_failed", "NotRetryable", "run_overrides_of", "list_posts", "posts_in_status", "transition", "record_event",
     "list_events",
     "record_human_decision", "get_publication", "publications_for", "count_publications",
     "record_publication", "record_llm_call", "call_uuid", "add_post_usage", "llm_calls_for", "usage_for",

@@ -90,6 +90,18 @@ INSERT INTO events (thread_id, actor, kind, from_status, to_status, detail)
 VALUES (%(thread_id)s, %(actor)s, %(kind)s, %(from_status)s, %(to_status)s, %(detail)s)
 RETURNING id, at
 """
+SELECT_STATUS_BEFORE_FAILURE = """
+SELECT from_status FROM events
+ WHERE thread_id = %(thread_id)s AND kind = 'transition' AND to_status = 'failed'
+ ORDER BY at DESC, id DESC
+ LIMIT 1
+"""
+SELECT_LAST_EVENT = """
+SELECT kind, from_status, to_status FROM events
+ WHERE thread_id = %(thread_id)s
+ ORDER BY at DESC, id DESC
+ LIMIT 1
+"""
 LIST_EVENTS = """
 SELECT id, thread_id, at, actor, kind, from_status, to_status, detail
   FROM events WHERE thread_id = %(thread_id)s ORDER BY at, id

@@ -188,3 +188,66 @@ async def test_resume_in_a_new_process(db, llm, pg_url):
     assert (await posts.get_post(db, snap.thread_id))["status"] == "published"
     decision = (await _events(db, snap.thread_id, "human_decision"))[0]
     assert decision["actor"] == "carol"
+
+
+async def test_a_failed_post_is_retried_from_its_last_checkpoint(db, llm):
+    """The writer's endpoint is down past its retries: the post fails with the reason. `retry`, once
+    it is back, runs the writer again and keeps the research done before it; only a failed post can
+    be retried."""
+    from service.runner import NothingToRetry, retry
+    from tests.engine_fixtures import draft_reply, reset_runtime
+    from tests.scripted_llm import Fault
+
+    def writer_down(req):
+        return Fault.server_error(503, "writer is down") if "You are the writer" in req.prompt else draft_reply(req)
+
+    def research_calls() -> int:
+        return sum("You are the writer" not in r.prompt for r in llm.requests_for(WRITER))
+
+    llm.on_chat(writer_down, model=WRITER)
+    snap = await start_post("Retried after the writer came back")
+    tid = snap.thread_id
+    assert snap.values["outcome"] == "failed" and snap.values["error"].startswith("writer:")
+    assert snap.values["research"] is not None and snap.values["drafts"] == []
+    assert (await posts.get_post(db, tid))["status"] == "failed"
+    researched = research_calls()
+
+    llm.on_chat(draft_reply, model=WRITER)
+    reset_runtime()  # as a new process would: the breaker the failures opened is fresh
+    again = await retry(tid, actor="ann")
+    assert again.waiting_for_human and again.interrupt["draft"]["version"] == 1
+    assert research_calls() == researched  # the research was not done again
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+    retried = [e for e in await posts.list_events(db, tid) if e["kind"] == "retry"]
+    assert [(e["actor"], e["from_status"], e["to_status"]) for e in retried] == [("ann", "failed", "drafting")]
+
+    with pytest.raises(NothingToRetry, match="waiting for approval"):
+        await retry(tid)
+    with pytest.raises(NothingToRetry, match="unknown thread"):
+        await retry("no-such-thread-for-retry")
+    assert (await resume(tid, "approve")).values["outcome"] == "published"
+    with pytest.raises(NothingToRetry, match="ended: published"):
+        await retry(tid)
+
+
+async def test_cli_post_that_fails_exits_1_with_the_retry_command_which_works(db, llm, pg_url):
+    from tests.server_fixtures import free_port
+
+    down = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_LLM_PROVIDER="vllm",
+                NEWSROOM_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1", NEWSROOM_LLM_MAX_ATTEMPTS="1")
+    out = subprocess.run([sys.executable, "-m", "service.cli", "post", "Fails, then retried from the CLI"],
+                         cwd=ROOT, env=down, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.count("FAILED: researcher") == 1  # once, not once per graph level
+    tid = out.stdout.split("once the cause is fixed: newsroom retry ")[1].split()[0]
+    assert (await posts.get_post(db, tid))["status"] == "failed"
+
+    up = dict(os.environ, DATABASE_URL=pg_url)  # the scripted LLM again
+    again = subprocess.run([sys.executable, "-m", "service.cli", "retry", tid[-8:], "--reviewer", "dee"],
+                           cwd=ROOT, env=up, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "waiting for approval" in again.stdout and f"newsroom approve {tid}" in again.stdout
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+    status = subprocess.run([sys.executable, "-m", "service.cli", "status", tid], cwd=ROOT, env=up,
+                            capture_output=True, text=True, timeout=120)
+    assert "dee          retry failed -> researching" in status.stdout, status.stdout

@@ -19,11 +19,13 @@ from storage.posts import (
     TRANSITIONS,
     IllegalTransition,
     PostNotFound,
+    NotRetryable,
     PostStatus,
     create_post,
     get_post,
     list_events,
     record_publication,
+    reopen_failed,
     transition,
 )
 
@@ -185,3 +187,28 @@ async def test_publication_recorded_once_under_concurrent_replays(db):
     assert (await get_post(db, tid))["status"] == PostStatus.PUBLISHED
     published = [e for e in await list_events(db, tid) if e["to_status"] == PostStatus.PUBLISHED]
     assert len(published) == 1 and published[0]["detail"]["publish_key"] == key
+
+
+async def test_a_failed_post_is_reopened_only_by_the_explicit_retry_step(db):
+    """failed is terminal for the graph's moves; `newsroom retry` moves it back to the status it
+    failed in (logged as 'retry'), once, and a retry cut off before its run may repeat it."""
+    tid = await _post_in(db, PostStatus.DRAFTING, "retry")
+    await transition(db, tid, PostStatus.FAILED, actor="writer", reason="endpoint down")
+    with pytest.raises(IllegalTransition):
+        await transition(db, tid, PostStatus.DRAFTING, actor="writer")
+    assert await reopen_failed(db, tid, actor="ann") == PostStatus.DRAFTING
+    post = await get_post(db, tid)
+    assert (post["status"], post["status_reason"]) == ("drafting", None)
+    last = (await list_events(db, tid))[-1]
+    assert (last["kind"], last["actor"], last["from_status"], last["to_status"]) == ("retry", "ann", "failed", "drafting")
+    assert last["detail"]["failed_with"] == "endpoint down"
+    events = len(await list_events(db, tid))
+    assert await reopen_failed(db, tid, actor="ann") == PostStatus.DRAFTING  # repeated: nothing more logged
+    assert len(await list_events(db, tid)) == events
+    await transition(db, tid, PostStatus.EDITING, actor="editor")
+    with pytest.raises(NotRetryable, match="is editing, not failed"):
+        await reopen_failed(db, tid, actor="ann")
+    assert len(await list_events(db, tid)) == events + 1
+    with pytest.raises(PostNotFound):
+        await reopen_failed(db, "sm-no-such-post", actor="ann")
+
