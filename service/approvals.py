@@ -192,6 +192,38 @@ async def decide(
                           run_id=run_id, resume_value=value)
 
 
+# --- retrying a failed post ------------------------------------------------------------------------
+
+class RetryRefused(Exception):
+    """Why a failed post cannot be retried here (the message is for the user)."""
+
+
+async def reopen_failed_on_server(client, db: Database, thread_id: str, *, reviewer: str) -> dict[str, Any] | None:
+    """A channel's retry of a failed post the Agent Server ran: the post reopened (a logged
+    'retry' step, storage.posts.reopen_failed) and the graph's failed outcome cleared as the
+    supervisor's update, whose router then picks the desk that failed. The caller starts a run with
+    no input on the thread; it continues from there. Returns that run's config (the run's own
+    overrides); raises RetryRefused."""
+    try:
+        state = await client.threads.get_state(thread_id)
+    except Exception as err:  # noqa: BLE001 - narrowed below
+        if getattr(getattr(err, "response", None), "status_code", None) in (404, 422):
+            raise RetryRefused(f"This post did not run on this server; retry it where it ran: "
+                               f"newsroom retry {thread_id}") from None
+        raise
+    values = state.get("values") or {}
+    if values.get("outcome") != "failed" or state.get("next"):
+        raise RetryRefused(f"Not failed ({values.get('outcome') or 'no run yet'}"
+                           f"{', next: ' + ', '.join(state['next']) if state.get('next') else ''}). Nothing to retry.")
+    try:
+        await posts.reopen_failed(db, thread_id, actor=reviewer)
+    except (posts.NotRetryable, posts.PostNotFound) as err:
+        raise RetryRefused(f"{err}. Nothing changed.") from None
+    await client.threads.update_state(thread_id, {"outcome": "pending", "error": None}, as_node="supervisor")
+    overrides = await posts.run_overrides_of(db, thread_id)
+    return {"configurable": overrides} if overrides else None
+
+
 # --- the deadline sweep ----------------------------------------------------------------------------
 
 class Notifier(Protocol):

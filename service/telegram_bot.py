@@ -44,6 +44,7 @@ HELP = """<b>newsroom</b> — posts written by four desks (research, writing, ed
 /status [THREAD] — a post's status (default: this chat's latest); re-sends a waiting approval
 /list — this chat's recent posts
 /cancel THREAD — stop a post (approvers)
+/retry THREAD — run a failed post again from where it failed (approvers)
 /help — this text
 
 Approve / Revise / Reject buttons come with each draft. Revise and Reject ask for feedback or a reason:
@@ -246,6 +247,7 @@ class NewsroomBot:
         app.add_handler(CommandHandler("status", self.cmd_status))
         app.add_handler(CommandHandler("list", self.cmd_list))
         app.add_handler(CommandHandler("cancel", self.cmd_cancel))
+        app.add_handler(CommandHandler("retry", self.cmd_retry))
         app.add_handler(CallbackQueryHandler(self.on_button))
         app.add_handler(MessageHandler(filters.REPLY & filters.TEXT & ~filters.COMMAND, self.on_reply))
         app.add_handler(MessageHandler(filters.COMMAND, self.on_unknown_command))
@@ -387,6 +389,39 @@ class NewsroomBot:
         await self.close_cancelled_graph(tid, reviewer)
         await msg.reply_text(f"Cancelled: {post['topic'][:80]} ({cancelled} run{'s' if cancelled != 1 else ''} "
                              f"stopped). Nothing will be published.")
+
+    async def cmd_retry(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat, user, msg = update.effective_chat, update.effective_user, update.effective_message
+        if not self.chat_allowed(chat.id):
+            await self._refuse_chat(update)
+            return
+        if not self.is_approver(user.id if user else None):
+            await msg.reply_text("⛔ Only approvers can retry a post. Nothing changed.")
+            return
+        if not context.args:
+            await msg.reply_text("Usage: /retry THREAD (a failed post; see /list for thread ids)")
+            return
+        db = await self.db()
+        tid = await approvals.resolve_thread_id(db, context.args[0])
+        post = await posts.get_post(db, tid) if tid else None
+        if post is None:
+            await msg.reply_text(f"No post matches {context.args[0][:80]!r}. Nothing changed.")
+            return
+        if post["status"] != "failed":
+            await msg.reply_text(f"Not failed ({post['status']}). Nothing to retry.")
+            return
+        reviewer = who(user)
+        try:
+            config = await decisions.reopen_failed_on_server(self.client, db, tid, reviewer=reviewer)
+        except decisions.RetryRefused as err:
+            await msg.reply_text(str(err))
+            return
+        progress = Progress(header=f"📝 <b>{esc(post['topic'])}</b>\nthread <code>{tid}</code>\n"
+                                   f"retried by {esc(reviewer)}")
+        progress.current = "⏳ retrying…"
+        sent = await msg.reply_text(progress.render(), parse_mode=ParseMode.HTML)
+        # No input: the run continues from the reopened checkpoint, with the run's own overrides.
+        self._spawn(self.follow_run(chat.id, tid, progress, sent.message_id, config=config))
 
     async def close_cancelled_graph(self, tid: str, reviewer: str) -> None:
         """End the cancelled thread's graph too: left with pending desks, `newsroom recover` would
@@ -609,7 +644,8 @@ class NewsroomBot:
             progress.finish(f"❌ Rejected: {esc(decision.get('feedback') or '')}")
             await self._edit_progress(chat_id, message_id, progress, shown)
         elif outcome == "failed":
-            progress.finish(f"✗ Failed: {esc(values.get('error') or 'unknown error')}")
+            progress.finish(f"✗ Failed: {esc(values.get('error') or 'unknown error')}\n"
+                            f"Once the cause is fixed, an approver can /retry {thread_id[-8:]}")
             await self._edit_progress(chat_id, message_id, progress, shown)
         else:
             progress.finish(f"⏹ Stopped (next: {', '.join(state.get('next') or []) or 'nothing'}); /status {thread_id[-8:]}")

@@ -266,6 +266,42 @@ async def test_cancel_of_a_running_post_ends_its_graph_so_recovery_leaves_it(bot
     assert await posts.publications_for(db, tid) == []
 
 
+async def test_a_failed_post_is_retried_from_the_chat_and_reaches_the_gate(bot, fake_telegram, approval_script,
+                                                                         approval_server, db):
+    """The LLM fails the post (one attempt, in the test server); the failure message says how to
+    retry; a non-approver's /retry changes nothing; an approver's /retry runs it from where it
+    failed, as a server run, to the approval gate in the same chat."""
+    from tests.scripted_llm import Fault
+
+    fake = fake_telegram
+    approval_script.script(Fault.server_error(503, "model server restarting"), model=WRITER)
+    tid = await start_post(fake, GROUP_CHAT, APPROVER, "Failed once, then retried")
+    await _wait_status(db, tid, "failed")
+    await fake.wait_for(lambda: "/retry " + tid[-8:] in progress_message(fake, GROUP_CHAT, tid)["text"],
+                        what="the failure with the retry hint")
+    assert "✗ Failed:" in progress_message(fake, GROUP_CHAT, tid)["text"]
+
+    fake.send_text(GROUP_CHAT, NOT_APPROVER, f"/retry {tid[-8:]}")
+    await fake.wait_for(lambda: any((m.get("text") or "").startswith("⛔ Only approvers can retry")
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="the refusal")
+    assert (await posts.get_post(db, tid))["status"] == "failed"
+
+    fake.send_text(GROUP_CHAT, APPROVER, f"/retry {tid[-8:]}")
+    gate = await gate_message(fake, GROUP_CHAT, tid)
+    assert set(buttons(gate)) == {"approve", "revise", "reject"}
+    assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+    retried = [e for e in await posts.list_events(db, tid) if e["kind"] == "retry"]
+    assert [(e["from_status"], e["to_status"]) for e in retried] == [("failed", "researching")]
+    assert any("retried by @user" in (m.get("text") or "") and thread_of(m) == tid
+               for m in fake.chat_messages(GROUP_CHAT))
+    runs = await get_client(url=approval_server.url).runs.list(tid)
+    assert len(runs) == 2  # the /post run and the retry, both the server's (Studio shows them)
+
+    fake.send_text(GROUP_CHAT, APPROVER, f"/retry {tid[-8:]}")  # waiting now, not failed
+    await fake.wait_for(lambda: any((m.get("text") or "") == "Not failed (awaiting_approval). Nothing to retry."
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="the second /retry's answer")
+
+
 async def test_long_drafts_are_split_or_sent_as_a_document(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     para = "Grouped-query attention lets several query heads share one key/value head, so the cache shrinks. " * 10
