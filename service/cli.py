@@ -409,22 +409,27 @@ def _agent_server_workdir(settings, root: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True)
 def health(as_json: bool) -> None:
     """Check the database and every LLM endpoint (models listed, adapters present, breaker state)."""
-    from storage.db import get_database
+    from storage.db import DatabaseUnavailable, get_database
     from tools.llm import get_gateway
     from tools.local_llm import is_on_demand_server
 
     async def _health():
-        db = await get_database()
-        report = {"database": {"dialect": db.dialect, "version": db.server_version.split(" on ")[0]},
-                  "llm": await get_gateway().health()}
-        return report
+        try:  # a database that is down is one finding, not the end of the check
+            db = await get_database()
+            database = {"ok": True, "dialect": db.dialect, "version": db.server_version.split(" on ")[0]}
+        except DatabaseUnavailable as err:
+            database = {"ok": False, "error": str(err)}
+        return {"database": database, "llm": await get_gateway().health()}
 
     report = _run(_health())
+    ok = report["database"]["ok"]
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
+        if not ok or not all(i["reachable"] for i in report["llm"].values()):
+            raise SystemExit(1)
         return
-    click.echo(f"database: {report['database']['dialect']} ({report['database']['version']})")
-    ok = True
+    click.echo(f"database: {report['database']['dialect']} ({report['database']['version']})" if ok
+               else f"database: UNREACHABLE ({report['database']['error']})")
     for ep, info in report["llm"].items():
         state = "reachable" if info["reachable"] else f"UNREACHABLE ({info['error']})"
         click.echo(f"{info['provider']:<9} {info['base_url']}: {state}; breaker {info['breaker'].get('state')}")

@@ -1,9 +1,11 @@
-"""CLI input errors that need no database: a bad value is refused with the valid ones."""
+"""The CLI facing bad input and unhealthy surroundings (a bad value, an unknown thread, a database
+that is down or wrong): one clear message, the right exit code, nothing changed."""
 from __future__ import annotations
 
 from click.testing import CliRunner
 
 from service.cli import list_cmd
+from tests.engine_fixtures import scripted_llm  # noqa: F401  (the scripted LLM server, for `health`)
 
 
 def test_list_refuses_an_unknown_status_and_names_the_valid_ones(tmp_path, monkeypatch):
@@ -117,3 +119,37 @@ def test_a_wrong_database_name_fails_at_once_with_what_to_check(pg_url, tmp_path
     assert 'database "no_such_newsroom_db" does not exist' in out.stderr
     assert "check the user, password and database name" in out.stderr
     assert "not reachable yet" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_health_reports_every_part_even_with_the_database_down(pg_url, scripted_llm, tmp_path):
+    """`newsroom health` exits 0 only when all is well; a database that is down is one line of the
+    report (the LLM endpoints are still checked), not a traceback that hides the rest."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.server_fixtures import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_LLM_PROVIDER="llamacpp",
+               NEWSROOM_LLM_BASE_URL=scripted_llm.base_url, NEWSROOM_DATA_DIR=str(tmp_path / "state"))
+
+    def health(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "service.cli", "health", *args], cwd=root,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=120)
+
+    well = health()
+    assert well.returncode == 0, well.stdout + well.stderr
+    assert well.stdout.startswith("database: postgres (PostgreSQL") and f"{scripted_llm.base_url}: reachable" in well.stdout
+
+    down = {"DATABASE_URL": f"postgresql://ann@127.0.0.1:{free_port()}/news", "NEWSROOM_DB_CONNECT_WAIT_S": "0"}
+    text = health(**down)
+    assert text.returncode == 1, text.stdout + text.stderr
+    assert text.stdout.startswith("database: UNREACHABLE (cannot connect to the database ann@127.0.0.1:")
+    assert f"{scripted_llm.base_url}: reachable" in text.stdout and "Traceback" not in text.stderr
+    as_json = health("--json", **down)
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["database"]["ok"] is False and all(i["reachable"] for i in report["llm"].values())
