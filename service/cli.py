@@ -111,10 +111,14 @@ def main() -> None:
 @click.option("--policy", type=click.Choice(["human", "escalations_only"]), default=None)
 def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
     """Start a post on TOPIC; runs to the approval gate, printing each desk's progress."""
-    from service.runner import start_post
+    from service.runner import InvalidRequest, checked_input, start_post
     from tools.local_llm import local_llm_if_needed
 
     text = " ".join(topic).strip()
+    try:  # before the database and the local LLM start
+        checked_input(text, requester=requester, source="cli")
+    except InvalidRequest as err:
+        raise click.BadParameter(str(err), param_hint="'TOPIC'") from None
     overrides = {"approval_policy": policy} if policy else None
     with local_llm_if_needed(get_settings()):
         snap = _run(start_post(text, requester=requester, progress=_progress, overrides=overrides))

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.types import Command
+from pydantic import ValidationError
 
 from agents.supervisor import run_overrides
 from graphs.engine import build_graph
+from graphs.state import PostInput
 from storage import posts
 from storage.checkpointer import checkpointer
 from storage.db import get_database
@@ -135,12 +137,34 @@ async def drive_exclusively(thread_id: str, graph_input: Any, **kwargs) -> RunSn
         return await drive(thread_id, graph_input, **kwargs)
 
 
+class InvalidRequest(ValueError):
+    """A post request the graph would refuse (empty or over-long topic): said before anything starts."""
+
+
+def checked_input(topic: str, *, requester: str, source: str) -> dict:
+    """The graph's input, validated as the graph will (PostInput), with a message a person can act on."""
+    try:
+        return PostInput(topic=topic.strip(), requester=requester, source=source).model_dump()
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            field_name = ".".join(str(p) for p in e["loc"])
+            if field_name == "topic" and e["type"] == "string_too_short":
+                problems.append("the topic is empty: say what the post is about")
+            elif field_name == "topic" and e["type"] == "string_too_long":
+                problems.append(f"the topic has {len(topic.strip())} characters; the limit is "
+                                f"{e['ctx']['max_length']}")
+            else:
+                problems.append(f"{field_name}: {e['msg']}")
+        raise InvalidRequest("; ".join(problems)) from None
+
+
 async def start_post(topic: str, *, requester: str = "cli", source: str = "cli", thread_id: str | None = None,
                      progress: ProgressFn | None = None, overrides: dict | None = None,
                      metadata: dict | None = None) -> RunSnapshot:
+    graph_input = checked_input(topic, requester=requester, source=source)
     tid = thread_id or new_thread_id()
-    return await drive_exclusively(tid, {"topic": topic, "requester": requester, "source": source},
-                                   progress=progress, overrides=overrides, metadata=metadata)
+    return await drive_exclusively(tid, graph_input, progress=progress, overrides=overrides, metadata=metadata)
 
 
 class NothingToResume(RuntimeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from service.cli import list_cmd
+from service.cli import list_cmd, post
 from tests.engine_fixtures import scripted_llm  # noqa: F401  (the scripted LLM server, for `health`)
 
 
@@ -15,6 +15,16 @@ def test_list_refuses_an_unknown_status_and_names_the_valid_ones(tmp_path, monke
     assert "'waiting' is not a status" in result.output
     assert "awaiting_approval" in result.output and "escalated" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_post_refuses_an_empty_or_overlong_topic_before_anything_starts(tmp_path, monkeypatch):
+    """It was a pydantic traceback from inside the graph, after the database and LLM had started."""
+    monkeypatch.setenv("NEWSROOM_DATA_DIR", str(tmp_path / "state"))
+    empty = CliRunner().invoke(post, ["   "])
+    assert empty.exit_code == 2 and "the topic is empty" in empty.output, empty.output
+    long = CliRunner().invoke(post, ["x" * 501])
+    assert long.exit_code == 2 and "the topic has 501 characters; the limit is 500" in long.output, long.output
+    assert not (tmp_path / "state").exists()  # no database was started for them
 
 
 def test_db_url_leaves_the_embedded_server_running_until_db_stop(tmp_path):
