@@ -344,12 +344,27 @@ def _maybe_ingest_demo_corpus() -> None:
         click.get_current_context().invoke(ingest_command, paths=(corpus,), reembed=False, quiet=False)
 
 
+def _refuse_busy_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed server's TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise click.ClickException(
+                f"cannot serve on {host}:{port}: {err.strerror} (another `newsroom serve`? choose another "
+                "port with --port or NEWSROOM_SERVER_PORT)") from None
+
+
 @main.command()
 @click.option("--port", type=int, default=None, help="default NEWSROOM_SERVER_PORT (2024)")
 @click.option("--jobs", type=int, default=None, help="concurrent runs (NEWSROOM_SERVER_JOBS)")
 def serve(port: int | None, jobs: int | None) -> None:
     """The Agent Server (`langgraph dev`, offline) on our langgraph.json and database; Studio connects to it."""
     settings = get_settings()
+    # A busy port made `langgraph dev` sit there without serving or saying why.
+    _refuse_busy_port("127.0.0.1", port or settings.server_port)
     root = Path(__file__).resolve().parent.parent
     exe = shutil.which("langgraph") or str(Path(sys.executable).with_name("langgraph"))
     env = dict(os.environ, LANGGRAPH_CLI_NO_ANALYTICS="1", LANGGRAPH_NO_VERSION_CHECK="1")

@@ -163,3 +163,26 @@ def test_health_reports_every_part_even_with_the_database_down(pg_url, scripted_
     assert as_json.returncode == 1
     report = json.loads(as_json.stdout)
     assert report["database"]["ok"] is False and all(i["reachable"] for i in report["llm"].values())
+
+
+def test_serve_on_a_busy_port_says_so_before_starting_anything(tmp_path):
+    """`langgraph dev` on a taken port sat there, neither serving nor saying why."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env["NEWSROOM_DATA_DIR"] = str(tmp_path / "state")
+        out = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], cwd=root, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in out.stderr
+    assert not (tmp_path / "state" / "pg").exists()  # no embedded database was started for it
+
