@@ -152,6 +152,11 @@ class Settings(BaseSettings):
         default="https://api.telegram.org",
         description="Bot API host (a local Bot API server or a test fake); requests go to {url}/bot{token}/{method}",
     )
+    telegram_connect_wait_s: float = Field(
+        default=0.0, ge=0,
+        description="`newsroom bot` start-up: retry an unreachable Bot API this long (a warning per attempt), "
+                    "then fail; 0 = keep trying. A refused token fails at once",
+    )
     telegram_allowed_chats: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="comma-separated chat ids that may use the bot; empty = nobody",
     )

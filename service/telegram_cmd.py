@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import click
 
@@ -36,6 +37,41 @@ async def _sweep_loop(app, settings, url: str | None) -> None:
             log.exception("approval sweep failed")
 
 
+async def _reach_telegram(settings) -> str:
+    """getMe before anything else: a token Telegram refuses is a clear error at once; an unreachable
+    Bot API (network down, a typo in the URL) is retried with a warning per attempt, for
+    NEWSROOM_TELEGRAM_CONNECT_WAIT_S (0 = until it answers). Returns the bot's @username."""
+    from telegram import Bot
+    from telegram.error import InvalidToken, NetworkError
+    from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, stop_never, wait_exponential
+
+    base = settings.telegram_api_base_url.rstrip("/")
+    wait_s = settings.telegram_connect_wait_s
+
+    def _warn(state) -> None:
+        log.warning("Telegram Bot API at %s not reachable (%s); retrying in %.0f s", base,
+                    state.outcome.exception(), state.next_action.sleep if state.next_action else 0)
+
+    bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=f"{base}/bot", base_file_url=f"{base}/file/bot")
+    started = time.monotonic()
+    try:
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type(NetworkError),
+                                           stop=stop_after_delay(wait_s) if wait_s > 0 else stop_never,
+                                           wait=wait_exponential(multiplier=1, max=60), before_sleep=_warn,
+                                           reraise=True):
+            with attempt:
+                async with bot:  # initialize() is getMe
+                    return bot.username
+    except InvalidToken:
+        raise click.ClickException(f"the Telegram Bot API at {base} refused the bot token: check TELEGRAM_BOT_TOKEN "
+                                   "(BotFather's /token shows it)") from None
+    except NetworkError as err:
+        waited = time.monotonic() - started
+        raise click.ClickException(f"cannot reach the Telegram Bot API at {base}: {err} (tried for {waited:.0f} s; "
+                                   "check the network and NEWSROOM_TELEGRAM_API_BASE_URL)") from None
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
 @click.command("bot")
 @click.option("--server", "server_url", default=None, help="Agent Server URL (default NEWSROOM_AGENT_SERVER_URL)")
 @click.option("--set-webhook", "webhook_url", default=None, metavar="URL",
@@ -54,6 +90,7 @@ def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) ->
     if not settings.telegram_allowed_chats:
         click.echo("warning: NEWSROOM_TELEGRAM_ALLOWED_CHATS is empty: every chat will be refused "
                    "(send /help to the bot to learn a chat's id)", err=True)
+    username = asyncio.run(_reach_telegram(settings))
     app = build_application(settings, _client(server_url))
     if webhook_url:
         if settings.telegram_webhook_secret is None:
@@ -85,10 +122,11 @@ def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) ->
                     await task
 
         app.post_init, app.post_stop = _start_sweep, _stop_sweep
-    click.echo(f"newsroom bot: polling Telegram; Agent Server {server_url or settings.agent_server_url}; "
+    click.echo(f"newsroom bot: @{username} polling Telegram; Agent Server {server_url or settings.agent_server_url}; "
                f"{len(settings.telegram_allowed_chats)} allowed chats, {len(settings.telegram_approvers)} approvers")
-    # run_polling deletes any webhook first, so one token serves one mode at a time.
-    app.run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+    # run_polling deletes any webhook first, so one token serves one mode at a time. Telegram was
+    # reachable a moment ago: a blip during the bootstrap is retried, not fatal.
+    app.run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY], bootstrap_retries=-1)
 
 
 @click.command("sweep")
