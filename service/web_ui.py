@@ -145,6 +145,12 @@ def render_run(post: dict, values: dict, pending: decisions.PendingInterrupt | N
             f"<input type=hidden name=gate_id value='{e(gate_id)}'><input type=hidden name=reviewer value='web'>"
             "<textarea name=reason id=reason placeholder='why reject it?' required></textarea>"
             "<button name=action value=reject id=reject>Reject</button></form>")
+    if post["status"] == "failed":
+        out.append(
+            f"<h2>Failed</h2><p class=warn id=failure>{e(post.get('status_reason') or values.get('error'))}</p>"
+            f"<form class=decide method=post action='{BASE}/runs/{quote(tid)}/retry'>"
+            "<label>reviewer <input name=reviewer placeholder='your name' value='web' size=12></label>"
+            "<button id=retry>Retry from where it failed</button></form>")
     if pubs:
         out.append("<h2>Published</h2><ul>" + "".join(
             f"<li id=publication>{e(p['destination'])}: <code>{e(p['location'])}</code> ({p['published_at']:%Y-%m-%d %H:%M})</li>"
@@ -284,10 +290,34 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                "reject": "Rejected: nothing will be published."}.get(action, "") if result.resumed else result.message
         return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(msg)}", status_code=303)
 
+    async def retry(request: Request) -> Response:
+        if (refusal := guard(request)) is not None:
+            return refusal
+        if not same_origin(request):
+            return page("refused", "<h1>Refused</h1><p>Cross-site form post. Nothing changed.</p>", status=403)
+        tid = request.path_params["thread_id"]
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        if "\x00" in tid or any("\x00" in v for v in form.values()):  # PostgreSQL text cannot hold NUL
+            return page("refused", "<h1>Refused</h1><p>The request holds a NUL character. Nothing changed.</p>",
+                        status=400)
+        reviewer = f"{(form.get('reviewer') or 'web').strip()[:60]} (web)"
+        db, client = await get_database(), client_factory()
+        if await posts.get_post(db, tid) is None:
+            return page("not found", f"<h1>No run {e(tid)}</h1>", status=404)
+        try:
+            config = await decisions.reopen_failed_on_server(client, db, tid, reviewer=reviewer)
+            # No input: the run continues from the reopened checkpoint (a server run: Studio shows it).
+            await client.runs.create(tid, decisions.GRAPH_ID, input=None, config=config, multitask_strategy="reject")
+            msg = "Retrying from where it failed."
+        except decisions.RetryRefused as err:
+            msg = str(err)
+        return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(msg)}", status_code=303)
+
     return [
         Route(BASE, runs_list),
         Route(f"{BASE}/login", login, methods=["GET", "POST"]),
         Route(f"{BASE}/logout", logout, methods=["POST"]),
         Route(f"{BASE}/runs/{{thread_id}}", run_page),
         Route(f"{BASE}/runs/{{thread_id}}/decide", decide, methods=["POST"]),
+        Route(f"{BASE}/runs/{{thread_id}}/retry", retry, methods=["POST"]),
     ]

@@ -251,7 +251,8 @@ auth = st.sampled_from([None, {"Authorization": f"Bearer {WEB_TOKEN}"}, {"X-News
 
 @st.composite
 def http_request(draw) -> tuple[str, str, bytes, dict]:
-    route = draw(st.sampled_from(["webhook", "webhook-nosecret", "health", "ui", "login", "logout", "run", "decide"]))
+    route = draw(st.sampled_from(["webhook", "webhook-nosecret", "health", "ui", "login", "logout", "run", "decide",
+                                      "retry"]))
     body = draw(bodies)
     headers = dict(draw(auth) or {})
     ctype = draw(st.sampled_from([None, "application/json", "application/x-www-form-urlencoded", "text/plain",
@@ -275,6 +276,9 @@ def http_request(draw) -> tuple[str, str, bytes, dict]:
     quoted = pid if pid.startswith(("%", "..")) else quote(pid, safe="")
     if route == "run":
         return "GET", f"/newsroom/ui/runs/{quoted}", body, headers
+    if route == "retry":
+        form = draw(st.one_of(st.just(body), st.builds(lambda r: f"reviewer={r}".encode(), texty)))
+        return "POST", f"/newsroom/ui/runs/{quoted}/retry", form, headers
     form = draw(st.one_of(st.just(body), st.builds(
         lambda a, g, r: f"action={a}&gate_id={g}&reason={r}&feedback={r}&reviewer={r}".encode(),
         st.sampled_from(["approve", "revise", "reject", "", "??"]), texty, texty)))

@@ -117,6 +117,42 @@ async def test_pages_and_decisions_refuse_without_the_token(approval_server, app
     assert (await posts.get_post(db, tid))["status_reason"] == "scripted reject"
 
 
+async def test_a_failed_run_is_retried_from_its_page(approval_server, approval_script, db):
+    """A failed run's page shows why and a Retry form; the retry (token and same origin required, as
+    for decisions) reopens the post and runs it on from where it failed, to the gate."""
+    from tests.engine_fixtures import WRITER
+    from tests.scripted_llm import Fault
+
+    approval_script.script(Fault.server_error(503, "model server restarting"), model=WRITER)
+    client = get_client(url=approval_server.url)
+    tid = (await client.threads.create(metadata={"source": "web-test"}))["thread_id"]
+    await client.runs.wait(tid, "newsroom", input={"topic": "Failed, retried on the web", "requester": "web-test",
+                                                   "source": "api"})
+    assert (await posts.get_post(db, tid))["status"] == "failed"
+    base, auth = f"{approval_server.url}/newsroom/ui", {"Authorization": f"Bearer {WEB_TOKEN}"}
+    async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http:
+        page = await http.get(f"{base}/runs/{tid}", headers=auth)
+        assert "id=failure" in page.text and "model server restarting" in page.text and "id=retry" in page.text
+        refused = await http.post(f"{base}/runs/{tid}/retry", data={"reviewer": "eve"})
+        assert refused.status_code == 403 and (await posts.get_post(db, tid))["status"] == "failed"
+        cross = await http.post(f"{base}/runs/{tid}/retry", data={"reviewer": "eve"},
+                                headers={**auth, "Origin": "https://evil.example"})
+        assert cross.status_code == 403 and (await posts.get_post(db, tid))["status"] == "failed"
+        done = await http.post(f"{base}/runs/{tid}/retry", data={"reviewer": "fay"}, headers=auth)
+        assert done.status_code == 303 and "Retrying%20from%20where%20it%20failed" in done.headers["location"]
+        for _ in range(200):
+            if (await posts.get_post(db, tid))["status"] == "awaiting_approval":
+                break
+            await asyncio.sleep(0.05)
+        assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
+        retried = [e for e in await posts.list_events(db, tid) if e["kind"] == "retry"]
+        assert [e["actor"] for e in retried] == ["fay (web)"]
+        again = await http.post(f"{base}/runs/{tid}/retry", data={"reviewer": "fay"}, headers=auth)
+        assert "Not%20failed" in again.headers["location"]
+        page = await http.get(f"{base}/runs/{tid}", headers=auth)
+        assert "id=retry" not in page.text and "id=approve" in page.text
+
+
 async def test_approve_a_run_from_the_web_page_in_chromium(browser, approval_server, approval_script, db, session_dir):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
