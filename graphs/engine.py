@@ -25,9 +25,14 @@ async def supervise(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     meta = (config.get("metadata") or {})
     await supervisor.ensure_post(tid, topic=state.topic, requester=state.requester, source=state.source,
-                                 metadata={k: v for k, v in meta.items() if k in ("chat_id", "user_id", "source")},
+                                 metadata=post_metadata(meta),
                                  configurable=config.get("configurable"))  # its overrides, for recovery
     return {}
+
+
+def post_metadata(run_metadata: dict | None) -> dict:
+    """What of a run's metadata its post keeps (where to report back)."""
+    return {k: v for k, v in (run_metadata or {}).items() if k in ("chat_id", "user_id", "source")}
 
 
 def route(state: PostState, config: RunnableConfig) -> str:

@@ -12,7 +12,7 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from agents.supervisor import run_overrides
-from graphs.engine import build_graph
+from graphs.engine import build_graph, post_metadata
 from graphs.state import PostInput
 from storage import posts
 from storage.checkpointer import checkpointer
@@ -164,6 +164,10 @@ async def start_post(topic: str, *, requester: str = "cli", source: str = "cli",
                      metadata: dict | None = None) -> RunSnapshot:
     graph_input = checked_input(topic, requester=requester, source=source)
     tid = thread_id or new_thread_id()
+    # The post and the run's overrides are saved before the run's first step: if this process dies
+    # before that step commits, recovery still finds the post and runs it with its own settings.
+    await posts.create_post(await get_database(), tid, graph_input["topic"], requester, source=source,
+                            metadata=post_metadata(metadata), run_overrides=run_overrides(overrides or {}))
     return await drive_exclusively(tid, graph_input, progress=progress, overrides=overrides, metadata=metadata)
 
 

@@ -307,6 +307,30 @@ async def test_accepted_post_that_never_started_is_started(db, llm):
     assert snap.waiting_for_human and snap.values["requester"] == "frank"
 
 
+async def test_a_cli_post_killed_before_its_first_step_keeps_its_overrides(db, llm, monkeypatch):
+    """`newsroom post --policy escalations_only` dying before the run's first step committed: the
+    post and its overrides were saved first, so recovery starts it, with that policy (the
+    environment says human: it would have waited for a person)."""
+    import service.runner as runner
+
+    class Killed(BaseException):
+        pass
+
+    async def die_first(*_a, **_k):
+        raise Killed
+
+    tid = str(uuid.uuid4())
+    monkeypatch.setattr(runner, "drive_exclusively", die_first)
+    with pytest.raises(Killed):
+        await runner.start_post("Killed before the first step", thread_id=tid,
+                                overrides={"approval_policy": "escalations_only"})
+    monkeypatch.undo()
+    post = await posts.get_post(db, tid)
+    assert post["status"] == "queued" and post["metadata"]["run_overrides"] == {"approval_policy": "escalations_only"}
+    report = await recover(thread_ids=[tid])
+    assert report.started == [tid] and report.outcomes[tid] == "published"
+
+
 async def test_stale_after_skips_recently_updated_posts(db, llm):
     tid = await _cut_off_while_judging(db, llm, "Maybe still alive elsewhere")
     assert tid not in [c.thread_id for c in await maintenance.recovery_candidates(db, stale_after_s=3600)]
