@@ -91,6 +91,23 @@ async def test_prune_removes_documents_whose_file_is_gone_and_only_under_the_fol
     assert rows[0]["n"] == 0  # its chunks went with it
 
 
+async def test_files_that_are_not_utf8_text_are_refused_before_any_embedding(private_db, embedder, tmp_path):  # noqa: F811
+    """A binary with a .md suffix used to be embedded, then fail the COPY on its NUL bytes with a
+    traceback; a Latin-1 file was stored with replacement characters. Both now fail with the reason
+    before the embedder sees them; the good file next to them is ingested."""
+    folder = tmp_path / "mixed"
+    write_notes(folder, {"gqa.md": NOTES["gqa.md"]})
+    (folder / "blob.md").write_bytes(b"# Looks like markdown\n\x00\x01\x02binary")
+    (folder / "latin.txt").write_bytes("Caf\u00e9 notes".encode("latin-1"))
+    report = await ingest_paths([folder], db=private_db, embedder=embedder)
+    assert report.inserted == 1
+    reasons = {path.rsplit("/", 1)[-1]: why for path, why in report.failed}
+    assert reasons == {"blob.md": "not a text file (NUL byte at offset 22)",
+                       "latin.txt": "not UTF-8 text (byte 0xe9 at offset 3); convert it to UTF-8"}
+    stored = [p.rsplit("/", 1)[-1] for p in await CorpusStore(private_db).source_paths() if str(folder.resolve()) in p]
+    assert stored == ["gqa.md"]
+
+
 async def test_a_failed_replacement_leaves_the_old_chunks(private_db):  # noqa: F811
     store = CorpusStore(private_db)
     v = unit(np.ones(384))

@@ -82,6 +82,23 @@ def discover_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
+class NotText(ValueError):
+    """A file with a text suffix whose bytes are not UTF-8 text (a binary, another encoding)."""
+
+
+def read_text_file(path: Path) -> str:
+    """The file as UTF-8 text, or NotText with why: checked before anything is embedded (a NUL byte
+    used to fail the database COPY after the embedding work, with a traceback)."""
+    data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise NotText(f"not a text file (NUL byte at offset {nul})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise NotText(f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); convert it to UTF-8") from None
+
+
 def source_path_for(path: Path) -> str:
     """Relative to the working directory when inside it (portable citations), else absolute."""
     resolved = path.resolve()
@@ -152,9 +169,11 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
     unreadable: dict[str, str] = {}
     for path, sp in zip(files, sources):
         try:
-            texts[sp] = path.read_text(encoding="utf-8", errors="replace")
+            texts[sp] = read_text_file(path)
             hashes[sp] = document_hash(texts[sp], embed_model=embedder.name, max_tokens=cap_label,
                                        overlap_tokens=overlap)
+        except NotText as e:
+            unreadable[sp] = str(e)
         except OSError as e:
             unreadable[sp] = f"{type(e).__name__}: {e}"
     work_needed = reembed or any(stored.get(sp) != h for sp, h in hashes.items())
@@ -180,7 +199,11 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
                     files.append(Path(sp))
                     sources.append(sp)
                     known.add(sp)
-                    texts[sp] = Path(sp).read_text(encoding="utf-8", errors="replace")
+                    try:
+                        texts[sp] = read_text_file(Path(sp))
+                    except (NotText, OSError) as e:
+                        unreadable[sp] = str(e)
+                        continue
                     hashes[sp] = document_hash(texts[sp], embed_model=embedder.name, max_tokens=cap_label,
                                                overlap_tokens=overlap)
                 else:
