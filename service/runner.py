@@ -203,6 +203,9 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
         snap = await current(thread_id)
         if not snap.waiting_for_human:
             status = snap.values.get("outcome") if snap.values else None
+            if status == "failed":
+                raise NothingToResume(f"thread {thread_id} is not waiting for approval: it failed "
+                                      f"({snap.values.get('error')}); once the cause is fixed: newsroom retry {thread_id}")
             raise NothingToResume(
                 f"thread {thread_id} is not waiting for approval"
                 + (f" (already decided: {status})" if status and status != "pending" else

@@ -211,6 +211,8 @@ async def test_a_failed_post_is_retried_from_its_last_checkpoint(db, llm):
     assert snap.values["research"] is not None and snap.values["drafts"] == []
     assert (await posts.get_post(db, tid))["status"] == "failed"
     researched = research_calls()
+    with pytest.raises(NothingToResume, match=f"it failed \\(writer: .*newsroom retry {tid}"):
+        await resume(tid, "approve")  # nothing to approve: the answer says what to do instead
 
     llm.on_chat(draft_reply, model=WRITER)
     reset_runtime()  # as a new process would: the breaker the failures opened is fresh
