@@ -1,0 +1,89 @@
+"""How the query vector is written in the SQL text, side by side in one run:
+
+    python -m evals.bench.vector_literal [--chunks 100000] [--queries 300] [--rounds 3]
+
+storage.corpus.vector_literal (9 significant digits: every float32 exactly) against the form it
+replaced (each value's double repr, 60% longer), through the production search path
+(CorpusStore.vector_search, HNSW ef_search 100) on the same index and queries, the two forms
+interleaved query by query (the order swapped every round) so machine noise hits both alike.
+Prints p50/p99 of each and their ratios; the last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import timeit
+
+import numpy as np
+
+from evals.bench.vector_search import DIM, MODEL, load, pct, synthetic
+
+
+def repr_literal(vec) -> str:
+    """The replaced form: each float32 printed as the double it widens to."""
+    arr = np.asarray(vec, dtype=np.float32).ravel()
+    return "[" + ",".join(repr(float(x)) for x in arr) + "]"
+
+
+async def main_async(chunks: int, n_queries: int, rounds: int) -> dict:
+    import storage.corpus as corpus
+    from storage import bench as sb
+
+    current = corpus.vector_literal
+    forms = {"nine_digits": current, "double_repr": repr_literal}
+    rng = np.random.default_rng(12)
+    db = await sb.scratch_database("newsroom_bench_vec_literal")
+    try:
+        store = corpus.CorpusStore(db)
+        centers = rng.normal(size=(200, DIM)).astype(np.float32)
+        centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+        vecs, queries = synthetic(chunks, rng, centers), synthetic(n_queries, rng, centers)
+        await sb.drop_vector_index(db, DIM)
+        await load(store, vecs)
+        await sb.build_vector_index(db, DIM)
+        await sb.analyze(db)
+        await sb.prewarm(db, DIM)
+        exact = np.array([float(x) for x in current(queries[0])[1:-1].split(",")], dtype=np.float32)
+        assert np.array_equal(exact, queries[0]), "the 9-digit form must give the float32 values back exactly"
+        lat: dict[str, list[float]] = {name: [] for name in forms}
+        for q in queries[:20]:  # warm the cache and the plan
+            await store.vector_search(q, embed_model=MODEL, dim=DIM, limit=10)
+        for rnd in range(rounds):
+            order = list(forms.items()) if rnd % 2 == 0 else list(reversed(forms.items()))
+            for q in queries:
+                for name, form in order:
+                    corpus.vector_literal = form
+                    t = time.perf_counter()
+                    await store.vector_search(q, embed_model=MODEL, dim=DIM, limit=10, ef_search=100)
+                    lat[name].append((time.perf_counter() - t) * 1000)
+    finally:
+        corpus.vector_literal = current
+        await sb.drop_scratch_database(db)
+    build_us = {name: timeit.timeit(lambda f=form: f(queries[0]), number=2000) / 2000 * 1e6 for name, form in forms.items()}
+    out = {"bench": "vector_literal", "chunks": chunks, "queries": n_queries * rounds}
+    for name in forms:
+        out[name] = {"p50_ms": round(statistics.median(lat[name]), 3), "p99_ms": round(pct(lat[name], 99), 3),
+                     "build_us": round(build_us[name], 1), "bytes": len(forms[name](queries[0]))}
+        print(f"{name:<12} p50 {out[name]['p50_ms']:.2f} ms  p99 {out[name]['p99_ms']:.2f} ms  "
+              f"literal {out[name]['build_us']:.0f} us, {out[name]['bytes']} bytes")
+    out["ratio_p50"] = round(out["nine_digits"]["p50_ms"] / out["double_repr"]["p50_ms"], 3)
+    out["ratio_p99"] = round(out["nine_digits"]["p99_ms"] / out["double_repr"]["p99_ms"], 3)
+    print(f"nine_digits / double_repr: p50 {out['ratio_p50']}, p99 {out['ratio_p99']} ({out['queries']} queries each)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chunks", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    print(json.dumps(asyncio.run(main_async(args.chunks, args.queries, args.rounds))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
