@@ -21,6 +21,8 @@ import numpy as np
 
 from evals.bench.vector_search import DIM, MODEL, load, pct, synthetic
 
+QUICK_ARGS = ["--chunks", "10000", "--queries", "100", "--rounds", "1"]  # evals.bench.run_all --quick
+
 
 def repr_literal(vec) -> str:
     """The replaced form: each float32 printed as the double it widens to."""
