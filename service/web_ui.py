@@ -306,11 +306,15 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
             return page("not found", f"<h1>No run {e(tid)}</h1>", status=404)
         try:
             config = await decisions.reopen_failed_on_server(client, db, tid, reviewer=reviewer)
+        except decisions.RetryRefused as err:
+            return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(str(err))}", status_code=303)
+        try:
             # No input: the run continues from the reopened checkpoint (a server run: Studio shows it).
             await client.runs.create(tid, decisions.GRAPH_ID, input=None, config=config, multitask_strategy="reject")
             msg = "Retrying from where it failed."
-        except decisions.RetryRefused as err:
-            msg = str(err)
+        except Exception as err:  # noqa: BLE001 - reported; the reopened run has pending desks: recovery resumes it
+            log.warning("retry of %s did not start: %s", tid, err)
+            msg = f"Reopened, but the run did not start ({err}); `newsroom recover` or the next server start resumes it."
         return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(msg)}", status_code=303)
 
     return [
