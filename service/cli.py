@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -111,7 +112,7 @@ def main() -> None:
 @click.option("--policy", type=click.Choice(["human", "escalations_only"]), default=None)
 def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
     """Start a post on TOPIC; runs to the approval gate, printing each desk's progress."""
-    from service.runner import InvalidRequest, checked_input, start_post
+    from service.runner import InvalidRequest, checked_input, new_thread_id, start_post
     from tools.local_llm import local_llm_if_needed
 
     text = " ".join(topic).strip()
@@ -120,10 +121,22 @@ def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
     except InvalidRequest as err:
         raise click.BadParameter(str(err), param_hint="'TOPIC'") from None
     overrides = {"approval_policy": policy} if policy else None
-    with local_llm_if_needed(get_settings()):
-        snap = _run(start_post(text, requester=requester, progress=_progress, overrides=overrides))
+    tid = new_thread_id()
+    with _resumable_on_interrupt(tid), local_llm_if_needed(get_settings()):
+        snap = _run(start_post(text, requester=requester, thread_id=tid, progress=_progress, overrides=overrides))
     _print_outcome(snap)
     _print_next(snap)
+
+
+@contextlib.contextmanager
+def _resumable_on_interrupt(thread_id: str):
+    """Ctrl-C stops a run at its last checkpoint: say which thread and how it goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: thread {thread_id} stopped at its last checkpoint; "
+                   f"`newsroom recover --thread {thread_id}` runs it on (`newsroom serve` does at start)", err=True)
+        raise SystemExit(130) from None
 
 
 def _print_next(snap) -> None:
@@ -166,7 +179,7 @@ def _resume(thread_id: str, value: dict, draft_version: int | None = None) -> No
     from tools.local_llm import local_llm_if_needed
 
     thread_id = _full_thread_id(thread_id)
-    with local_llm_if_needed(get_settings()) if value["action"] == "revise" else _null():
+    with _resumable_on_interrupt(thread_id), local_llm_if_needed(get_settings()) if value["action"] == "revise" else _null():
         try:
             snap = _run(resume(thread_id, value, progress=_progress, expected_version=draft_version))
         except (NothingToResume, ThreadBusy) as err:
@@ -222,7 +235,7 @@ def retry(thread_id: str, reviewer: str) -> None:
     from tools.local_llm import local_llm_if_needed
 
     thread_id = _full_thread_id(thread_id)
-    with local_llm_if_needed(get_settings()):
+    with _resumable_on_interrupt(thread_id), local_llm_if_needed(get_settings()):
         try:
             snap = _run(retry_failed(thread_id, actor=reviewer, progress=_progress))
         except (NothingToRetry, ThreadBusy) as err:

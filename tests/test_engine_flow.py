@@ -253,3 +253,32 @@ async def test_cli_post_that_fails_exits_1_with_the_retry_command_which_works(db
     status = subprocess.run([sys.executable, "-m", "service.cli", "status", tid], cwd=ROOT, env=up,
                             capture_output=True, text=True, timeout=120)
     assert "dee          retry failed -> researching" in status.stdout, status.stdout
+
+
+async def test_ctrl_c_of_a_cli_post_says_which_thread_and_recovery_runs_it_on(db, llm, pg_url):
+    import signal
+
+    from service.recovery import recover
+    from tests.scripted_llm import Fault
+
+    topic = "Interrupted by Ctrl-C, then recovered"
+    llm.script(Fault.hang(30), model=WRITER)  # the researcher's LLM call hangs: Ctrl-C lands mid-desk
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "post", topic], cwd=ROOT,
+                            env=dict(os.environ, DATABASE_URL=pg_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for _ in range(600):
+            if any(topic in r.prompt for r in llm.requests_for(WRITER)):
+                break
+            await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    tid = err.split("interrupted: thread ")[1].split()[0]
+    assert f"`newsroom recover --thread {tid}` runs it on" in err and "Traceback" not in err
+    assert (await posts.get_post(db, tid))["status"] == "researching"
+    report = await recover(thread_ids=[tid])
+    assert report.resumed == [tid] and report.outcomes[tid] == "waiting_for_human"
