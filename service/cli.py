@@ -310,7 +310,7 @@ def list_cmd(status_filter: str | None, limit: int) -> None:
               help="Editor revision cycles for the demo post (posts outside the demo use NEWSROOM_MAX_REVISIONS, default 3)")
 def demo(topic: str, max_revisions: int) -> None:
     """The whole flow on embedded defaults: local LLM, embedded PostgreSQL, a post to the approval gate."""
-    from service.runner import NothingToResume, resume, start_post
+    from service.runner import NothingToResume, new_thread_id, resume, start_post
     from tools.local_llm import local_llm_if_needed
 
     settings = get_settings()
@@ -319,9 +319,10 @@ def demo(topic: str, max_revisions: int) -> None:
     click.echo(f"starting the local LLM (SmolLM2-135M via llama.cpp) if needed; topic: {topic!r}")
     click.echo(f"(the demo allows {max_revisions} Editor revision cycle(s) before escalating to you: a 135M model "
                "on a CPU takes minutes per cycle; other posts use NEWSROOM_MAX_REVISIONS)")
-    with local_llm_if_needed(settings):
-        snap = _run(start_post(topic, requester=os.environ.get("USER", "demo"), source="cli", progress=_progress,
-                               overrides={"max_revisions": max_revisions}))
+    tid = new_thread_id()
+    with _resumable_on_interrupt(tid), local_llm_if_needed(settings):
+        snap = _run(start_post(topic, requester=os.environ.get("USER", "demo"), source="cli", thread_id=tid,
+                               progress=_progress, overrides={"max_revisions": max_revisions}))
         _print_outcome(snap)
         while snap.waiting_for_human and sys.stdin.isatty():
             choice = click.prompt("approve / revise / reject / later", type=click.Choice(["approve", "revise", "reject", "later"]),
