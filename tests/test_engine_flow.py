@@ -211,6 +211,9 @@ async def test_a_failed_post_is_retried_from_its_last_checkpoint(db, llm):
     assert snap.values["research"] is not None and snap.values["drafts"] == []
     assert (await posts.get_post(db, tid))["status"] == "failed"
     researched = research_calls()
+    from storage.maintenance import keep_last_checkpoints
+
+    assert await keep_last_checkpoints(db, tid, 1) >= 1  # `newsroom prune` ran on the failed thread meanwhile
     with pytest.raises(NothingToResume, match=f"it failed \\(writer: .*newsroom retry {tid}"):
         await resume(tid, "approve")  # nothing to approve: the answer says what to do instead
 
