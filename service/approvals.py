@@ -47,8 +47,7 @@ async def pending_interrupt(client, thread_id: str) -> PendingInterrupt | None:
     try:
         state = await client.threads.get_state(thread_id)
     except Exception as err:  # noqa: BLE001 - narrowed below
-        # 404: not a thread of this server (e.g. a CLI run, in-process); 422: not even a server-style id.
-        if getattr(getattr(err, "response", None), "status_code", None) in (404, 422):
+        if not_on_this_server(err):
             return None
         raise
     for value, interrupt_id in server_interrupts(state):
@@ -56,6 +55,12 @@ async def pending_interrupt(client, thread_id: str) -> PendingInterrupt | None:
             return PendingInterrupt(thread_id=thread_id, interrupt_id=interrupt_id, payload=value,
                                     checkpoint_id=server_checkpoint_id(state))
     return None
+
+
+def not_on_this_server(err: Exception) -> bool:
+    """The Agent Server's answer for a thread it does not hold: 404, or 422 for an id it could never
+    hold (not a UUID: a CLI or script run, in-process)."""
+    return getattr(getattr(err, "response", None), "status_code", None) in (404, 422)
 
 
 def server_interrupts(state: dict) -> list[tuple[Any, str]]:
@@ -207,7 +212,7 @@ async def reopen_failed_on_server(client, db: Database, thread_id: str, *, revie
     try:
         state = await client.threads.get_state(thread_id)
     except Exception as err:  # noqa: BLE001 - narrowed below
-        if getattr(getattr(err, "response", None), "status_code", None) in (404, 422):
+        if not_on_this_server(err):
             raise RetryRefused(f"This post did not run on this server; retry it where it ran: "
                                f"newsroom retry {thread_id}") from None
         raise
