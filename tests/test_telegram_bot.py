@@ -281,6 +281,9 @@ async def test_a_failed_post_is_retried_from_the_chat_and_reaches_the_gate(bot, 
                         what="the failure with the retry hint")
     assert "✗ Failed:" in progress_message(fake, GROUP_CHAT, tid)["text"]
 
+    fake.send_text(GROUP_CHAT, NOT_APPROVER, f"/status {tid[-8:]}")
+    await fake.wait_for(lambda: any("status: <b>failed</b>" in (m.get("text") or "") and f"/retry {tid[-8:]}" in m["text"]
+                                    for m in fake.chat_messages(GROUP_CHAT)), what="/status of the failed post")
     fake.send_text(GROUP_CHAT, NOT_APPROVER, f"/retry {tid[-8:]}")
     await fake.wait_for(lambda: any((m.get("text") or "").startswith("⛔ Only approvers can retry")
                                     for m in fake.chat_messages(GROUP_CHAT)), what="the refusal")
