@@ -59,4 +59,4 @@ def test_a_good_start_polls_and_stops_cleanly(fake_telegram, tmp_path):  # noqa:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert "polling Telegram" in out and "@" in out, out + err
-    assert "Traceback" not in err, err[-2000:]
+    assert proc.returncode == 0, err[-2000:]  # PTB stops on SIGTERM and the command ends normally
