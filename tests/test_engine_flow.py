@@ -246,6 +246,9 @@ async def test_cli_post_that_fails_exits_1_with_the_retry_command_which_works(db
     assert out.stdout.count("FAILED: researcher") == 1  # once, not once per graph level
     tid = out.stdout.split("once the cause is fixed: newsroom retry ")[1].split()[0]
     assert (await posts.get_post(db, tid))["status"] == "failed"
+    failed = subprocess.run([sys.executable, "-m", "service.cli", "status", tid[-8:]], cwd=ROOT, env=down,
+                            capture_output=True, text=True, timeout=120)
+    assert f"once the cause is fixed: newsroom retry {tid}" in failed.stdout and "failed: no LLM route" in failed.stdout
 
     up = dict(os.environ, DATABASE_URL=pg_url)  # the scripted LLM again
     again = subprocess.run([sys.executable, "-m", "service.cli", "retry", tid[-8:], "--reviewer", "dee"],
