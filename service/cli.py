@@ -45,10 +45,7 @@ def _run(coro):
             # left the pool's workers to that cancel and now and then hung there for good.
             await close_database()
 
-    try:
-        return asyncio.run(_then_close())
-    except ConfigError as err:
-        raise click.ClickException(str(err)) from None
+    return asyncio.run(_then_close())  # ConfigError / DatabaseUnavailable: reported by _Commands
 
 
 def _print_gate(snap) -> None:

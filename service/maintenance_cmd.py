@@ -8,14 +8,11 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from config import ConfigError, get_settings
+from config import get_settings
 
 
 def _run(coro):
-    try:
-        return asyncio.run(coro)
-    except ConfigError as err:
-        raise click.ClickException(str(err)) from None
+    return asyncio.run(coro)  # errors a user can act on are reported by the CLI group (service.cli._Commands)
 
 
 async def _recover_then_close(**kwargs):

@@ -348,23 +348,34 @@ class NewsroomBot:
             f"${float(r['cost_usd']):.4f} · {esc(r['topic'][:60])}" for r in rows]
         await msg.reply_text("\n".join(lines), parse_mode=ParseMode.HTML)
 
-    async def cmd_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _approvers_post(self, update: Update, context: ContextTypes.DEFAULT_TYPE, verb: str,
+                              usage: str) -> tuple[Database, dict] | None:
+        """For /cancel and /retry: an allowed chat, an approver, and the post THREAD names (or the
+        reply saying which of these is missing)."""
         chat, user, msg = update.effective_chat, update.effective_user, update.effective_message
         if not self.chat_allowed(chat.id):
             await self._refuse_chat(update)
-            return
+            return None
         if not self.is_approver(user.id if user else None):
-            await msg.reply_text("⛔ Only approvers can cancel a post. Nothing changed.")
-            return
+            await msg.reply_text(f"⛔ Only approvers can {verb} a post. Nothing changed.")
+            return None
         if not context.args:
-            await msg.reply_text("Usage: /cancel THREAD (see /list for thread ids)")
-            return
+            await msg.reply_text(usage)
+            return None
         db = await self.db()
         tid = await approvals.resolve_thread_id(db, context.args[0])
         post = await posts.get_post(db, tid) if tid else None
         if post is None:
             await msg.reply_text(f"No post matches {context.args[0][:80]!r}. Nothing changed.")
+            return None
+        return db, post
+
+    async def cmd_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        found = await self._approvers_post(update, context, "cancel", "Usage: /cancel THREAD (see /list for thread ids)")
+        if found is None:
             return
+        (db, post), chat, user, msg = found, update.effective_chat, update.effective_user, update.effective_message
+        tid = post["thread_id"]
         if post["status"] in {str(s) for s in posts.TERMINAL}:
             await msg.reply_text(f"Already finished ({post['status']}). Nothing changed.")
             return
@@ -393,22 +404,12 @@ class NewsroomBot:
                              f"stopped). Nothing will be published.")
 
     async def cmd_retry(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        chat, user, msg = update.effective_chat, update.effective_user, update.effective_message
-        if not self.chat_allowed(chat.id):
-            await self._refuse_chat(update)
+        found = await self._approvers_post(update, context, "retry",
+                                           "Usage: /retry THREAD (a failed post; see /list for thread ids)")
+        if found is None:
             return
-        if not self.is_approver(user.id if user else None):
-            await msg.reply_text("⛔ Only approvers can retry a post. Nothing changed.")
-            return
-        if not context.args:
-            await msg.reply_text("Usage: /retry THREAD (a failed post; see /list for thread ids)")
-            return
-        db = await self.db()
-        tid = await approvals.resolve_thread_id(db, context.args[0])
-        post = await posts.get_post(db, tid) if tid else None
-        if post is None:
-            await msg.reply_text(f"No post matches {context.args[0][:80]!r}. Nothing changed.")
-            return
+        (db, post), chat, user, msg = found, update.effective_chat, update.effective_user, update.effective_message
+        tid = post["thread_id"]
         if post["status"] != "failed":
             await msg.reply_text(f"Not failed ({post['status']}). Nothing to retry.")
             return

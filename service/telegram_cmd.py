@@ -9,7 +9,7 @@ import time
 
 import click
 
-from config import ConfigError, get_settings
+from config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,4 @@ def sweep_command(server_url: str | None, loop_s: float | None) -> None:
             if bot is not None:
                 await bot.shutdown()
 
-    try:
-        asyncio.run(_once())
-    except ConfigError as err:
-        raise click.ClickException(str(err)) from None
+    asyncio.run(_once())  # ConfigError / DatabaseUnavailable: reported by the CLI group

@@ -259,16 +259,25 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                           request.query_params.get("msg"))
         return page(post["topic"][:60], body)
 
-    async def decide(request: Request) -> Response:
+    async def checked_form_post(request: Request) -> Response | tuple[str, dict[str, str]]:
+        """A decision or retry form post: the token, the same origin and no NUL byte (PostgreSQL
+        text cannot hold it), or the refusal page. Returns (thread id, form fields)."""
         if (refusal := guard(request)) is not None:
             return refusal
         if not same_origin(request):
             return page("refused", "<h1>Refused</h1><p>Cross-site form post. Nothing changed.</p>", status=403)
         tid = request.path_params["thread_id"]
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
-        if "\x00" in tid or any("\x00" in v for v in form.values()):  # PostgreSQL text cannot hold NUL
+        if "\x00" in tid or any("\x00" in v for v in form.values()):
             return page("refused", "<h1>Refused</h1><p>The request holds a NUL character. Nothing changed.</p>",
                         status=400)
+        return tid, form
+
+    async def decide(request: Request) -> Response:
+        checked = await checked_form_post(request)
+        if isinstance(checked, Response):
+            return checked
+        tid, form = checked
         action = form.get("action", "")
         reviewer = f"{(form.get('reviewer') or 'web').strip()[:60]} (web)"
         text = form.get("feedback") if action == "revise" else form.get("reason")
@@ -291,15 +300,10 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(msg)}", status_code=303)
 
     async def retry(request: Request) -> Response:
-        if (refusal := guard(request)) is not None:
-            return refusal
-        if not same_origin(request):
-            return page("refused", "<h1>Refused</h1><p>Cross-site form post. Nothing changed.</p>", status=403)
-        tid = request.path_params["thread_id"]
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
-        if "\x00" in tid or any("\x00" in v for v in form.values()):  # PostgreSQL text cannot hold NUL
-            return page("refused", "<h1>Refused</h1><p>The request holds a NUL character. Nothing changed.</p>",
-                        status=400)
+        checked = await checked_form_post(request)
+        if isinstance(checked, Response):
+            return checked
+        tid, form = checked
         reviewer = f"{(form.get('reviewer') or 'web').strip()[:60]} (web)"
         db, client = await get_database(), client_factory()
         if await posts.get_post(db, tid) is None:

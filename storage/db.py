@@ -52,8 +52,6 @@ def url_without_password(url: str) -> str:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return "(an unparsable database URL)"
-    if params.pop("password", None) is not None:
-        params["password"] = "***"
     host, port, dbname, user = (params.get(k) for k in ("host", "port", "dbname", "user"))
     where = f"{host or 'localhost'}:{port or 5432}/{dbname or user or ''}"
     return f"{user + '@' if user else ''}{where}"
@@ -77,21 +75,18 @@ async def check_reachable(url: str, wait_s: float) -> None:
     """One direct connection before the pool opens: a clear DatabaseUnavailable within wait_s
     instead of the pool retrying in the background until its timeout (and a traceback)."""
     shown = url_without_password(url)
-    waited = {"logged": False}
 
     def _waiting(state) -> None:
-        if not waited["logged"]:
-            err = state.outcome.exception()
+        if state.attempt_number == 1:  # one warning, not one per attempt
             log.warning("database %s not reachable yet (%s); retrying for up to %.0f s (NEWSROOM_DB_CONNECT_WAIT_S)",
-                        shown, _first_line(err), wait_s)
-            waited["logged"] = True
+                        shown, _first_line(state.outcome.exception()), wait_s)
 
     try:
         async for attempt in AsyncRetrying(retry=retry_if_exception(_not_reachable_yet), stop=stop_after_delay(wait_s),
                                            wait=wait_exponential(multiplier=0.2, max=2.0), before_sleep=_waiting,
                                            reraise=True):
             with attempt:
-                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=max(2, min(10, int(wait_s) or 2)))
+                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=min(10, max(2, int(wait_s))))
                 await conn.close()
     except psycopg.Error as err:
         hint = ("is the server up and the host/port right? Unset DATABASE_URL to use the embedded PostgreSQL"

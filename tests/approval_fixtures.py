@@ -107,6 +107,14 @@ class InProcessServer:
         return {"tasks": [{"interrupts": interrupts}], "checkpoint": {"checkpoint_id": snap.checkpoint_id}}
 
 
+async def resume_in_process(thread_id: str, value: dict, config: dict | None = None) -> str:
+    """A decisions.StartRun that resumes in this process (with InProcessServer)."""
+    from service.runner import resume
+
+    await resume(thread_id, value)
+    return "in-process"
+
+
 class ProcessKilled(BaseException):
     """Stands for a SIGKILL after a channel's claim committed: no `except Exception` handler runs
     (decide's release of the claim)."""

@@ -13,7 +13,8 @@ import pytest
 
 from service.runner import NothingToResume, current, resume, start_post
 from storage import posts
-from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts, polling_bot
+from tests.approval_fixtures import (InProcessServer, ProcessKilled, die_before_the_resume_starts, polling_bot,
+                                     resume_in_process)
 from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm, verdict  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,22 +218,18 @@ async def test_claimed_approve_on_v2_after_a_revise_is_redelivered(db, llm):
     from service.recovery import recover
     from storage import approvals
 
-    async def run_in_process(thread_id, value, config=None):
-        await resume(thread_id, value)
-        return "in-process"
-
     server = InProcessServer()
     snap = await start_post("Revise applied, approve lost")
     tid = snap.thread_id
     g1 = await approvals.register_gate(db, thread_id=tid, interrupt_id=snap.interrupt_id, draft_version=1)
     r1 = await decide(server, db, g1.gate_id, action="revise", text="add numbers", reviewer="ann", via="web",
-                      start_run=run_in_process)
+                      start_run=resume_in_process)
     assert r1.resumed
     v2 = await current(tid)
     assert v2.waiting_for_human and v2.interrupt["draft"]["version"] == 2 and v2.interrupt_id != snap.interrupt_id
     # the v1 gate is decided: pressing it again says so and resumes nothing
     again = await decide(server, db, g1.gate_id, action="approve", text=None, reviewer="bob", via="web",
-                         start_run=run_in_process)
+                         start_run=resume_in_process)
     assert again.outcome == "already_decided"
     # a recovery pass now has nothing to do: the applied revise is not delivered a second time
     idle = await recover(thread_ids=[tid])
@@ -260,10 +257,6 @@ async def test_a_channel_answers_a_draft_asked_again_after_an_invalid_answer(db,
     from service.approvals import Outcome, decide
     from storage import approvals
 
-    async def run_in_process(thread_id, value, config=None):
-        await resume(thread_id, value)
-        return "in-process"
-
     server = InProcessServer()
     snap = await start_post("Invalid in Studio, then a button press")
     tid = snap.thread_id
@@ -273,7 +266,7 @@ async def test_a_channel_answers_a_draft_asked_again_after_an_invalid_answer(db,
     asked_again = await resume(tid, {"action": "maybe"})
     assert asked_again.interrupt["draft"]["version"] == 1 and asked_again.interrupt_id != snap.interrupt_id
     result = await decide(server, db, g1.gate_id, action="approve", text=None, reviewer="tg-user", via="telegram",
-                          start_run=run_in_process)
+                          start_run=resume_in_process)
     assert result.outcome == Outcome.RESUMED, result.message
     # the decision was taken on the gate of the interrupt that waited, with the old gate's messages
     assert result.gate.interrupt_id == asked_again.interrupt_id and result.gate.decision == "approve"
@@ -285,7 +278,7 @@ async def test_a_channel_answers_a_draft_asked_again_after_an_invalid_answer(db,
     assert [(e["actor"], e["detail"]["decision"]) for e in events] == [("tg-user", "approve")]
     # a second press on the old buttons decides nothing more
     again = await decide(server, db, g1.gate_id, action="approve", text=None, reviewer="other", via="telegram",
-                         start_run=run_in_process)
+                         start_run=resume_in_process)
     assert again.outcome == Outcome.ALREADY_DECIDED
     assert len(await posts.publications_for(db, tid)) == 1
 

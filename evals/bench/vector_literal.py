@@ -19,7 +19,7 @@ import timeit
 
 import numpy as np
 
-from evals.bench.vector_search import DIM, MODEL, load, pct, synthetic
+from evals.bench.vector_search import DIM, MODEL, indexed_synthetic_corpus, pct
 
 QUICK_ARGS = ["--chunks", "10000", "--queries", "100", "--rounds", "1"]  # evals.bench.run_all --quick
 
@@ -40,14 +40,7 @@ async def main_async(chunks: int, n_queries: int, rounds: int) -> dict:
     db = await sb.scratch_database("newsroom_bench_vec_literal")
     try:
         store = corpus.CorpusStore(db)
-        centers = rng.normal(size=(200, DIM)).astype(np.float32)
-        centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-        vecs, queries = synthetic(chunks, rng, centers), synthetic(n_queries, rng, centers)
-        await sb.drop_vector_index(db, DIM)
-        await load(store, vecs)
-        await sb.build_vector_index(db, DIM)
-        await sb.analyze(db)
-        await sb.prewarm(db, DIM)
+        _, queries, *_ = await indexed_synthetic_corpus(db, store, chunks, n_queries, rng)
         exact = np.array([float(x) for x in current(queries[0])[1:-1].split(",")], dtype=np.float32)
         assert np.array_equal(exact, queries[0]), "the 9-digit form must give the float32 values back exactly"
         lat: dict[str, list[float]] = {name: [] for name in forms}

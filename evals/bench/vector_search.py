@@ -71,6 +71,23 @@ async def run_queries(store, queries: np.ndarray, truth: list[set[int]], *, ef: 
             "recall@10": round(float(np.mean(recalls)), 4), "queries": len(queries)}
 
 
+async def indexed_synthetic_corpus(db, store, n: int, n_queries: int,
+                                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
+    """n synthetic chunks loaded without the vector index, the HNSW index built, analyzed and
+    prewarmed; plus n_queries fresh queries. Returns (vectors, queries, load s, build s, prewarmed)."""
+    from storage import bench as sb
+
+    centers = rng.normal(size=(200, DIM)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    vecs = synthetic(n, rng, centers)
+    queries = synthetic(n_queries, rng, centers)
+    await sb.drop_vector_index(db, DIM)
+    load_s = await load(store, vecs)
+    build_s = await sb.build_vector_index(db, DIM)
+    await sb.analyze(db)
+    return vecs, queries, load_s, build_s, await sb.prewarm(db, DIM)
+
+
 async def bench_size(n: int, n_queries: int, efs: list[int], rng: np.random.Generator) -> dict:
     from storage import bench as sb
     from storage.corpus import CorpusStore
@@ -78,16 +95,8 @@ async def bench_size(n: int, n_queries: int, efs: list[int], rng: np.random.Gene
     db = await sb.scratch_database(f"newsroom_bench_vec_{n}")
     try:
         store = CorpusStore(db)
-        centers = rng.normal(size=(200, DIM)).astype(np.float32)
-        centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-        vecs = synthetic(n, rng, centers)
-        queries = synthetic(n_queries, rng, centers)
-        await sb.drop_vector_index(db, DIM)
-        load_s = await load(store, vecs)
-        build_s = await sb.build_vector_index(db, DIM)
-        await sb.analyze(db)
+        vecs, queries, load_s, build_s, warmed = await indexed_synthetic_corpus(db, store, n, n_queries, rng)
         sizes = await sb.relation_sizes(db)
-        warmed = await sb.prewarm(db, DIM)
         server = await sb.server_settings(db)
 
         sims = queries @ vecs.T
