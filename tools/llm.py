@@ -604,7 +604,9 @@ class LLMGateway:
                 raise  # the model answered (badly) / the config is wrong: not for another route
             except Exception as exc:  # noqa: BLE001 - this route failed: record why, try the next
                 attempts += state["attempts"]
-                failures.append(RouteFailure(label, f"{type(exc).__name__}: {_short(str(exc), 200)}"))
+                reason = f"{type(exc).__name__}: {_short(str(exc), 200)}"
+                diagnosis = endpoint_diagnosis(route.endpoint(self.settings))
+                failures.append(RouteFailure(label, f"{diagnosis} ({reason})" if diagnosis else reason))
                 if isinstance(exc, _DeadlineExceeded):
                     break
                 continue
@@ -794,6 +796,35 @@ def _parse(schema: type[M], text: str) -> M:
         return schema.model_validate(data)
     except ValidationError as err:
         raise LLMOutputInvalid(text, json.loads(err.json(include_url=False)), placeholder) from None
+
+
+# --- what a failed endpoint's owner knows ----------------------------------------------------------
+
+# base URL -> a probe that explains a failure there (the on-demand local server: "its process died
+# with SIGILL ..."), so the reason a post failed names the cause, not the circuit breaker it tripped.
+_ENDPOINT_DIAGNOSTICS: dict[str, Callable[[], str | None]] = {}
+
+
+def register_endpoint_diagnostic(base_url: str, probe: Callable[[], str | None]) -> Callable[[], None]:
+    """Register `probe` for failures at base_url; returns the function that unregisters it."""
+    key = base_url.rstrip("/")
+    _ENDPOINT_DIAGNOSTICS[key] = probe
+
+    def unregister() -> None:
+        if _ENDPOINT_DIAGNOSTICS.get(key) is probe:
+            del _ENDPOINT_DIAGNOSTICS[key]
+    return unregister
+
+
+def endpoint_diagnosis(base_url: str) -> str | None:
+    probe = _ENDPOINT_DIAGNOSTICS.get(base_url.rstrip("/"))
+    if probe is None:
+        return None
+    try:
+        return probe()
+    except Exception:  # noqa: BLE001 - a diagnosis must never replace the failure it explains
+        log.debug("endpoint diagnostic for %s failed", base_url, exc_info=True)
+        return None
 
 
 # --- process-wide instance -----------------------------------------------------------------------
