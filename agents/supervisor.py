@@ -97,6 +97,63 @@ def parse_resume(value) -> tuple[str, str | None, str]:
     return action, (str(text).strip()[:4000] if text else None), reviewer
 
 
+# What the gate needs from a resume: nothing but the token the approvals ledger issued when the
+# decision was claimed. The decision, its text and the reviewer are the ledger's, so a resume
+# typed anywhere (Studio, the SDK, a script) cannot decide a gate the ledger did not give it.
+NOT_FROM_LEDGER = ("not issued by the approvals ledger: decide through Telegram, the web page, the CLI or a "
+                   "Studio/SDK resume by an approver (the server claims it in the ledger); nothing changed")
+
+
+def gate_token_of(answer) -> str | None:
+    return str(answer.get("gate_token")) if isinstance(answer, dict) and answer.get("gate_token") else None
+
+
+async def ledger_decision(thread_id: str, interrupt_id: str, answer, *, checkpoint_id: str | None,
+                          draft_hash: str) -> tuple[str, str | None, str] | None:
+    """(decision, feedback, reviewer) the ledger claimed for this interrupt, if `answer` carries
+    the token it issued and the gate showed this draft; None for any other resume."""
+    from storage import approvals
+    from storage.db import get_database
+
+    gate = await approvals.consume_gate_token(await get_database(), thread_id, interrupt_id, gate_token_of(answer),
+                                              checkpoint_id, draft_hash=draft_hash)
+    if gate is None or gate.decision not in approvals.HUMAN_DECISIONS:
+        return None
+    text = gate.feedback
+    if gate.decision == "reject" and not text:
+        text = "rejected"
+    return gate.decision, text, gate.decided_by or "unknown"
+
+
+async def publication_refused(thread_id: str, draft, *, default_policy: str) -> str | None:
+    """Why this draft may not be published, or None. The database decides, not the graph state
+    (which an approver can edit with update_state): a human approved exactly this text through the
+    ledger, or the post's own policy is escalations_only and the Editor approved this draft,
+    which the Writer desk wrote, with no human revise asked for the post."""
+    from storage import approvals, posts
+    from storage.db import get_database
+
+    db = await get_database()
+    events = await posts.list_events(db, thread_id)
+    written = any(e["kind"] == "draft_written" and (e["detail"] or {}).get("hash") == draft.content_hash
+                  for e in events)
+    for gate in await approvals.approved_gates(db, thread_id):
+        if gate["draft_hash"] == draft.content_hash or (
+                gate["draft_hash"] is None and gate["draft_version"] == draft.version and written):
+            return None
+    policy = (await posts.run_overrides_of(db, thread_id)).get("approval_policy") or default_policy
+    if policy == "escalations_only":
+        editor_approved = any(
+            e["kind"] == "verdict" and (e["detail"] or {}).get("decision") == "approve"
+            and (e["detail"] or {}).get("draft_hash") == draft.content_hash for e in events)
+        revised = any(e["kind"] == "human_decision" and (e["detail"] or {}).get("decision") == "revise"
+                      for e in events)
+        if written and editor_approved and not revised:
+            return None
+    return (f"publish refused: draft v{draft.version} was neither approved by a human through the approvals "
+            "ledger nor approved by the Editor under this post's escalations_only policy (a state edit?)")
+
+
 async def advance_post(thread_id: str, status: str, *, actor: str, reason: str | None = None,
                        detail: dict | None = None, revision: int | None = None,
                        unless_in: tuple[str, ...] = ()) -> None:

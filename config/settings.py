@@ -2,15 +2,42 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices, BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ConfigError(RuntimeError):
     """Raised with a readable message when the environment holds an invalid setting."""
+
+
+# Secrets shorter than this are refused wherever they are set (an empty NEWSROOM_WEB_TOKEN once
+# opened the web page): 32 characters of `secrets.token_urlsafe(24)` are 192 bits.
+MIN_SECRET_LENGTH = 32
+FRONT_MATTER_OPTIONAL = ("thread_id", "publish_key", "draft_version", "model", "requester", "grounded", "scores")
+Role = Literal["service", "approver", "viewer"]
+
+
+class Identity(BaseModel):
+    """Who a credential belongs to (service/auth.py): a name and what that role may do."""
+
+    name: str
+    role: Role
+
+    @property
+    def can_decide(self) -> bool:  # approve/revise/reject, start runs, edit a post's state
+        return self.role in ("service", "approver")
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == "service"
 
 
 ProviderKind = Literal["vllm", "llamacpp", "anthropic", "openai"]
@@ -76,9 +103,9 @@ class Settings(BaseSettings):
     anthropic_judge_model: str = Field(default="claude-sonnet-4-6", description="judge model on Anthropic (the rubric was calibrated on claude-sonnet-4-20250514, now retired)")
     llm_timeout_s: float = Field(default=120.0, gt=0, description="per LLM call attempt")
     llm_max_attempts: int = Field(default=3, ge=1, le=10, description="attempts per route on retryable errors")
-    writer_max_tokens: int = Field(default=450, ge=16, description="max tokens of a draft")
-    research_max_tokens: int = Field(default=250, ge=16, description="ungrounded research notes")
-    judge_max_tokens: int = Field(default=400, ge=16, description="max tokens of a verdict")
+    writer_max_tokens: int = Field(default=450, ge=16, le=8192, description="max tokens of a draft")
+    research_max_tokens: int = Field(default=250, ge=16, le=4096, description="ungrounded research notes")
+    judge_max_tokens: int = Field(default=400, ge=16, le=4096, description="max tokens of a verdict")
     judge_max_attempts: int = Field(default=3, ge=1, le=10, description="invalid verdicts before escalation")
     # LLM gateway (tools/llm.py): routes, retries, breakers, prices.
     routes_json: str | None = Field(
@@ -188,7 +215,67 @@ class Settings(BaseSettings):
 
     # --- web approval page (service/http_app.py) -----------------------------------------------
     web_token: SecretStr | None = Field(
-        default=None, description="token for the /newsroom/ui pages (login form, or Authorization: Bearer); unset = pages refuse",
+        default=None,
+        description="a shared approver token for the /newsroom/ui pages only (login form, or Authorization: Bearer), "
+                    f"at least {MIN_SECRET_LENGTH} characters; approver and viewer tokens log in too",
+    )
+    session_max_age_s: float = Field(
+        default=28800.0, gt=0, le=30 * 86400, description="a web login session expires this long after login",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="failed web logins per client address per minute before it gets 429",
+    )
+    trust_forwarded_proto: bool = Field(
+        default=False,
+        description="behind a TLS-terminating reverse proxy: trust its X-Forwarded-Proto (cookies get Secure); "
+                    "never set it when clients reach the server directly",
+    )
+
+    # --- who may use the Agent Server (service/auth.py) -----------------------------------------
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="the service identity (Telegram bot in polling mode, `newsroom sweep`, recovery, scripts); "
+                    f"`newsroom serve` refuses to start without it; at least {MIN_SECRET_LENGTH} characters",
+    )
+    approver_tokens: SecretStr | None = Field(
+        default=None,
+        description="approvers: comma-separated NAME:TOKEN pairs; may read, start runs, decide, edit state; NAME is "
+                    "the reviewer the approval ledger records",
+    )
+    viewer_tokens: SecretStr | None = Field(
+        default=None, description="read-only viewers: comma-separated NAME:TOKEN pairs; may read threads and runs",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs web sessions and flash messages; default: derived from NEWSROOM_SERVICE_TOKEN",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://smith.langchain.com"],
+        description="comma-separated browser origins that may call the Agent Server (Studio's by default); "
+                    "other origins get no CORS grant and their requests are refused",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
+        description="comma-separated Host header values the server answers (DNS-rebinding guard); add the "
+                    "public name when it sits behind a reverse proxy",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="largest request body the Agent Server accepts (webhook 1 MiB and login 4 KiB at most)",
+    )
+
+    # --- publishing --------------------------------------------------------------------------------
+    publish_front_matter: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="extra front matter published with each post, comma-separated, from: thread_id, publish_key, "
+                    "draft_version, model, requester, grounded, scores (always: title, date, sources)",
+    )
+
+    # --- prompts -----------------------------------------------------------------------------------
+    judge_prompt: str = Field(
+        default="editor.judge@2", pattern=r"^editor\.judge@[0-9]{1,4}$",
+        description="the Editor's judge prompt (name@version); @1 is the original, @2 puts the draft and notes "
+                    "in delimited data blocks",
     )
 
     # --- tracing (tools/tracing.py): Langfuse SDK 5 over OpenTelemetry ---------------------------
@@ -230,6 +317,50 @@ class Settings(BaseSettings):
             return [v]
         return v
 
+    @field_validator("cors_origins", "allowed_hosts", "publish_front_matter", mode="before")
+    @classmethod
+    def _split_names(cls, v):
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if origin == "*" or not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
+                raise ValueError(f"{origin!r} is not an origin like https://smith.langchain.com ('*' is refused)")
+        return v
+
+    @field_validator("publish_front_matter")
+    @classmethod
+    def _check_front_matter(cls, v: list[str]) -> list[str]:
+        unknown = [x for x in v if x not in FRONT_MATTER_OPTIONAL]
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}: choose from {', '.join(FRONT_MATTER_OPTIONAL)}")
+        return v
+
+    @field_validator("web_token", "service_token", "telegram_webhook_secret", "session_secret", mode="before")
+    @classmethod
+    def _strong_secret(cls, v):
+        # Set means set: an empty or short value is an error, never "no secret" or a weak one.
+        raw = v.get_secret_value() if hasattr(v, "get_secret_value") else v
+        if raw is not None and len(str(raw).strip()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters (got {len(str(raw).strip())}); "
+                             "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return v
+
+    @field_validator("approver_tokens", "viewer_tokens", mode="before")
+    @classmethod
+    def _check_token_pairs(cls, v):
+        raw = v.get_secret_value() if hasattr(v, "get_secret_value") else v
+        if raw is None:
+            return v
+        _parse_token_pairs(str(raw))  # raises ValueError with what is wrong (never the token itself)
+        return v
+
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, v: str | None) -> str | None:
@@ -251,7 +382,55 @@ class Settings(BaseSettings):
                 "the judge may not be the same model as the writer: set NEWSROOM_JUDGE_MODEL "
                 f"to something other than {self.writer_model!r}"
             )
+        if self.service_token is not None:
+            tokens = [self.service_token.get_secret_value()] + [t for _, t in self._pairs(self.approver_tokens)] \
+                + [t for _, t in self._pairs(self.viewer_tokens)]
+            if len(set(tokens)) != len(tokens):
+                raise ValueError("the service, approver and viewer tokens must all differ")
         return self
+
+    # --- identities (service/auth.py, service/web_ui.py) ---------------------------------------
+    @staticmethod
+    def _pairs(value: SecretStr | None) -> list[tuple[str, str]]:
+        return _parse_token_pairs(value.get_secret_value()) if value is not None else []
+
+    def identities(self) -> list[tuple[str, Identity]]:
+        """(token, identity) for every configured credential of the Agent Server."""
+        out: list[tuple[str, Identity]] = []
+        if self.service_token is not None:
+            out.append((self.service_token.get_secret_value(), Identity(name="service", role="service")))
+        out += [(token, Identity(name=name, role="approver")) for name, token in self._pairs(self.approver_tokens)]
+        out += [(token, Identity(name=name, role="viewer")) for name, token in self._pairs(self.viewer_tokens)]
+        return out
+
+    def identify(self, token: str | None) -> Identity | None:
+        """The identity a presented credential belongs to, compared in constant time with each one."""
+        if not token:
+            return None
+        given = token.strip().encode()
+        found = None
+        for secret, identity in self.identities():
+            if hmac.compare_digest(given, secret.encode()) and found is None:
+                found = identity  # no early exit: every configured secret is compared
+        return found
+
+    def require_server_secrets(self) -> None:
+        """`newsroom serve` (and the Agent Server's auth module) start only with a service token:
+        no credentials configured must never mean an open server."""
+        if self.service_token is None:
+            raise ConfigError(
+                "invalid configuration:\n  NEWSROOM_SERVICE_TOKEN: required by `newsroom serve` (every Agent Server "
+                f"route needs a credential); set it to at least {MIN_SECRET_LENGTH} random characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'. Approvers: "
+                "NEWSROOM_APPROVER_TOKENS=name:token; viewers: NEWSROOM_VIEWER_TOKENS (README, Security)")
+
+    def signing_key(self, purpose: str) -> bytes:
+        """A key for one purpose (web sessions, flash messages), from NEWSROOM_SESSION_SECRET or the
+        service token; domain-separated so one signed value is never valid as another."""
+        base = self.session_secret or self.service_token
+        if base is None:
+            raise ConfigError("NEWSROOM_SERVICE_TOKEN (or NEWSROOM_SESSION_SECRET) is needed to sign web sessions")
+        return hmac.new(base.get_secret_value().encode(), f"newsroom:{purpose}".encode(), hashlib.sha256).digest()
 
     # --- derived -------------------------------------------------------------------------
     @property
@@ -269,12 +448,50 @@ class Settings(BaseSettings):
         return (self.data_dir / "pg").resolve()
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,59}$")
+
+
+def _parse_token_pairs(raw: str) -> list[tuple[str, str]]:
+    """NAME:TOKEN,NAME:TOKEN -> [(name, token)]; a bad entry raises ValueError naming its position."""
+    pairs: list[tuple[str, str]] = []
+    for i, entry in enumerate(x.strip() for x in raw.split(",")):
+        if not entry:
+            continue
+        name, sep, token = entry.partition(":")
+        name, token = name.strip(), token.strip()
+        if not sep or not _NAME.match(name):
+            raise ValueError(f"entry {i + 1} must be NAME:TOKEN with a NAME of letters, digits, ' ._@-' (60 at most)")
+        if len(token) < MIN_SECRET_LENGTH:
+            raise ValueError(f"the token of {name!r} must be at least {MIN_SECRET_LENGTH} characters (got {len(token)})")
+        if any(n == name for n, _ in pairs):
+            raise ValueError(f"{name!r} is named twice")
+        pairs.append((name, token))
+    return pairs
+
+
 def _format_error(err: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for e in err.errors():
         name = "NEWSROOM_" + "_".join(str(p) for p in e["loc"]).upper() if e["loc"] else "(settings)"
         lines.append(f"  {name}: {e['msg']}")
     return "\n".join(lines)
+
+
+@functools.cache
+def _field_adapter(name: str) -> TypeAdapter:
+    field = Settings.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, *field.metadata]) if field.metadata else TypeAdapter(field.annotation)
+
+
+def validate_override(name: str, value):
+    """A per-run override (config["configurable"]) checked against the setting's own type and
+    bounds: a run may lower max_revisions, never set it to 10**9. Raises ConfigError."""
+    if name not in Settings.model_fields:
+        raise ConfigError(f"{name!r} is not a setting")
+    try:
+        return _field_adapter(name).validate_python(value)
+    except ValidationError as err:
+        raise ConfigError(f"run override {name}={str(value)[:40]!r}: {err.errors()[0]['msg']}") from None
 
 
 def load_settings(**overrides) -> Settings:

@@ -7,7 +7,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from agents import editor, publisher, researcher, supervisor, writer
-from config import get_settings
+from config import ConfigError, get_settings, validate_override
 from graphs.state import PostState
 from tools.llm import LLMUnavailable, get_gateway
 from tools.publish import destination_from_settings, publish_once
@@ -21,9 +21,17 @@ def thread_id_of(config: RunnableConfig) -> str:
 
 
 def setting(config: RunnableConfig, name: str):
-    """A per-run override in config['configurable'] (Studio, tests) or the environment's setting."""
+    """A per-run override in config['configurable'] (Studio, tests) or the environment's setting.
+    An override is held to the setting's own bounds (an assistant's config reaches here unchecked
+    by the server's auth): one out of bounds is ignored with a warning, never obeyed."""
     value = (config.get("configurable") or {}).get(name)
-    return value if value is not None else getattr(get_settings(), name)
+    if value is None:
+        return getattr(get_settings(), name)
+    try:
+        return validate_override(name, value)
+    except ConfigError as err:
+        log.warning("%s: using NEWSROOM_%s instead", err, name.upper())
+        return getattr(get_settings(), name)
 
 
 def failed(reason: str) -> dict:
@@ -106,7 +114,8 @@ async def judge(state: PostState, config: RunnableConfig) -> dict:
     )
     await supervisor.record_desk_event(
         tid, actor="editor", kind="verdict",
-        detail={"draft_version": draft.version, "decision": review.decision, "mean": review.mean,
+        detail={"draft_version": draft.version, "draft_hash": draft.content_hash, "decision": review.decision,
+                "mean": review.mean,
                 "scores": review.verdict.scores if review.verdict else None,
                 "flag": review.verdict.flag if review.verdict else None, "error": review.error},
     )
@@ -141,6 +150,11 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
 
     tid, draft = thread_id_of(config), state.latest_draft
     review = state.latest_review
+    refused = await supervisor.publication_refused(tid, draft, default_policy=get_settings().approval_policy)
+    if refused is not None:
+        await supervisor.record_desk_event(tid, actor="publisher", kind="publish_refused",
+                                           detail={"draft_version": draft.version, "hash": draft.content_hash})
+        return await _fail_post(tid, "publisher", refused)
     item = publisher.render_post(tid, draft, state.research, requester=state.requester,
                                  scores=review.verdict.scores if review and review.verdict else None)
     row, now = await publish_once(await get_database(), destination_from_settings(get_settings()),

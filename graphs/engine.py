@@ -9,7 +9,7 @@ import logging
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import interrupt
+from langgraph.types import Interrupt, interrupt
 
 from agents import supervisor
 from graphs.desks import editor_desk, publisher_desk, researcher_desk, setting, thread_id_of, writer_desk
@@ -69,11 +69,21 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
     # The checkpoint this answer resumed from (the one holding the interrupt).
     checkpoint_id = (conf.get("checkpoint_map") or {}).get("") or conf.get("checkpoint_id")
     try:
-        decision, feedback, reviewer = supervisor.parse_resume(answer)
+        supervisor.parse_resume(answer)
     except supervisor.ResumeValueError as err:
         await supervisor.record_desk_event(tid, actor="human", kind="invalid_resume",
-                                           detail={"error": str(err), "value": str(answer)[:500]})
+                                           detail={"error": str(err), "value": _shown(answer)})
         return {}  # the supervisor routes back to the gate, which asks again
+    # Only a resume the approvals ledger issued decides: its token names the claimed decision.
+    # The id of this interrupt is the one interrupt() gave it (its task's namespace, answer slot 0).
+    interrupt_id = Interrupt.from_ns(None, conf.get("checkpoint_ns") or "").id
+    claimed = await supervisor.ledger_decision(tid, interrupt_id, answer, checkpoint_id=checkpoint_id,
+                                               draft_hash=state.latest_draft.content_hash)
+    if claimed is None:
+        await supervisor.record_desk_event(tid, actor="human", kind="invalid_resume",
+                                           detail={"error": supervisor.NOT_FROM_LEDGER, "value": _shown(answer)})
+        return {}
+    decision, feedback, reviewer = claimed
     await supervisor.record_decision(
         tid, reviewer=reviewer, decision=decision, payload_hash=p_hash, checkpoint_id=checkpoint_id,
         detail={"feedback": feedback, "draft_version": state.latest_draft.version, "escalated": state.escalated},
@@ -86,6 +96,13 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
         await supervisor.advance_post(tid, "rejected", actor=reviewer, reason=feedback)
         update["outcome"] = "rejected"
     return update
+
+
+def _shown(answer) -> str:
+    """A resume value as the audit log keeps it: without its gate token."""
+    if isinstance(answer, dict):
+        answer = {k: ("[gate token]" if k == "gate_token" else v) for k, v in answer.items()}
+    return str(answer)[:500]
 
 
 def build_graph() -> StateGraph:

@@ -9,6 +9,7 @@ escalates or expires waiting approvals.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -40,6 +41,12 @@ class PendingInterrupt(BaseModel):
     @property
     def draft_version(self) -> int:
         return int((self.payload.get("draft") or {}).get("version") or 0)
+
+    @property
+    def draft_hash(self) -> str:
+        """The shown draft's hash, as agents.models.Draft.content_hash computes it."""
+        d = self.payload.get("draft") or {}
+        return hashlib.sha256(f"{d.get('title', '')}\n\n{d.get('body', '')}".encode()).hexdigest()
 
 
 async def pending_interrupt(client, thread_id: str) -> PendingInterrupt | None:
@@ -75,7 +82,8 @@ def server_checkpoint_id(state: dict) -> str | None:
 
 async def gate_for(db: Database, pending: PendingInterrupt, *, chat_id: int | None = None) -> Gate:
     return await approvals.register_gate(db, thread_id=pending.thread_id, interrupt_id=pending.interrupt_id,
-                                         draft_version=pending.draft_version, chat_id=chat_id)
+                                         draft_version=pending.draft_version, chat_id=chat_id,
+                                         draft_hash=pending.draft_hash)
 
 
 class Outcome(StrEnum):
@@ -98,9 +106,12 @@ class DecisionResult(BaseModel):
         return self.outcome == Outcome.RESUMED
 
 
-def resume_value(action: str, text: str | None, reviewer: str) -> dict[str, Any]:
-    """The exact value the graph's gate accepts (agents/supervisor.parse_resume)."""
+def resume_value(action: str, text: str | None, reviewer: str, token: str | None = None) -> dict[str, Any]:
+    """The exact value the graph's gate accepts (agents/supervisor.parse_resume), with the gate
+    token the ledger issued when the decision was claimed (without it the gate refuses it)."""
     value: dict[str, Any] = {"action": action, "reviewer": reviewer}
+    if token:
+        value["gate_token"] = token
     if action == "revise":
         value["feedback"] = text
     elif action == "reject":
@@ -176,11 +187,12 @@ async def decide(
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
     # The text goes into the ledger with the claim: if this process dies before the resume runs,
     # recovery re-delivers exactly this answer instead of asking the human again.
-    if not await approvals.claim_gate(db, gate_id, decision=action, decided_by=reviewer, decided_via=via,
-                                      feedback=text):
+    token = await approvals.claim_gate(db, gate_id, decision=action, decided_by=reviewer, decided_via=via,
+                                       feedback=text)
+    if not token:
         gate = await approvals.get_gate(db, gate_id)
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
-    value = resume_value(action, text, reviewer)
+    value = resume_value(action, text, reviewer, token)
     # The run goes on with the settings it started with (`newsroom post --policy`, Studio's
     # configurable), not the server's environment.
     overrides = await posts.run_overrides_of(db, gate.thread_id)
@@ -195,6 +207,68 @@ async def decide(
     gate = await approvals.get_gate(db, gate_id)
     return DecisionResult(outcome=Outcome.RESUMED, message=f"{action} recorded by {reviewer}", gate=gate,
                           run_id=run_id, resume_value=value)
+
+
+async def claim_interrupt(db: Database, pending: PendingInterrupt, *, action: str, text: str | None, reviewer: str,
+                          via: str) -> tuple[Gate, str | None]:
+    """For a caller that drives the graph itself (the CLI, scripts, benchmarks): the gate of this
+    interrupt registered and claimed. Returns the gate and the token, None when another channel
+    decided it first."""
+    gate = await gate_for(db, pending)
+    token = None if gate.decided else await approvals.claim_gate(
+        db, gate.gate_id, decision=action, decided_by=reviewer, decided_via=via, feedback=text)
+    return (gate if token else await approvals.get_gate(db, gate.gate_id)), token
+
+
+# --- a raw resume (Studio, the SDK) through the ledger -------------------------------------------------
+
+class ResumeRefused(Exception):
+    """A raw resume the ledger does not accept: HTTP status and a message for the caller."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def raw_resume_value(resume: Any) -> Any:
+    """The answer in a run's `command.resume`: the value itself, or the single value of a
+    {interrupt_id: value} map."""
+    if isinstance(resume, dict) and len(resume) == 1:
+        (key, value), = resume.items()
+        if isinstance(key, str) and len(key) == 32 and all(c in "0123456789abcdef" for c in key):
+            return value
+    return resume
+
+
+async def claim_raw_resume(client, db: Database, thread_id: str, resume: Any, *, reviewer: str, via: str,
+                           run_id: str | None) -> Any:
+    """A resume typed in Studio or sent with the SDK, taken through the ledger as the caller's own
+    decision: the gate the thread waits at is claimed for `reviewer` (the authenticated identity,
+    never a name typed into the value), and the value the run will carry is the ledger-issued one.
+    An answer that does not parse goes on unclaimed: the graph records it as invalid and asks again.
+    Raises ResumeRefused when the gate is already decided or nothing waits."""
+    from agents.supervisor import ResumeValueError, parse_resume
+
+    value = raw_resume_value(resume)
+    if isinstance(value, dict) and value.get("gate_token"):
+        return resume  # issued by the ledger already (a channel's decide()); the graph checks it
+    try:
+        action, text, _typed_reviewer = parse_resume(value)
+    except ResumeValueError:
+        return resume
+    pending = await pending_interrupt(client, thread_id)
+    if pending is None:
+        raise ResumeRefused(409, "This thread is not waiting for approval: nothing to resume.")
+    if await posts.get_post(db, thread_id) is None:
+        raise ResumeRefused(409, "This thread has no post in the approvals ledger: it cannot be decided here.")
+    gate, pending = await follow_gate(client, db, await gate_for(db, pending))
+    if gate.decided:
+        raise ResumeRefused(409, _already(gate))
+    token = await approvals.claim_gate(db, gate.gate_id, decision=action, decided_by=reviewer, decided_via=via,
+                                       feedback=text, run_id=run_id)
+    if not token:
+        raise ResumeRefused(409, _already(await approvals.get_gate(db, gate.gate_id)))
+    return resume_value(action, text, reviewer, token)
 
 
 # --- retrying a failed post ------------------------------------------------------------------------
@@ -269,7 +343,7 @@ async def _discover(client, db: Database, report: SweepReport, notifier: Notifie
         post = await posts.get_post(db, tid) or {}
         chat = (post.get("metadata") or {}).get("chat_id")
         gate = await approvals.register_gate(db, thread_id=tid, interrupt_id=pending.interrupt_id,
-                                             draft_version=pending.draft_version,
+                                             draft_version=pending.draft_version, draft_hash=pending.draft_hash,
                                              chat_id=int(chat) if chat is not None else None,
                                              waiting_since=row["updated_at"])
         if gate.decided:  # already claimed, its resume in flight (or for recovery): nothing to show

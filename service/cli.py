@@ -376,6 +376,7 @@ def _refuse_busy_port(host: str, port: int) -> None:
 def serve(port: int | None, jobs: int | None) -> None:
     """The Agent Server (`langgraph dev`, offline) on our langgraph.json and database; Studio connects to it."""
     settings = get_settings()
+    settings.require_server_secrets()  # no credentials configured must never mean an open server
     # A busy port made `langgraph dev` sit there without serving or saying why.
     _refuse_busy_port("127.0.0.1", port or settings.server_port)
     root = Path(__file__).resolve().parent.parent
@@ -393,7 +394,8 @@ def serve(port: int | None, jobs: int | None) -> None:
 
     url = f"http://127.0.0.1:{port or settings.server_port}"
     # Once the server answers, resume runs a crash cut off (through the server, so Studio sees them).
-    start_recovery_after_serve(url, echo=lambda msg: click.echo(msg, err=True))
+    start_recovery_after_serve(url, echo=lambda msg: click.echo(msg, err=True),
+                               api_key=settings.service_token.get_secret_value())
     workdir = _agent_server_workdir(settings, root)
     if Path(".env").is_file():  # the server runs elsewhere: hand it this folder's .env as environment
         from dotenv import dotenv_values
@@ -433,6 +435,10 @@ def _agent_server_workdir(settings, root: Path) -> Path:
         config["checkpointer"]["path"] = absolute(config["checkpointer"]["path"])
     if "http" in config:
         config["http"]["app"] = absolute(config["http"]["app"])
+        # CORS only for the configured origins (Studio's by default): langgraph's default is "*".
+        config["http"].setdefault("cors", {})["allow_origins"] = list(settings.cors_origins)
+    if "auth" in config:
+        config["auth"]["path"] = absolute(config["auth"]["path"])
     (workdir / "langgraph.json").write_text(json.dumps(config, indent=2))
     return workdir
 

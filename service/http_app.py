@@ -1,9 +1,12 @@
 """Custom HTTP routes mounted in the Agent Server (langgraph.json "http.app").
 
-- /newsroom/health
-- /newsroom/telegram/webhook: Telegram's webhook (checks X-Telegram-Bot-Api-Secret-Token)
-- /newsroom/ui...: the server-rendered approval pages (service/web_ui.py), behind NEWSROOM_WEB_TOKEN
+- /newsroom/health: liveness ({"ok": true}, no credential); ?deep=1 (credential): each LLM
+  endpoint and breaker
+- /newsroom/telegram/webhook: Telegram's webhook (checks X-Telegram-Bot-Api-Secret-Token first)
+- /newsroom/ui...: the server-rendered approval pages (service/web_ui.py), behind a login
 - a background sweep of waiting approvals (reminder, then escalate or expire)
+
+The app's middleware (service/http_guard.py) wraps every route of the server, langgraph's too.
 
 Inside the server, langgraph_sdk.get_client() with no URL talks to this same server in-process.
 """
@@ -14,13 +17,17 @@ import contextlib
 import logging
 from contextlib import asynccontextmanager
 
+import time
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from config import get_settings
 from service import web_ui
+from service.http_guard import ServerGuard
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +60,38 @@ class _Runtime:
 runtime = _Runtime()
 
 
+DEEP_HEALTH_CACHE_S = 10.0  # a deep check calls every endpoint's /v1/models: at most this often
+_deep_health: dict = {"at": 0.0, "body": None}
+
+
 async def health(request: Request) -> JSONResponse:
-    """Liveness, plus with ?deep=1 each LLM endpoint (models listed, adapters present) and its breaker."""
+    """Liveness without a credential; with ?deep=1 (a credential: it names internal endpoints)
+    each LLM endpoint (models listed, adapters present) and its breaker."""
+    if not request.query_params:
+        return JSONResponse({"ok": True})
+    if get_settings().identify(ServerGuard._credential(request.headers)) is None:
+        return JSONResponse({"detail": "deep health needs a credential (Authorization: Bearer TOKEN)"},
+                            status_code=401, headers={"www-authenticate": "Bearer"})
     from tools.llm import get_gateway
 
     gateway = get_gateway()
     body: dict = {"ok": True, "breakers": gateway.breaker_states()}
     if request.query_params.get("deep"):
-        body["llm"] = await gateway.health(timeout_s=3.0)
+        if time.monotonic() - _deep_health["at"] > DEEP_HEALTH_CACHE_S or _deep_health["body"] is None:
+            _deep_health.update(at=time.monotonic(), body=await gateway.health(timeout_s=3.0))
+        body["llm"] = _deep_health["body"]
         body["ok"] = all(info["reachable"] for info in body["llm"].values())
     return JSONResponse(body, status_code=200 if body["ok"] else 503)
 
 
 async def telegram_webhook(request: Request) -> JSONResponse:
-    status, body = await runtime.receiver.handle(request.headers.get("x-telegram-bot-api-secret-token"),
-                                                 await request.body())
+    # The secret first: a stranger's body is never read (the guard also caps it at 1 MiB).
+    secret = request.headers.get("x-telegram-bot-api-secret-token")
+    refusal = runtime.receiver.refusal(secret)
+    if refusal is not None:
+        status, body = refusal
+        return JSONResponse(body, status_code=status)
+    status, body = await runtime.receiver.handle(secret, await request.body())
     return JSONResponse(body, status_code=status)
 
 
@@ -130,5 +154,6 @@ app = Starlette(
         Route("/newsroom/telegram/webhook", telegram_webhook, methods=["POST"]),
         *web_ui.routes(_in_process_client, _telegram_start_run),
     ],
+    middleware=[Middleware(ServerGuard)],
     lifespan=lifespan,
 )

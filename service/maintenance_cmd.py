@@ -39,7 +39,8 @@ def run_recovery(*, stale_after_s: float = 0.0, echo=None, **kwargs):
         return _run(_recover_then_close(stale_after_s=stale_after_s, **kwargs))
 
 
-def start_recovery_after_serve(server_url: str, *, ready_timeout_s: float = 300.0, echo=print):
+def start_recovery_after_serve(server_url: str, *, ready_timeout_s: float = 300.0, echo=print,
+                               api_key: str | None = None):
     """For `newsroom serve`: once the Agent Server answers /ok, one recovery pass whose runs go
     THROUGH that server (service.recovery.server_driver), in a daemon thread, so serving starts at
     once. Returns the thread (its .report attribute holds the RecoveryReport when done)."""
@@ -65,7 +66,7 @@ def start_recovery_after_serve(server_url: str, *, ready_timeout_s: float = 300.
 
             from service.recovery import server_driver
 
-            return await _recover_then_close(driver=server_driver(get_client(url=server_url)))
+            return await _recover_then_close(driver=server_driver(get_client(url=server_url, api_key=api_key)))
 
         try:
             worker.report = asyncio.run(_go())

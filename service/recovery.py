@@ -121,8 +121,9 @@ def _plan_for(cand: maintenance.RecoveryCandidate, st: ThreadState, gates: list[
                         gate_id=g["gate_id"], overrides=overrides)
         if g["decision"] == "reject" and text is None:
             text = f"reject by {g['decided_by']} via {g['decided_via']} (re-delivered after a crash)"
-        # The same resume value the channel would have sent (service.approvals.decide).
-        value = resume_value(g["decision"], text, g["decided_by"] or "unknown")
+        # The same resume value the channel would have sent (service.approvals.decide), with the
+        # gate token its claim issued (one is issued at execution for a claim older than tokens).
+        value = resume_value(g["decision"], text, g["decided_by"] or "unknown", g.get("resume_token"))
         return Plan(tid, "redelivered", graph_input=Command(resume=value),
                     detail=f"{g['decision']} by {g['decided_by']}", gate_id=g["gate_id"], overrides=overrides)
     if st.pending:
@@ -282,7 +283,11 @@ async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 8640
                     report.reasked.append(plan.thread_id)
                     return
                 log.info("recovery: %s %s (%s)", fresh.action, fresh.thread_id, fresh.detail)
-                snap = await run(fresh.thread_id, fresh.graph_input, fresh.overrides)
+                graph_input = fresh.graph_input
+                if fresh.action == "redelivered" and not (graph_input.resume or {}).get("gate_token"):
+                    token = await approvals.issue_missing_token(db, fresh.gate_id)
+                    graph_input = Command(resume={**graph_input.resume, "gate_token": token})
+                snap = await run(fresh.thread_id, graph_input, fresh.overrides)
                 getattr(report, fresh.action).append(fresh.thread_id)
                 report.outcomes[fresh.thread_id] = ("waiting_for_human" if snap.waiting_for_human
                                                     else str(snap.values.get("outcome", "?")))

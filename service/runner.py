@@ -216,6 +216,7 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
                                f"changed; read it first (newsroom status {thread_id})")
         if overrides is None:
             overrides = await kept_overrides(thread_id)
+        value = await _through_the_ledger(snap, value)
         command = Command(resume={snap.interrupt_id: value}) if snap.interrupt_id else Command(resume=value)
         after = await drive(thread_id, command, progress=progress, overrides=overrides)
         if after.steps == 0:
@@ -224,6 +225,27 @@ async def resume(thread_id: str, value: Any, *, progress: ProgressFn | None = No
             raise DraftChanged(f"thread {thread_id}: the approval this answered was decided elsewhere meanwhile; "
                                f"nothing changed (newsroom status {thread_id})")
         return after
+
+
+async def _through_the_ledger(snap: RunSnapshot, value: Any) -> Any:
+    """The CLI's answer as the approvals ledger issues it: the gate of the waiting interrupt is
+    claimed for this reviewer (so Telegram, the web page or Studio cannot decide it too) and the
+    resume carries the gate token. An answer that does not parse goes as typed: the graph records
+    it as invalid and asks again. A gate another channel decided meanwhile refuses the answer."""
+    from agents.supervisor import ResumeValueError, parse_resume
+    from service.approvals import PendingInterrupt, claim_interrupt, resume_value
+
+    try:
+        action, text, reviewer = parse_resume(value)
+    except ResumeValueError:
+        return value
+    pending = PendingInterrupt(thread_id=snap.thread_id, interrupt_id=snap.interrupt_id or "", payload=snap.interrupt)
+    gate, token = await claim_interrupt(await get_database(), pending, action=action, text=text, reviewer=reviewer,
+                                        via="cli")
+    if not token:
+        raise DraftChanged(f"thread {snap.thread_id}: this approval was already decided ({gate.decision} by "
+                           f"{gate.decided_by} via {gate.decided_via}); nothing changed (newsroom status {snap.thread_id})")
+    return resume_value(action, text, reviewer, token)
 
 
 class NothingToRetry(RuntimeError):

@@ -733,13 +733,19 @@ class WebhookReceiver:
                 self._app = app
         return self._app
 
-    async def handle(self, secret_header: str | None, body: bytes) -> tuple[int, dict]:
+    def refusal(self, secret_header: str | None) -> tuple[int, dict] | None:
+        """Why a delivery is refused before its body is read, or None."""
         if not self.enabled:
             return 404, {"ok": False, "error": "webhook mode is off: set TELEGRAM_BOT_TOKEN and "
                                                "NEWSROOM_TELEGRAM_WEBHOOK_SECRET"}
         expected = self.settings.telegram_webhook_secret.get_secret_value()
         if not secret_header or not hmac.compare_digest(secret_header.encode(), expected.encode()):
             return 403, {"ok": False, "error": "wrong or missing X-Telegram-Bot-Api-Secret-Token"}
+        return None
+
+    async def handle(self, secret_header: str | None, body: bytes) -> tuple[int, dict]:
+        if (refused := self.refusal(secret_header)) is not None:
+            return refused
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as err:

@@ -15,9 +15,14 @@ log = logging.getLogger(__name__)
 
 
 def _client(url: str | None):
+    """The Agent Server as the service identity (NEWSROOM_SERVICE_TOKEN)."""
     from langgraph_sdk import get_client
 
-    return get_client(url=url or get_settings().agent_server_url)
+    settings = get_settings()
+    if settings.service_token is None:
+        raise click.ClickException("set NEWSROOM_SERVICE_TOKEN (the same as the Agent Server's): every route of "
+                                   "`newsroom serve` needs a credential")
+    return get_client(url=url or settings.agent_server_url, api_key=settings.service_token.get_secret_value())
 
 
 async def _sweep_loop(app, settings, url: str | None) -> None:

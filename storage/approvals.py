@@ -34,6 +34,9 @@ class Gate(BaseModel):
     decided_at: datetime | None = None
     feedback: str | None = None  # the revise feedback or reject reason claimed with the decision
     run_id: str | None = None
+    draft_hash: str | None = None  # hash of the draft this gate showed (title + body)
+    resume_token: str | None = Field(default=None, repr=False)  # issued with the claim: the only accepted resume
+    resumed_at: datetime | None = None  # when the interrupt consumed the token
 
     @property
     def decided(self) -> bool:
@@ -57,6 +60,7 @@ class Prompt(BaseModel):
 # decided_via of a gate closed because its draft was asked again at a new interrupt (reask_gate):
 # a press on its buttons follows to the gate now asked, instead of answering "already decided".
 REASKED = "reasked"
+HUMAN_DECISIONS = ("approve", "revise", "reject")
 
 
 def new_gate_id() -> str:
@@ -64,19 +68,28 @@ def new_gate_id() -> str:
     return secrets.token_hex(6)
 
 
+def new_resume_token() -> str:
+    # 192 random bits: the capability to resume one interrupt with the decision claimed for it.
+    return secrets.token_urlsafe(24)
+
+
 async def register_gate(
     db: Database, *, thread_id: str, interrupt_id: str, draft_version: int, chat_id: int | None = None,
-    waiting_since: datetime | None = None,
+    waiting_since: datetime | None = None, draft_hash: str | None = None,
 ) -> Gate:
     """The gate for this interrupt, created on first sight (idempotent across channels)."""
     params: dict[str, Any] = {"gate_id": new_gate_id(), "thread_id": thread_id, "interrupt_id": interrupt_id,
-                              "draft_version": draft_version, "chat_id": chat_id, "waiting_since": waiting_since}
+                              "draft_version": draft_version, "chat_id": chat_id, "waiting_since": waiting_since,
+                              "draft_hash": draft_hash}
 
     async def _work(conn):
         await conn.execute(q.INSERT_GATE, params)
-        if chat_id is not None:
+        if chat_id is not None or draft_hash is not None:
             row = await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
-            await conn.execute(q.SET_GATE_CHAT, {"gate_id": row["gate_id"], "chat_id": chat_id})
+            if chat_id is not None:
+                await conn.execute(q.SET_GATE_CHAT, {"gate_id": row["gate_id"], "chat_id": chat_id})
+            if draft_hash is not None:
+                await conn.execute(q.SET_GATE_DRAFT_HASH, {"gate_id": row["gate_id"], "draft_hash": draft_hash})
         return await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
 
     return Gate.model_validate(await db.transaction(_work))
@@ -108,16 +121,62 @@ async def add_gate_messages(db: Database, gate_id: str, message_ids: list[int]) 
 
 
 async def claim_gate(db: Database, gate_id: str, *, decision: str, decided_by: str, decided_via: str,
-                     feedback: str | None = None) -> bool:
-    """True for exactly one caller per gate: the one allowed to resume the run. `feedback` is the
-    decision's text (revise: for the writer, reject: the reason), kept for recovery's re-delivery."""
+                     feedback: str | None = None, run_id: str | None = None) -> str | None:
+    """The gate token for exactly one caller per gate (the one allowed to resume the run), None for
+    the others. `feedback` is the decision's text (revise: for the writer, reject: the reason),
+    kept for recovery's re-delivery. The token is what the resume value must carry: the graph's
+    interrupt accepts no other answer (graphs/engine.human_approval)."""
+    # "superseded" (the sweep or a state check closing a gate) is no decision: no token to resume with.
+    token = new_resume_token() if decision in HUMAN_DECISIONS else None
 
     async def _work(conn):
         cur = await conn.execute(q.CLAIM_GATE, {"gate_id": gate_id, "decision": decision, "decided_by": decided_by,
-                                                "decided_via": decided_via, "feedback": feedback})
-        return await cur.fetchone() is not None
+                                                "decided_via": decided_via, "feedback": feedback,
+                                                "resume_token": token, "run_id": run_id})
+        return (token or decision) if await cur.fetchone() is not None else None
 
     return await db.transaction(_work)
+
+
+async def issue_missing_token(db: Database, gate_id: str) -> str | None:
+    """The token of a claimed gate, issued now if it was claimed before gate tokens existed."""
+
+    async def _work(conn):
+        row = await (await conn.execute(q.ISSUE_MISSING_TOKEN, {"gate_id": gate_id,
+                                                               "resume_token": new_resume_token()})).fetchone()
+        return row["resume_token"] if row else None
+
+    return await db.transaction(_work)
+
+
+async def consume_gate_token(db: Database, thread_id: str, interrupt_id: str, token: str | None,
+                             checkpoint: str | None, *, draft_hash: str | None = None) -> Gate | None:
+    """The claimed gate of this interrupt if `token` is the one its claim issued (compared in
+    constant time) and the gate showed the draft `draft_hash` (recorded now if it was not), marked
+    consumed at `checkpoint`; None otherwise (a raw or forged resume, a token of another gate, one
+    already consumed at another checkpoint, a gate that showed another draft)."""
+    gate = await gate_for_interrupt(db, thread_id, interrupt_id)
+    if gate is None or not gate.decided or not gate.resume_token or not token:
+        return None
+    if not secrets.compare_digest(token.encode(), gate.resume_token.encode()):
+        return None
+    if draft_hash is not None and gate.draft_hash not in (None, draft_hash):
+        return None
+
+    async def _work(conn):
+        cur = await conn.execute(q.CONSUME_GATE_TOKEN, {"gate_id": gate.gate_id, "checkpoint": checkpoint or ""})
+        if await cur.fetchone() is None:
+            return False
+        if draft_hash is not None:
+            await conn.execute(q.SET_GATE_DRAFT_HASH, {"gate_id": gate.gate_id, "draft_hash": draft_hash})
+        return True
+
+    return await get_gate(db, gate.gate_id) if await db.transaction(_work) else None
+
+
+async def approved_gates(db: Database, thread_id: str) -> list[dict]:
+    """Gates of this thread a human approved and whose resume the interrupt accepted."""
+    return await db.fetch(q.SELECT_APPROVED_GATES, {"thread_id": thread_id})
 
 
 async def reask_gate(db: Database, gate_id: str, interrupt_id: str) -> Gate | None:
@@ -134,7 +193,7 @@ async def reask_gate(db: Database, gate_id: str, interrupt_id: str) -> Gate | No
             return None
         params = {"gate_id": new_gate_id(), "thread_id": old["thread_id"], "interrupt_id": interrupt_id,
                   "draft_version": old["draft_version"], "chat_id": old["chat_id"],
-                  "waiting_since": old["waiting_since"]}
+                  "waiting_since": old["waiting_since"], "draft_hash": old.get("draft_hash")}
         await conn.execute(q.INSERT_GATE, params)
         new = await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
         if new["gate_id"] != old["gate_id"]:
@@ -146,16 +205,18 @@ async def reask_gate(db: Database, gate_id: str, interrupt_id: str) -> Gate | No
             if moved:
                 await conn.execute(q.ADD_GATE_MESSAGES, {"gate_id": new["gate_id"], "message_ids": Jsonb(moved)})
             await conn.execute(q.CLAIM_GATE, {"gate_id": old["gate_id"], "decision": "superseded",
-                                              "decided_by": "newsroom", "decided_via": REASKED, "feedback": None})
+                                              "decided_by": "newsroom", "decided_via": REASKED, "feedback": None,
+                                              "resume_token": None, "run_id": None})
         return await (await conn.execute(q.SELECT_GATE, {"gate_id": new["gate_id"]})).fetchone()
 
     row = await db.transaction(_work)
     return Gate.model_validate(row) if row else None
 
 
-async def release_gate(db: Database, gate_id: str, *, decided_by: str) -> None:
+async def release_gate(db: Database, gate_id: str, *, decided_by: str, run_id: str | None = None) -> None:
+    """Undo a claim whose resume never ran (its token was not consumed), so it can be answered again."""
     async def _work(conn):
-        await conn.execute(q.RELEASE_GATE, {"gate_id": gate_id, "decided_by": decided_by})
+        await conn.execute(q.RELEASE_GATE, {"gate_id": gate_id, "decided_by": decided_by, "run_id": run_id})
 
     await db.transaction(_work)
 
@@ -225,6 +286,7 @@ async def resolve_thread_id(db: Database, text: str) -> str | None:
 
 
 __all__ = ["Gate", "OpenGate", "Prompt", "register_gate", "get_gate", "gate_for_interrupt", "gates_for_thread",
-           "open_gates", "add_gate_messages", "claim_gate", "reask_gate", "REASKED", "release_gate", "set_gate_run", "mark_reminded",
+           "open_gates", "add_gate_messages", "claim_gate", "issue_missing_token", "consume_gate_token",
+           "approved_gates", "new_resume_token", "reask_gate", "REASKED", "release_gate", "set_gate_run", "mark_reminded",
            "mark_escalated", "add_prompt", "get_prompt", "posts_for_chat", "resolve_thread_id",
            "thread_ids_matching"]

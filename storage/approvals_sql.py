@@ -2,11 +2,15 @@
 channels need (a chat's posts, a thread id by prefix). Plain SQL both dialects accept."""
 
 INSERT_GATE = """
-INSERT INTO approval_gates (gate_id, thread_id, interrupt_id, draft_version, chat_id, waiting_since)
-VALUES (%(gate_id)s, %(thread_id)s, %(interrupt_id)s, %(draft_version)s, %(chat_id)s,
+INSERT INTO approval_gates (gate_id, thread_id, interrupt_id, draft_version, draft_hash, chat_id, waiting_since)
+VALUES (%(gate_id)s, %(thread_id)s, %(interrupt_id)s, %(draft_version)s, %(draft_hash)s, %(chat_id)s,
         COALESCE(%(waiting_since)s, now()))
 ON CONFLICT (thread_id, interrupt_id) DO NOTHING
 RETURNING gate_id
+"""
+# A gate first registered without the hash of the draft it shows (a row from before migration 0014).
+SET_GATE_DRAFT_HASH = """
+UPDATE approval_gates SET draft_hash = COALESCE(draft_hash, %(draft_hash)s) WHERE gate_id = %(gate_id)s
 """
 SELECT_GATE = "SELECT * FROM approval_gates WHERE gate_id = %(gate_id)s"
 SELECT_GATE_FOR_INTERRUPT = """
@@ -29,18 +33,42 @@ UPDATE approval_gates SET message_ids = message_ids || %(message_ids)s WHERE gat
 """
 # The one place a decision is taken: only the first claimant gets a row back. The feedback (revise)
 # or reason (reject) is kept with it, so recovery can re-deliver the same answer after a crash.
+# The claim also issues the gate token: the only resume value the interrupt accepts for this gate.
 CLAIM_GATE = """
 UPDATE approval_gates
    SET decision = %(decision)s, decided_by = %(decided_by)s, decided_via = %(decided_via)s, decided_at = now(),
-       feedback = %(feedback)s
+       feedback = %(feedback)s, resume_token = %(resume_token)s, run_id = COALESCE(%(run_id)s, run_id)
  WHERE gate_id = %(gate_id)s AND decided_at IS NULL
 RETURNING gate_id
+"""
+# A claimed human decision without a token (claimed before migration 0014): recovery issues one.
+ISSUE_MISSING_TOKEN = """
+UPDATE approval_gates SET resume_token = COALESCE(resume_token, %(resume_token)s)
+ WHERE gate_id = %(gate_id)s AND decided_at IS NOT NULL
+RETURNING resume_token
+"""
+# The interrupt consumed the token: once per gate; a replay of the same resume (a crash before the
+# node's checkpoint) is at the same checkpoint and matches again.
+CONSUME_GATE_TOKEN = """
+UPDATE approval_gates
+   SET resumed_at = COALESCE(resumed_at, now()), resumed_checkpoint = COALESCE(resumed_checkpoint, %(checkpoint)s)
+ WHERE gate_id = %(gate_id)s AND decided_at IS NOT NULL
+   AND (resumed_checkpoint IS NULL OR resumed_checkpoint = %(checkpoint)s)
+RETURNING gate_id
+"""
+# The gates a human approved for a thread, with the draft each showed (the Publisher's check).
+SELECT_APPROVED_GATES = """
+SELECT gate_id, draft_version, draft_hash, decided_by, decided_via, resumed_at
+  FROM approval_gates
+ WHERE thread_id = %(thread_id)s AND decision = 'approve' AND resumed_at IS NOT NULL
 """
 # Undo a claim whose resume could not be started, so the gate can be answered again.
 RELEASE_GATE = """
 UPDATE approval_gates
-   SET decision = NULL, decided_by = NULL, decided_via = NULL, decided_at = NULL, feedback = NULL
- WHERE gate_id = %(gate_id)s AND decided_by = %(decided_by)s AND run_id IS NULL
+   SET decision = NULL, decided_by = NULL, decided_via = NULL, decided_at = NULL, feedback = NULL,
+       resume_token = NULL, run_id = NULL
+ WHERE gate_id = %(gate_id)s AND decided_by = %(decided_by)s AND resumed_at IS NULL
+   AND (run_id IS NULL OR run_id = %(run_id)s)
 """
 SET_GATE_RUN = "UPDATE approval_gates SET run_id = %(run_id)s WHERE gate_id = %(gate_id)s"
 MARK_GATE_REMINDED = """

@@ -56,7 +56,7 @@ SELECT DISTINCT c.thread_id FROM checkpoints c
 # thread still waits at that gate's interrupt (the resume never ran: a lost approval).
 SELECT_DECIDED_GATES = """
 SELECT g.gate_id, g.thread_id, g.interrupt_id, g.decision, g.decided_by, g.decided_via, g.decided_at,
-       g.feedback
+       g.feedback, g.resume_token
   FROM approval_gates g JOIN posts p ON p.thread_id = g.thread_id
  WHERE g.decided_at IS NOT NULL AND g.decision IN ('approve', 'revise', 'reject')
    AND p.status IN ('awaiting_approval', 'escalated')

@@ -22,8 +22,8 @@ WEBHOOK_CHAT = -100456        # an allowed chat used by the webhook tests
 STRANGER_CHAT = 999           # not allowed
 APPROVER, APPROVER_2 = 501, 502
 NOT_APPROVER = 777
-WEBHOOK_SECRET = "wh-secret-3f1c9a"
-WEB_TOKEN = "web-token-7d2e"
+WEBHOOK_SECRET = "wh-secret-3f1c9a-7d20b54e9c1f8a63"
+WEB_TOKEN = "web-token-7d2e-41c8f09b3a6d2e75"
 
 
 def approval_env(fake_url: str) -> dict[str, str]:
@@ -79,12 +79,12 @@ def bot_settings(fake_url: str, server_url: str, **overrides):
 @contextlib.asynccontextmanager
 async def polling_bot(fake_url: str, server_url: str):
     """`newsroom bot`'s Application polling the fake (start_polling, not run_polling: no signal handlers)."""
-    from langgraph_sdk import get_client
     from telegram import Update
 
     from service.telegram_bot import build_application
+    from tests.server_fixtures import service_client
 
-    app = build_application(bot_settings(fake_url, server_url), get_client(url=server_url))
+    app = build_application(bot_settings(fake_url, server_url), service_client(server_url))
     async with app:
         await app.start()
         await app.updater.start_polling(timeout=1, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])

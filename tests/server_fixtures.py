@@ -14,6 +14,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The identities of every test server (README, Security). Fixed values: the tests are their only users.
+SERVICE_TOKEN = "svc-test-token-0a7f3c91d2e84b5f9c60"
+APPROVER, APPROVER_TOKEN = "dana", "apr-test-token-dana-5b1e8c2f7a9d4e60"
+STUDIO_APPROVER, STUDIO_APPROVER_TOKEN = "studio-user", "apr-test-token-studio-3c9d1f6e2b8a7054"
+VIEWER, VIEWER_TOKEN = "vic", "vwr-test-token-vic-8e2a6c4f1d9b3075"
+
+
+def auth_env() -> dict[str, str]:
+    return {"NEWSROOM_SERVICE_TOKEN": SERVICE_TOKEN,
+            "NEWSROOM_APPROVER_TOKENS": f"{APPROVER}:{APPROVER_TOKEN},{STUDIO_APPROVER}:{STUDIO_APPROVER_TOKEN}",
+            "NEWSROOM_VIEWER_TOKENS": f"{VIEWER}:{VIEWER_TOKEN}"}
+
+
+def service_client(url: str):
+    """The Agent Server as the service identity (what the polling bot and the sweep use)."""
+    from langgraph_sdk import get_client
+
+    return get_client(url=url, api_key=SERVICE_TOKEN)
+
+
+def approver_client(url: str, token: str = APPROVER_TOKEN):
+    """The Agent Server as an approver (Studio or the SDK with an approver's token)."""
+    from langgraph_sdk import get_client
+
+    return get_client(url=url, api_key=token)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -23,6 +49,8 @@ def free_port() -> int:
 
 class AgentServer:
     def __init__(self, port: int, env: dict, log_path: Path):
+        # Every test server has the test identities, unless a test configures its own.
+        env = {**auth_env(), **env} if "NEWSROOM_SERVICE_TOKEN" not in env else env
         self.port, self.env, self.log_path = port, env, log_path
         self.proc: subprocess.Popen | None = None
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from langgraph_sdk import get_client
 
-from storage import posts
+from storage import approvals, posts
 from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply, llm, scripted_llm  # noqa: F401
-from tests.server_fixtures import agent_server  # noqa: F401
+from tests.server_fixtures import (  # noqa: F401
+    STUDIO_APPROVER_TOKEN, VIEWER_TOKEN, agent_server, approver_client, service_client,
+)
 
 
 async def test_sdk_run_stops_at_the_gate_and_resumes_to_publish(db, llm, agent_server):
-    client = get_client(url=agent_server.url)
+    client = service_client(agent_server.url)
     thread = await client.threads.create(metadata={"source": "api", "chat_id": 42})
     tid = thread["thread_id"]
     await client.runs.wait(tid, "newsroom", input={"topic": "How GQA shrinks the KV cache", "requester": "dana",
@@ -29,7 +30,10 @@ async def test_sdk_run_stops_at_the_gate_and_resumes_to_publish(db, llm, agent_s
     post = await posts.get_post(db, tid)
     assert post["status"] == "awaiting_approval" and post["requester"] == "dana" and post["source"] == "api"
 
-    await client.runs.wait(tid, "newsroom", command={"resume": {"action": "approve", "reviewer": "studio-user"}})
+    # As Studio does it: a plain resume value, sent with an approver's credential. The server claims
+    # the gate in the approval ledger for that approver (the typed reviewer name is not trusted).
+    studio = approver_client(agent_server.url, STUDIO_APPROVER_TOKEN)
+    await studio.runs.wait(tid, "newsroom", command={"resume": {"action": "approve", "reviewer": "someone else"}})
     final = await client.threads.get_state(tid)
     assert final["next"] == [] and final["values"]["outcome"] == "published", agent_server.log_tail()
     location = Path(final["values"]["publication"]["location"])
@@ -37,13 +41,21 @@ async def test_sdk_run_stops_at_the_gate_and_resumes_to_publish(db, llm, agent_s
     assert (await posts.get_post(db, tid))["status"] == "published"
     decisions = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
     assert [d["actor"] for d in decisions] == ["studio-user"]
+    (gate,) = await approvals.gates_for_thread(db, tid)
+    assert (gate.decision, gate.decided_by, gate.decided_via) == ("approve", "studio-user", "studio-or-sdk")
+    assert gate.resumed_at is not None
 
 
 async def test_health_route_reports_llm_endpoints_and_breakers(agent_server):
     import httpx
 
     async with httpx.AsyncClient() as http:
-        r = await http.get(f"{agent_server.url}/newsroom/health", params={"deep": "1"}, timeout=30)
+        liveness = await http.get(f"{agent_server.url}/newsroom/health", timeout=30)
+        assert liveness.status_code == 200 and liveness.json() == {"ok": True}  # no credential, nothing internal
+        anonymous = await http.get(f"{agent_server.url}/newsroom/health", params={"deep": "1"}, timeout=30)
+        assert anonymous.status_code == 401 and "llm" not in anonymous.text
+        r = await http.get(f"{agent_server.url}/newsroom/health", params={"deep": "1"}, timeout=30,
+                           headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["ok"] is True

@@ -16,7 +16,6 @@ from urllib.parse import quote
 import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
-from langgraph_sdk import get_client
 from starlette.testclient import TestClient
 
 from config import Settings
@@ -25,6 +24,7 @@ from tests.approval_fixtures import (
     APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEB_TOKEN, WEBHOOK_CHAT, WEBHOOK_SECRET,
 )
 from tests.fake_telegram import TOKEN
+from tests.server_fixtures import service_client
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def webhook_bot(approval_server, fake_telegram, db):
     cfg = Settings(telegram_bot_token=TOKEN, telegram_api_base_url=fake_telegram.url,
                    telegram_allowed_chats=list(ALLOWED), telegram_approvers=[APPROVER, APPROVER_2],
                    telegram_webhook_secret=WEBHOOK_SECRET, agent_server_url=approval_server.url)
-    receiver = WebhookReceiver(cfg, lambda: get_client(url=approval_server.url))
+    receiver = WebhookReceiver(cfg, lambda: service_client(approval_server.url))
     errors = _Errors()
     loggers = [logging.getLogger(n) for n in ("service.telegram_bot", "telegram", "telegram.ext")]
     for lg in loggers:
@@ -204,7 +204,7 @@ def test_fuzzed_updates_raise_nothing_and_strangers_start_nothing(webhook_bot, f
     assert statuses.get(200, 0) > 20 and refusals >= 5 and answers >= 5, (statuses, refusals, answers)
 
     async def started_anything() -> list:
-        client = get_client(url=approval_server.url)
+        client = service_client(approval_server.url)
         found = []
         for cid in strangers:  # (the dev server keeps threads of earlier sessions: count this test's only)
             found += [t for t in await client.threads.search(metadata={"chat_id": cid}, limit=100)

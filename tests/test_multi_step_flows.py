@@ -16,6 +16,7 @@ from storage import posts
 from tests.approval_fixtures import (InProcessServer, ProcessKilled, die_before_the_resume_starts, polling_bot,
                                      resume_in_process)
 from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm, verdict  # noqa: F401
+from tests.server_fixtures import service_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -366,7 +367,6 @@ async def _status_reply(fake, chat, user, tid, expect: str) -> dict:
 @pytest.mark.slow
 async def test_telegram_revise_then_approve_v2_publishes_v2(tg_bot, approval_server, fake_telegram,
                                                             approval_script, db):
-    from langgraph_sdk import get_client
 
     from tests.approval_fixtures import APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER
     from tests.test_telegram_bot import (
@@ -385,7 +385,7 @@ async def test_telegram_revise_then_approve_v2_publishes_v2(tg_bot, approval_ser
     s1 = await _status_reply(fake, GROUP_CHAT, NOT_APPROVER, tid, "v1 waiting")
     assert "status: <b>awaiting_approval</b>" in s1["text"]
     # someone answers v1 in Studio with a value the gate does not accept: it asks again about v1
-    await get_client(url=approval_server.url).runs.wait(tid, "newsroom", command={"resume": {"action": "maybe"}})
+    await service_client(approval_server.url).runs.wait(tid, "newsroom", command={"resume": {"action": "maybe"}})
     assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
     # ...and v1's Telegram buttons still work (they used to answer "Already decided")
     press = fake.press(GROUP_CHAT, APPROVER, gate1, buttons(gate1)["revise"])
@@ -435,7 +435,6 @@ async def test_telegram_revise_then_approve_v2_publishes_v2(tg_bot, approval_ser
 @pytest.mark.slow
 async def test_web_revise_then_approve_publishes_v2(approval_server, approval_script, db):
     import httpx
-    from langgraph_sdk import get_client
 
     from tests.approval_fixtures import WEB_TOKEN
 
@@ -444,7 +443,7 @@ async def test_web_revise_then_approve_publishes_v2(approval_server, approval_sc
         "# Web revised\n\nNow with the arithmetic [1]." if "From the human reviewer" in req.prompt else
         "# GQA and the KV cache\n\nGrouped-query attention shares key/value heads [1]."), model=WRITER)
     approval_script.on_chat(lambda req: PASSING, model=JUDGE)
-    client = get_client(url=approval_server.url)
+    client = service_client(approval_server.url)
     thread = await client.threads.create(metadata={"source": "web-test"})
     tid = thread["thread_id"]
     await client.runs.wait(tid, "newsroom", input={"topic": "Web revise then approve", "requester": "w", "source": "api"})

@@ -23,7 +23,7 @@ from storage import approvals, maintenance, posts
 from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts
 from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
 from tests.scripted_llm import Fault
-from tests.server_fixtures import agent_server  # noqa: F401
+from tests.server_fixtures import agent_server, service_client  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -375,22 +375,21 @@ async def test_lease_of_a_dead_local_process_is_taken_over_at_once(db, llm):
 
 async def test_recovery_through_the_agent_server(db, llm, agent_server):
     """At `newsroom serve` start, cut-off runs resume as the server's own runs (Studio sees them)."""
-    from langgraph_sdk import get_client
 
     from service.maintenance_cmd import start_recovery_after_serve
     from service.recovery import server_driver
 
     tid = await _cut_off_while_judging(db, llm, "Resume me inside the Agent Server")
-    report = await recover(thread_ids=[tid], driver=server_driver(get_client(url=agent_server.url)))
+    report = await recover(thread_ids=[tid], driver=server_driver(service_client(agent_server.url)))
     assert report.resumed == [tid] and report.outcomes[tid] == "waiting_for_human", agent_server.log_tail()
-    state = await get_client(url=agent_server.url).threads.get_state(tid)
+    state = await service_client(agent_server.url).threads.get_state(tid)
     assert state["next"] == ["human_approval"]
     assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
 
     # A run started with its own policy resumes as a server run with that policy too.
     own = await _cut_off_while_judging(db, llm, "Resume me inside the Agent Server, my way",
                                        overrides={"approval_policy": "escalations_only"})
-    report = await recover(thread_ids=[own], driver=server_driver(get_client(url=agent_server.url)))
+    report = await recover(thread_ids=[own], driver=server_driver(service_client(agent_server.url)))
     assert report.resumed == [own] and report.outcomes[own] == "published", agent_server.log_tail()
     assert (await posts.get_post(db, own))["status"] == "published"
 
@@ -405,12 +404,11 @@ async def test_recovery_through_the_agent_server(db, llm, agent_server):
 async def test_a_channel_decision_resumes_with_the_runs_own_overrides(db, llm, agent_server):
     """Telegram and the web page resume through the Agent Server: the resume run gets the run's saved
     overrides (max_revisions=0 here, the environment allows 3), so v2 goes straight back to the human."""
-    from langgraph_sdk import get_client
 
     from service.approvals import decide, gate_for, pending_interrupt
 
     llm.on_chat(lambda req: FAILING, model=JUDGE)
-    client = get_client(url=agent_server.url)
+    client = service_client(agent_server.url)
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, "newsroom", input={"topic": "Escalate at once, then revise on the web",
                                                            "requester": "jo", "source": "web"},

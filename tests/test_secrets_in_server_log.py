@@ -34,13 +34,12 @@ from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
 
 from storage import posts
 from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply, llm, scripted_llm  # noqa: F401
 from tests.fake_telegram import FakeTelegram
 from tests.scripted_llm import Fault
-from tests.server_fixtures import AgentServer, free_port
+from tests.server_fixtures import AgentServer, free_port, service_client
 from tools.tracing import REDACTED
 
 CHAT, USER = 5550101, 7770101
@@ -118,7 +117,7 @@ async def test_no_secret_in_the_agent_server_log(db, llm, pg_url, telegram, sess
     started = time.monotonic()
     try:
         server.start()
-        client = get_client(url=server.url)
+        client = service_client(server.url)
         thread = await client.threads.create(metadata={"source": "api"})
         tid = thread["thread_id"]
         await client.runs.wait(tid, "newsroom", input={"topic": TOPIC, "requester": "dana", "source": "api"})

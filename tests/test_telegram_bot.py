@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
 
 from config import Settings
 from service import approvals as decisions
@@ -21,6 +20,7 @@ from tests.approval_fixtures import (
 )
 from tests.engine_fixtures import WRITER
 from tests.fake_telegram import TOKEN
+from tests.server_fixtures import service_client
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ async def test_post_then_approve_publishes_and_reports_where(bot, fake_telegram,
     # the buttons are gone from the decided draft
     assert "reply_markup" not in fake.messages[(GROUP_CHAT, gate["message_id"])]
     # the Agent Server holds the thread (Studio lists it) with the Telegram metadata
-    thread = await get_client(url=bot.bot_data["newsroom"].settings.agent_server_url).threads.get(tid)
+    thread = await service_client(bot.bot_data["newsroom"].settings.agent_server_url).threads.get(tid)
     assert thread["metadata"]["source"] == "telegram" and thread["metadata"]["chat_id"] == GROUP_CHAT
 
     # /status and /list show it
@@ -149,7 +149,7 @@ async def test_double_press_resumes_once_and_a_finished_run_answers_already_deci
     assert fake.callback_answers(first["callback_query"]["id"])[0]["text"].startswith("✅ Approved")
     await asyncio.sleep(1.0)  # a second resume, had one started, would have recorded by now
     assert len(decision_events(await posts.list_events(db, tid))) == 1
-    runs = await get_client(url=bot.bot_data["newsroom"].settings.agent_server_url).runs.list(tid)
+    runs = await service_client(bot.bot_data["newsroom"].settings.agent_server_url).runs.list(tid)
     assert len(runs) == 2  # the /post run and ONE resume
     assert len(await posts.publications_for(db, tid)) == 1
 
@@ -210,7 +210,7 @@ async def test_revise_with_feedback_produces_a_new_draft(bot, fake_telegram, app
 
 async def test_unauthorized_chat_and_non_approver_change_nothing(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
-    client = get_client(url=bot.bot_data["newsroom"].settings.agent_server_url)
+    client = service_client(bot.bot_data["newsroom"].settings.agent_server_url)
     fake.send_text(STRANGER_CHAT, APPROVER, "/post Anything at all")
     refusal = await fake.wait_for(lambda: next((m for m in fake.chat_messages(STRANGER_CHAT)
                                                 if (m.get("text") or "").startswith("⛔")), None), what="refusal")
@@ -259,7 +259,7 @@ async def test_cancel_of_a_running_post_ends_its_graph_so_recovery_leaves_it(bot
     assert post["status_reason"].startswith("cancelled by")
     await fake.wait_for(lambda: any((m.get("text") or "").startswith("Cancelled: Cancel me while drafting")
                                     for m in fake.chat_messages(GROUP_CHAT)), what="the cancel reply")
-    state = await get_client(url=approval_server.url).threads.get_state(tid)
+    state = await service_client(approval_server.url).threads.get_state(tid)
     assert state["next"] == [] and state["values"]["outcome"] == "rejected"  # no desk left pending
     [(_, plan)] = await plan_recovery(db, thread_ids=[tid])
     assert plan.action == "finished"  # recovery will not resume a cancelled post
@@ -297,7 +297,7 @@ async def test_a_failed_post_is_retried_from_the_chat_and_reaches_the_gate(bot, 
     assert [(e["from_status"], e["to_status"]) for e in retried] == [("failed", "researching")]
     assert any("retried by @user" in (m.get("text") or "") and thread_of(m) == tid
                for m in fake.chat_messages(GROUP_CHAT))
-    runs = await get_client(url=approval_server.url).runs.list(tid)
+    runs = await service_client(approval_server.url).runs.list(tid)
     assert len(runs) == 2  # the /post run and the retry, both the server's (Studio shows them)
 
     fake.send_text(GROUP_CHAT, APPROVER, f"/retry {tid[-8:]}")  # waiting now, not failed
@@ -325,7 +325,7 @@ async def test_long_drafts_are_split_or_sent_as_a_document(bot, fake_telegram, a
     assert doc["document"]["file_name"] == "draft-v1.md" and content.count(para.strip()) == 30
     for t in (tid, tid2):  # leave no open gates for the sweep test
         gate = await approvals.gates_for_thread(db, t)
-        await decisions.decide(get_client(url=bot.bot_data["newsroom"].settings.agent_server_url), db,
+        await decisions.decide(service_client(bot.bot_data["newsroom"].settings.agent_server_url), db,
                                gate[-1].gate_id, action="reject", text="test cleanup", reviewer="test", via="test")
 
 
@@ -373,7 +373,7 @@ async def test_webhook_checks_the_secret_and_runs_the_same_handlers(approval_ser
 async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, approval_script, db):
     fake = fake_telegram
     server_url = bot.bot_data["newsroom"].settings.agent_server_url
-    client = get_client(url=server_url)
+    client = service_client(server_url)
     escalate_tid = await start_post(fake, GROUP_CHAT, APPROVER, "Waits too long, escalates")
     await gate_message(fake, GROUP_CHAT, escalate_tid)
     other_tid = await start_post(fake, GROUP_CHAT, APPROVER, "Waits too long as well")
@@ -424,7 +424,7 @@ async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons
     """Studio is a client of the same server API: thread search, state history, the pending interrupt,
     and a resume typed into Studio (the exact value docs/telegram-studio.md gives)."""
     fake = fake_telegram
-    client = get_client(url=bot.bot_data["newsroom"].settings.agent_server_url)
+    client = service_client(bot.bot_data["newsroom"].settings.agent_server_url)
     tid = await start_post(fake, GROUP_CHAT, APPROVER, "Seen from Studio")
     gate = await gate_message(fake, GROUP_CHAT, tid)
     listed = await client.threads.search(metadata={"source": "telegram", "chat_id": GROUP_CHAT}, limit=100)
@@ -449,7 +449,7 @@ async def test_a_draft_produced_in_studio_is_announced_in_its_chat(bot, fake_tel
     once, with the buttons, and they decide it."""
     fake = fake_telegram
     server_url = bot.bot_data["newsroom"].settings.agent_server_url
-    client = get_client(url=server_url)
+    client = service_client(server_url)
     notifier = TelegramNotifier(bot.bot, bot_settings(fake.url, server_url))
     tid = await start_post(fake, GROUP_CHAT, APPROVER, "Revised from Studio")
     await gate_message(fake, GROUP_CHAT, tid)
@@ -482,7 +482,7 @@ async def test_sweep_command_discovers_runs_started_elsewhere(
 
     import uuid
 
-    client = get_client(url=approval_server.url)
+    client = service_client(approval_server.url)
     thread = await client.threads.create(metadata={"source": "api"})
     tid = thread["thread_id"]
     await client.runs.wait(tid, "newsroom", input={"topic": "Started from the API", "requester": "cron-test"})

@@ -370,14 +370,13 @@ def test_off_without_keys_imports_nothing_and_starts_nothing():
 async def test_agent_server_run_and_in_process_resume_share_one_trace(db, lf, llm, session_dir):
     # `newsroom serve` traces from inside our code (no callbacks can be passed per run); its run stops
     # at the gate, this process resumes it: two processes, one trace.
-    from langgraph_sdk import get_client
 
-    from tests.server_fixtures import AgentServer, free_port
+    from tests.server_fixtures import AgentServer, free_port, service_client
 
     server = AgentServer(free_port(), dict(os.environ, NEWSROOM_LOG_LEVEL="INFO"),
                          session_dir / "agent-server-tracing.log").start()
     try:
-        client = get_client(url=server.url)
+        client = service_client(server.url)
         thread = await client.threads.create()
         tid = thread["thread_id"]
         await client.runs.wait(tid, "newsroom", input={"topic": "Traced in the server", "requester": "frank",

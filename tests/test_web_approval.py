@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
 
 from storage import posts
 from tests.approval_fixtures import WEB_TOKEN
+from tests.server_fixtures import service_client
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def browser(session_dir):
 
 
 async def _run_to_gate(server_url: str, topic: str) -> str:
-    client = get_client(url=server_url)
+    client = service_client(server_url)
     thread = await client.threads.create(metadata={"source": "web-test"})
     await client.runs.wait(thread["thread_id"], "newsroom", input={"topic": topic, "requester": "web-test", "source": "api"})
     state = await client.threads.get_state(thread["thread_id"])
@@ -124,7 +124,7 @@ async def test_a_failed_run_is_retried_from_its_page(approval_server, approval_s
     from tests.scripted_llm import Fault
 
     approval_script.script(Fault.server_error(503, "model server restarting"), model=WRITER)
-    client = get_client(url=approval_server.url)
+    client = service_client(approval_server.url)
     tid = (await client.threads.create(metadata={"source": "web-test"}))["thread_id"]
     await client.runs.wait(tid, "newsroom", input={"topic": "Failed, retried on the web", "requester": "web-test",
                                                    "source": "api"})

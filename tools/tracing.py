@@ -176,10 +176,14 @@ def configured_secrets(settings: Settings) -> list[str]:
 
     found: list[str] = []
     for name in ("llm_api_key", "anthropic_api_key", "telegram_bot_token", "telegram_webhook_secret", "web_token",
-                 "langfuse_secret_key"):
+                 "langfuse_secret_key", "service_token", "session_secret"):
         value = getattr(settings, name, None)
         if value is not None:
             found.append(value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
+    try:  # every approver's and viewer's token
+        found += [token for token, identity in settings.identities() if identity.role != "service"]
+    except (ValueError, AttributeError):
+        pass
     if settings.database_url:
         password = urlsplit(settings.database_url).password
         if password:

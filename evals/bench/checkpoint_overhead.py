@@ -24,13 +24,26 @@ import uuid
 from evals.chaos.support import private_postgres, use_scripted_llm
 
 
+async def _approval(graph, config) -> dict:
+    """The approve a human would give, through the approvals ledger (the gate accepts no other)."""
+    from service.approvals import PendingInterrupt, claim_interrupt, resume_value
+    from service.runner import latest_interrupt
+    from storage.db import get_database
+
+    value, interrupt_id = latest_interrupt(await graph.aget_state(config))
+    pending = PendingInterrupt(thread_id=config["configurable"]["thread_id"], interrupt_id=interrupt_id, payload=value)
+    _, token = await claim_interrupt(await get_database(), pending, action="approve", text=None, reviewer="bench",
+                                     via="bench")
+    return resume_value("approve", None, "bench", token)
+
+
 async def _one_post(graph, tid: str) -> float:
     from langgraph.types import Command
 
     config = {"configurable": {"thread_id": tid}, "recursion_limit": 100}
     t0 = time.perf_counter()
     await graph.ainvoke({"topic": "How GQA shrinks the KV cache", "requester": "bench", "source": "api"}, config)
-    final = await graph.ainvoke(Command(resume={"action": "approve", "reviewer": "bench"}), config)
+    final = await graph.ainvoke(Command(resume=await _approval(graph, config)), config)
     elapsed = time.perf_counter() - t0
     if final.get("outcome") != "published":
         raise RuntimeError(f"{tid} ended {final.get('outcome')}: {final.get('error')}")

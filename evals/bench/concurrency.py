@@ -152,7 +152,7 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
 
     from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
     from tests.scripted_llm import Reply, ScriptedLLM
-    from tests.server_fixtures import AgentServer, free_port
+    from tests.server_fixtures import SERVICE_TOKEN, AgentServer, free_port
 
     delay = llm_ms / 1000
     with private_postgres() as (url, state_dir), ScriptedLLM(models=[WRITER, JUDGE]) as llm:
@@ -163,7 +163,7 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
                    NEWSROOM_POOL_MAX_SIZE=str(max(10, min(jobs, 40))), NEWSROOM_APPROVAL_SWEEP_INTERVAL_S="0")
         server = AgentServer(free_port(), env, state_dir / "agent-server.log").start(timeout_s=300)
         try:
-            client = get_client(url=server.url, timeout=600)
+            client = get_client(url=server.url, timeout=600, api_key=SERVICE_TOKEN)
             await _batch(client, 2, "warmup")
             alone = []
             for _ in range(3):  # the critical path: one post with the server to itself

@@ -87,7 +87,7 @@ class Worker:
                 return
             emit("apply", thread_id=tid, decision=gate["decision"])
             value = resume_value(gate["decision"], "chaos drill" if gate["decision"] == "reject" else None,
-                                 gate["decided_by"] or "unknown")
+                                 gate["decided_by"] or "unknown", gate.get("resume_token"))
             snap = await drive(tid, Command(resume=value))
             emit("stopped", thread_id=tid, waiting=snap.waiting_for_human, outcome=snap.values.get("outcome"))
 
