@@ -75,10 +75,6 @@ async def _answer(send: Send, status: int, detail: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
-class TooLarge(Exception):
-    pass
-
-
 class ServerGuard:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -142,32 +138,35 @@ class ServerGuard:
                 await _answer(send, 413, f"request body over {limit} bytes: refused before reading it")
                 return
 
-        received = 0
-        started = False
+        if length is None and method not in ("GET", "HEAD", "OPTIONS"):
+            # No Content-Length (chunked): read it here, up to the limit, before the app sees any of it.
+            body, more = [], True
+            total = 0
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                total += len(message.get("body", b""))
+                if total > limit:
+                    await _answer(send, 413, f"request body over {limit} bytes: refused")
+                    return
+                body.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            replay = [{"type": "http.request", "body": b"".join(body), "more_body": False}]
 
-        async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise TooLarge
-            return message
+            async def buffered_receive() -> Message:
+                return replay.pop() if replay else await receive()
+
+            receive = buffered_receive
 
         async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if not listed:  # Private Network Access only for the configured origins
-                    message = dict(message, headers=[(k, v) for k, v in message.get("headers", [])
-                                                      if k.lower() != b"access-control-allow-private-network"])
+            if message["type"] == "http.response.start" and not listed:
+                # Private Network Access only for the configured origins
+                message = dict(message, headers=[(k, v) for k, v in message.get("headers", [])
+                                                  if k.lower() != b"access-control-allow-private-network"])
             await send(message)
 
-        try:
-            await self.app(scope, bounded_receive, guarded_send)
-        except TooLarge:
-            if not started:
-                await _answer(send, 413, f"request body over {limit} bytes: refused")
+        await self.app(scope, receive, guarded_send)
 
     @staticmethod
     def _credential(headers: Headers) -> str | None:

@@ -23,7 +23,7 @@ STRANGER_CHAT = 999           # not allowed
 APPROVER, APPROVER_2 = 501, 502
 NOT_APPROVER = 777
 WEBHOOK_SECRET = "wh-secret-3f1c9a-7d20b54e9c1f8a63"
-WEB_TOKEN = "web-token-7d2e-41c8f09b3a6d2e75"
+WEB_TOKEN = "web-token-7d2e-41c8f09b3a6d2e75c0"
 
 
 def approval_env(fake_url: str) -> dict[str, str]:
