@@ -3,61 +3,170 @@
 /newsroom/ui                       runs list
 /newsroom/ui/runs/{thread_id}      one run: draft, scores, citations, events, LLM calls and cost,
                                    and Approve / Revise / Reject when it waits at the gate
-/newsroom/ui/login, /logout        a form that trades NEWSROOM_WEB_TOKEN for a session cookie
+/newsroom/ui/login, /logout        a form that trades a token for a session
 
-Every page needs the token: the cookie from the login form, or `Authorization: Bearer <token>`
-(or `X-Newsroom-Token`) for scripts. Decisions go through service/approvals.decide, the same
-once-only path as Telegram.
+Who may use it (Starlette's AuthenticationMiddleware with WebAuthBackend on every route): an
+approver's or viewer's token (NEWSROOM_APPROVER_TOKENS / NEWSROOM_VIEWER_TOKENS) or the shared
+NEWSROOM_WEB_TOKEN (an approver named "web" whose reviewer name is typed into the form), either
+logged in (a session cookie: an itsdangerous-signed session id with an expiry, backed by a row that
+logout revokes) or as `Authorization: Bearer <token>` for scripts. Viewers see pages and decide
+nothing. Decisions go through service/approvals.decide, the same once-only path as Telegram.
+Pages are Jinja2 templates (service/templates/, autoescaped); the flash message after a decision
+travels in a signed cookie (not in the URL); every response carries a Content-Security-Policy.
 """
 from __future__ import annotations
 
-import hashlib
+import collections
 import hmac
-import html
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import quote, urlparse
 
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from config import Settings, get_settings
+from config import Identity, Settings, get_settings
 from service import approvals as decisions
-from storage import approvals, posts
+from service.http_guard import request_scheme
+from storage import approvals, posts, sessions
 from storage.db import get_database
+from tools.tracing import public_reason
 
 log = logging.getLogger(__name__)
 
 BASE = "/newsroom/ui"
 COOKIE = "newsroom_session"
+FLASH_COOKIE = "newsroom_flash"
+FLASH_MAX_AGE_S = 120
+SHARED_WEB_NAME = "web"
+DIMENSIONS = ("technical_accuracy", "calibration", "mechanistic_depth", "audience_calibration")
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on our own
+    # form posts, which the same-origin check (and the server guard) must refuse.
+    (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"), (b"cache-control", b"no-store"),
+]
 # (chat_id, topic, verb, reviewer) -> a StartRun that also reports to Telegram, or None for a plain resume.
 StartRunHook = Callable[[int | None, str, str, str], Awaitable[decisions.StartRun | None]]
 
-
-def e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-# --- authorization -------------------------------------------------------------------------------------
+# --- who is asking -------------------------------------------------------------------------------------
 
-def session_value(token: str) -> str:
-    # The cookie carries a MAC of the token, not the token itself.
-    return hmac.new(token.encode(), b"newsroom-web-session-v1", hashlib.sha256).hexdigest()
+class WebUser(BaseUser):
+    def __init__(self, identity: Identity, *, session_id: str | None = None):
+        self.who, self.session_id = identity, session_id
 
-
-def authorized(request: Request, settings: Settings) -> bool:
-    if settings.web_token is None:
-        return False
-    token = settings.web_token.get_secret_value()
-    auth = request.headers.get("authorization", "")
-    given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-newsroom-token")
-    if given and hmac.compare_digest(given.encode(), token.encode()):
+    @property
+    def is_authenticated(self) -> bool:
         return True
-    cookie = request.cookies.get(COOKIE)
-    return bool(cookie) and hmac.compare_digest(cookie.encode(), session_value(token).encode())
+
+    @property
+    def display_name(self) -> str:
+        return self.who.name
+
+    @property
+    def role(self) -> str:
+        return self.who.role
+
+    @property
+    def shared(self) -> bool:
+        """The shared NEWSROOM_WEB_TOKEN: the reviewer types a name (recorded as "NAME (web)")."""
+        return self.who.name == SHARED_WEB_NAME and self.who.role == "approver"
+
+
+def web_enabled(settings: Settings) -> bool:
+    return settings.web_token is not None or any(i.role != "service" for _, i in settings.identities())
+
+
+def web_identity(settings: Settings, token: str | None) -> Identity | None:
+    """An approver or viewer token, or the shared web token (compared in constant time)."""
+    if not token:
+        return None
+    found = settings.identify(token)
+    if settings.web_token is not None and hmac.compare_digest(token.strip().encode(),
+                                                              settings.web_token.get_secret_value().encode()):
+        found = Identity(name=SHARED_WEB_NAME, role="approver")
+    return found if found is not None and found.role != "service" else None
+
+
+def _signer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.signing_key(purpose), salt=f"newsroom-{purpose}")
+
+
+class WebAuthBackend(AuthenticationBackend):
+    """A Bearer token (scripts) or the session cookie (a browser that logged in)."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        settings = get_settings()
+        auth = conn.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else conn.headers.get("x-newsroom-token")
+        if token:
+            identity = web_identity(settings, token)
+            return (AuthCredentials([identity.role]), WebUser(identity)) if identity else None
+        cookie = conn.cookies.get(COOKIE)
+        if not cookie or not web_enabled(settings):
+            return None
+        try:
+            session_id = _signer(settings, "web-session").loads(cookie, max_age=settings.session_max_age_s)
+        except BadSignature:  # forged, tampered or expired (SignatureExpired is a BadSignature)
+            return None
+        row = await sessions.live_session(await get_database(), str(session_id))
+        if row is None:  # logged out (revoked) or past its expiry
+            return None
+        identity = Identity(name=row["identity"], role=row["role"])
+        return AuthCredentials([identity.role]), WebUser(identity, session_id=row["session_id"])
+
+
+class SecurityHeaders:
+    """CSP and friends on every page of the web UI (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), *SECURITY_HEADERS])
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class LoginLimiter:
+    """Failed logins per client address in a sliding minute (memory: one server process)."""
+
+    def __init__(self):
+        self._failures: dict[str, collections.deque] = {}
+
+    def blocked(self, client: str, limit: int) -> bool:
+        recent = self._failures.get(client)
+        now = time.monotonic()
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        return bool(recent) and len(recent) >= limit
+
+    def failed(self, client: str) -> None:
+        if len(self._failures) > 10000:  # bounded: a spray of addresses cannot grow it forever
+            self._failures.clear()
+        self._failures.setdefault(client, collections.deque()).append(time.monotonic())
+
+
+limiter = LoginLimiter()
 
 
 def same_origin(request: Request) -> bool:
@@ -68,180 +177,110 @@ def same_origin(request: Request) -> bool:
     return urlparse(origin).netloc == request.headers.get("host", "")
 
 
-# --- page frame ------------------------------------------------------------------------------------------
-
-STYLE = """
-body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem 1.5rem;color:#1d1d1f}
-h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:1.6rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;width:100%} td,th{padding:.3rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-.status{font-weight:600} .draft{white-space:pre-wrap;background:#fafafa;border:1px solid #e3e3e3;padding:1rem;border-radius:6px}
-.flash{background:#eef6ff;border:1px solid #b6d4fe;padding:.6rem 1rem;border-radius:6px}
-.warn{background:#fff4e5;border:1px solid #ffc46b;padding:.6rem 1rem;border-radius:6px}
-form.decide{display:flex;gap:.6rem;flex-wrap:wrap;align-items:flex-start;margin:.6rem 0}
-form.decide textarea{width:22rem;height:3.2rem} button{padding:.45rem 1rem;font-size:.95rem;cursor:pointer}
-nav{display:flex;gap:1rem;align-items:center;justify-content:space-between} code{font-size:.85em}
-"""
+def is_https(request: Request) -> bool:
+    return request_scheme(request.scope, request.headers, get_settings().trust_forwarded_proto) == "https"
 
 
-def page(title: str, body: str, *, status: int = 200, authed: bool = True) -> HTMLResponse:
-    logout = (f'<form method="post" action="{BASE}/logout"><button id="logout">Log out</button></form>'
-              if authed else "")
-    return HTMLResponse(
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)} · newsroom</title>"
-        f"<meta name=viewport content='width=device-width'><style>{STYLE}</style></head><body>"
-        f"<nav><a href='{BASE}'>newsroom runs</a>{logout}</nav>{body}</body></html>", status_code=status)
+# --- rendering ----------------------------------------------------------------------------------------------
+
+def render(request: Request, template: str, status: int = 200, **context) -> Response:
+    user = request.user if getattr(request.user, "is_authenticated", False) else None
+    return templates.TemplateResponse(request, template, {"base": BASE, "user": user, **context},
+                                      status_code=status)
 
 
-def login_page(message: str = "", status: int = 401) -> HTMLResponse:
-    note = f"<p class=warn>{e(message)}</p>" if message else ""
-    return page("log in", f"<h1>Log in</h1>{note}<p>This page needs the web token (NEWSROOM_WEB_TOKEN).</p>"
-                          f"<form method=post action='{BASE}/login'><input type=password name=token id=token "
-                          f"autocomplete=current-password placeholder='web token' required> "
-                          f"<button id=login>Log in</button></form>", status=status, authed=False)
+def message(request: Request, heading: str, text: str, status: int) -> Response:
+    return render(request, "message.html", status, title=heading.lower(), heading=heading, text=text)
 
 
-def disabled_page() -> HTMLResponse:
-    return page("disabled", "<h1>Web approvals are off</h1><p>Set NEWSROOM_WEB_TOKEN on the server to enable "
-                            "these pages.</p>", status=503, authed=False)
+def login_page(request: Request, note: str = "", status: int = 401) -> Response:
+    return render(request, "login.html", status, title="log in", note=note)
 
 
-# --- views ----------------------------------------------------------------------------------------------------
-
-def render_runs(rows: list[dict]) -> str:
-    trs = "".join(
-        f"<tr><td><a href='{BASE}/runs/{quote(r['thread_id'])}'><code>{e(r['thread_id'][-8:])}</code></a></td>"
-        f"<td>{e(r['topic'][:90])}</td><td class=status>{e(r['status'])}</td><td>{r['revision']}</td>"
-        f"<td>{e(r['source'])}</td><td>${float(r['cost_usd']):.4f}</td><td>{r['updated_at']:%Y-%m-%d %H:%M}</td></tr>"
-        for r in rows)
-    return ("<h1>Runs</h1><table id=runs><tr><th>thread</th><th>topic</th><th>status</th><th>rev</th><th>source</th>"
-            f"<th>cost</th><th>updated</th></tr>{trs or '<tr><td colspan=7>no runs yet</td></tr>'}</table>")
+def disabled_page(request: Request) -> Response:
+    return message(request, "Web approvals are off", "Set NEWSROOM_APPROVER_TOKENS (or NEWSROOM_VIEWER_TOKENS, "
+                   "or NEWSROOM_WEB_TOKEN) on the server to enable these pages.", 503)
 
 
-def render_run(post: dict, values: dict, pending: decisions.PendingInterrupt | None, gate_id: str | None,
-               events: list[dict], calls: list[dict], pubs: list[dict], flash: str | None) -> str:
-    tid = post["thread_id"]
-    out = [f"<h1>{e(post['topic'])}</h1>"]
-    if flash:
-        out.append(f"<p class=flash id=flash>{e(flash)}</p>")
-    out.append(f"<p>thread <code>{e(tid)}</code> · status <span class=status id=status>{e(post['status'])}</span>"
-               f" · revision cycles {post['revision']} · requested by {e(post['requester'])} via {e(post['source'])}</p>")
-    payload = pending.payload if pending else None
-    drafts = values.get("drafts") or []
-    draft = (payload or {}).get("draft") or (drafts[-1] if drafts else None)
-    if pending and gate_id:
-        if payload.get("escalated"):
-            out.append(f"<p class=warn>Escalated: {e(payload.get('escalation_reason'))}</p>")
-        out.append(
-            f"<h2>Decision</h2><p>Draft v{e(draft.get('version'))} waits for approval.</p>"
-            f"<form class=decide method=post action='{BASE}/runs/{quote(tid)}/decide'>"
-            f"<input type=hidden name=gate_id value='{e(gate_id)}'>"
-            "<label>reviewer <input name=reviewer placeholder='your name' value='web' size=12></label>"
-            "<button name=action value=approve id=approve>Approve</button></form>"
-            f"<form class=decide method=post action='{BASE}/runs/{quote(tid)}/decide'>"
-            f"<input type=hidden name=gate_id value='{e(gate_id)}'><input type=hidden name=reviewer value='web'>"
-            "<textarea name=feedback id=feedback placeholder='what should the writer change?' required></textarea>"
-            "<button name=action value=revise id=revise>Revise</button></form>"
-            f"<form class=decide method=post action='{BASE}/runs/{quote(tid)}/decide'>"
-            f"<input type=hidden name=gate_id value='{e(gate_id)}'><input type=hidden name=reviewer value='web'>"
-            "<textarea name=reason id=reason placeholder='why reject it?' required></textarea>"
-            "<button name=action value=reject id=reject>Reject</button></form>")
-    if post["status"] == "failed":
-        out.append(
-            f"<h2>Failed</h2><p class=warn id=failure>{e(post.get('status_reason') or values.get('error'))}</p>"
-            f"<form class=decide method=post action='{BASE}/runs/{quote(tid)}/retry'>"
-            "<label>reviewer <input name=reviewer placeholder='your name' value='web' size=12></label>"
-            "<button id=retry>Retry from where it failed</button></form>")
-    if pubs:
-        out.append("<h2>Published</h2><ul>" + "".join(
-            f"<li id=publication>{e(p['destination'])}: <code>{e(p['location'])}</code> ({p['published_at']:%Y-%m-%d %H:%M})</li>"
-            for p in pubs) + "</ul>")
-    if draft:
-        out.append(f"<h2>Draft v{e(draft.get('version'))}: {e(draft.get('title'))}</h2>"
-                   f"<div class=draft id=draft>{e(draft.get('body'))}</div>"
-                   f"<p><small>model {e(draft.get('model'))} · prompt {e(draft.get('prompt'))}</small></p>")
-    reviews = values.get("reviews") or []
-    review = reviews[-1] if reviews else None
-    if review:
-        verdict = review.get("verdict") or {}
-        reasoning = verdict.get("reasoning") or {}
-        rows = "".join(f"<tr><td>{e(k)}</td><td>{e(verdict.get(k))}</td><td>{e(reasoning.get(k))}</td></tr>"
-                       for k in ("technical_accuracy", "calibration", "mechanistic_depth", "audience_calibration"))
-        mean = review.get("mean")
-        out.append(f"<h2>Editor's scores (draft v{e(review.get('draft_version'))})</h2>"
-                   f"<table id=scores><tr><th>dimension</th><th>score</th><th>reasoning</th></tr>{rows}</table>"
-                   f"<p>decision <b>{e(str(review.get('decision')).upper())}</b>"
-                   + (f" · mean {mean:.2f}" if mean is not None else "")
-                   + f" · flag {e(verdict.get('flag'))} · judge {e(review.get('judge_model'))}"
-                   + (f" · error: {e(review.get('error'))}" if review.get("error") else "") + "</p>")
-    research = values.get("research") or {}
-    cites = research.get("citations") or []
-    out.append("<h2>Citations</h2>" + ("<ol id=citations>" + "".join(
-        f"<li value={int(c.get('n', 0))}>{e(c.get('source_title'))}"
-        + (f" — {e(c.get('heading'))}" if c.get("heading") else "")
-        + (f" <small><code>{e(c.get('source_path'))}</code></small>" if c.get("source_path") else "") + "</li>"
-        for c in cites) + "</ol>" if cites else "<p>none (ungrounded: verify every claim)</p>"))
-    out.append(f"<h2>Cost</h2><p id=cost>${float(post['cost_usd']):.4f} · {post['llm_calls']} LLM calls · "
-               f"{post['tokens_in']} tokens in, {post['tokens_out']} out</p>")
-    if calls:
-        out.append("<table><tr><th>at</th><th>role</th><th>model</th><th>tokens</th><th>cost</th><th>ms</th><th>outcome</th></tr>"
-                   + "".join(f"<tr><td>{c['at']:%H:%M:%S}</td><td>{e(c['role'])}</td><td>{e(c['model'])}</td>"
-                             f"<td>{c['tokens_in']}+{c['tokens_out']}</td><td>${float(c['cost_usd']):.4f}</td>"
-                             f"<td>{c['latency_ms']}</td><td>{e(c['outcome'])}</td></tr>" for c in calls) + "</table>")
-    out.append("<h2>Events</h2><table id=events><tr><th>at</th><th>actor</th><th>what</th><th>detail</th></tr>" + "".join(
-        f"<tr><td style='white-space:nowrap'>{ev['at']:%m-%d %H:%M:%S}</td><td>{e(ev['actor'])}</td>"
-        f"<td>{e(ev['from_status'] + ' → ' + ev['to_status'] if ev['kind'] == 'transition' else ev['kind'])}</td>"
-        f"<td><small>{e(json.dumps({k: v for k, v in (ev['detail'] or {}).items() if v not in (None, '', [], {})}, default=str)[:300])}</small></td></tr>"
-        for ev in events) + "</table>")
-    return "".join(out)
+def redirect_with_flash(request: Request, url: str, text: str) -> Response:
+    resp = RedirectResponse(url, status_code=303)
+    if text:
+        resp.set_cookie(FLASH_COOKIE, _signer(get_settings(), "web-flash").dumps(text[:500]), max_age=FLASH_MAX_AGE_S,
+                        httponly=True, samesite="strict", path=BASE, secure=is_https(request))
+    return resp
+
+
+def take_flash(request: Request) -> str | None:
+    value = request.cookies.get(FLASH_COOKIE)
+    if not value:
+        return None
+    try:
+        return str(_signer(get_settings(), "web-flash").loads(value, max_age=FLASH_MAX_AGE_S))
+    except BadSignature:
+        return None  # forged: shown to nobody
+
+
+def _event_detail(ev: dict) -> str:
+    detail = {k: v for k, v in (ev["detail"] or {}).items() if v not in (None, "", [], {})}
+    return json.dumps(detail, default=str)[:300]
 
 
 # --- routes ------------------------------------------------------------------------------------------------------
 
 def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | None = None) -> list[Route]:
-    def guard(request: Request) -> Response | None:
-        settings = get_settings()
-        if settings.web_token is None:
-            return disabled_page()
-        if not authorized(request, settings):
+    def refused(request: Request) -> Response | None:
+        if not web_enabled(get_settings()):
+            return disabled_page(request)
+        if not request.user.is_authenticated:
             if request.method == "GET":
-                return login_page("Log in to see runs.")
-            return page("refused", "<h1>Refused</h1><p>Missing or wrong web token. Nothing changed.</p>",
-                        status=403, authed=False)
+                return login_page(request, "Log in to see runs.")
+            return message(request, "Refused", "Missing or wrong credential. Nothing changed.", 403)
         return None
 
     async def runs_list(request: Request) -> Response:
-        if (refusal := guard(request)) is not None:
+        if (refusal := refused(request)) is not None:
             return refusal
         rows = await posts.list_posts(await get_database(), limit=100)
-        return page("runs", render_runs(rows))
+        return render(request, "runs.html", title="runs", rows=rows)
 
     async def login(request: Request) -> Response:
         settings = get_settings()
-        if settings.web_token is None:
-            return disabled_page()
+        if not web_enabled(settings):
+            return disabled_page(request)
         if request.method == "GET":
-            return login_page("", status=200)
-        token = (parse_qs((await request.body()).decode(errors="replace")).get("token") or [""])[0]
-        if not hmac.compare_digest(token.encode(), settings.web_token.get_secret_value().encode()):
-            return login_page("Wrong token.", status=403)
+            return login_page(request, "", status=200)
+        client = request.client.host if request.client else "?"
+        if limiter.blocked(client, settings.login_max_failures):
+            return login_page(request, "Too many failed logins from here: wait a minute.", status=429)
+        async with request.form(max_files=0, max_fields=5, max_part_size=1024) as form:
+            token = str(form.get("token") or "")
+        identity = web_identity(settings, token)
+        if identity is None:
+            limiter.failed(client)
+            return login_page(request, "Wrong token.", status=403)
+        session_id = await sessions.open_session(await get_database(), identity=identity.name, role=identity.role,
+                                                 max_age_s=settings.session_max_age_s)
         resp = RedirectResponse(BASE, status_code=303)
-        resp.set_cookie(COOKIE, session_value(token), httponly=True, samesite="strict", path=BASE,
-                        secure=request.url.scheme == "https", max_age=7 * 86400)
+        resp.set_cookie(COOKIE, _signer(settings, "web-session").dumps(session_id), httponly=True, samesite="strict",
+                        path=BASE, secure=is_https(request), max_age=int(settings.session_max_age_s))
         return resp
 
-    async def logout(_: Request) -> Response:
+    async def logout(request: Request) -> Response:
+        user = request.user
+        if getattr(user, "session_id", None):
+            await sessions.revoke_session(await get_database(), user.session_id)  # the cookie is dead from here on
         resp = RedirectResponse(f"{BASE}/login", status_code=303)
         resp.delete_cookie(COOKIE, path=BASE)
         return resp
 
     async def run_page(request: Request) -> Response:
-        if (refusal := guard(request)) is not None:
+        if (refusal := refused(request)) is not None:
             return refusal
         tid = request.path_params["thread_id"]
         db = await get_database()
         post = await posts.get_post(db, tid) if "\x00" not in tid else None  # PostgreSQL text cannot hold NUL
         if post is None:
-            return page("not found", f"<h1>No run {e(tid)}</h1>", status=404)
+            return message(request, f"No run {tid[:80]}", "Nothing by that id.", 404)
         client = client_factory()
         try:
             values = (await client.threads.get_state(tid)).get("values") or {}
@@ -254,24 +293,41 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
             chat = (post.get("metadata") or {}).get("chat_id")
             gate = await decisions.gate_for(db, pending, chat_id=int(chat) if chat is not None else None)
             gate_id = None if gate.decided else gate.gate_id
-        body = render_run(post, values, pending, gate_id, await posts.list_events(db, tid),
-                          await posts.llm_calls_for(db, tid), await posts.publications_for(db, tid),
-                          request.query_params.get("msg"))
-        return page(post["topic"][:60], body)
+        drafts = values.get("drafts") or []
+        draft = (pending.payload if pending else {}).get("draft") or (drafts[-1] if drafts else None)
+        reviews = values.get("reviews") or []
+        review = reviews[-1] if reviews else None
+        events = [dict(ev, shown=_event_detail(ev)) for ev in await posts.list_events(db, tid)]
+        resp = render(request, "run.html", title=post["topic"][:60], post=post, pending=pending, gate_id=gate_id,
+                      draft=draft, review=review, dimensions=DIMENSIONS, flash=take_flash(request),
+                      review_error=public_reason((review or {}).get("error")),
+                      failure=public_reason(post.get("status_reason") or values.get("error")),
+                      cites=((values.get("research") or {}).get("citations") or []),
+                      events=events, calls=await posts.llm_calls_for(db, tid), pubs=await posts.publications_for(db, tid),
+                      can_decide=request.user.who.can_decide, shared_login=request.user.shared)
+        resp.delete_cookie(FLASH_COOKIE, path=BASE)
+        return resp
 
     async def checked_form_post(request: Request) -> Response | tuple[str, dict[str, str]]:
-        """A decision or retry form post: the token, the same origin and no NUL byte (PostgreSQL
+        """A decision or retry form post: an approver, the same origin and no NUL byte (PostgreSQL
         text cannot hold it), or the refusal page. Returns (thread id, form fields)."""
-        if (refusal := guard(request)) is not None:
+        if (refusal := refused(request)) is not None:
             return refusal
+        if not request.user.who.can_decide:
+            return message(request, "Refused", "Viewers cannot decide. Nothing changed.", 403)
         if not same_origin(request):
-            return page("refused", "<h1>Refused</h1><p>Cross-site form post. Nothing changed.</p>", status=403)
+            return message(request, "Refused", "Cross-site form post. Nothing changed.", 403)
         tid = request.path_params["thread_id"]
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        async with request.form(max_files=0, max_fields=20, max_part_size=16 * 1024) as data:
+            form = {k: str(v) for k, v in data.items()}
         if "\x00" in tid or any("\x00" in v for v in form.values()):
-            return page("refused", "<h1>Refused</h1><p>The request holds a NUL character. Nothing changed.</p>",
-                        status=400)
+            return message(request, "Refused", "The request holds a NUL character. Nothing changed.", 400)
         return tid, form
+
+    def reviewer_of(request: Request, form: dict[str, str]) -> str:
+        if request.user.shared:
+            return f"{(form.get('reviewer') or 'web').strip()[:60]} (web)"
+        return f"{request.user.display_name} (web)"  # a personal token: the name is the login's, not typed
 
     async def decide(request: Request) -> Response:
         checked = await checked_form_post(request)
@@ -279,13 +335,12 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
             return checked
         tid, form = checked
         action = form.get("action", "")
-        reviewer = f"{(form.get('reviewer') or 'web').strip()[:60]} (web)"
+        reviewer = reviewer_of(request, form)
         text = form.get("feedback") if action == "revise" else form.get("reason")
         db = await get_database()
         gate = await approvals.get_gate(db, form.get("gate_id", ""))
         if gate is not None and gate.thread_id != tid:
-            return page("refused", "<h1>Refused</h1><p>That decision belongs to another run. Nothing changed.</p>",
-                        status=400)
+            return message(request, "Refused", "That decision belongs to another run. Nothing changed.", 400)
         post = await posts.get_post(db, tid) or {}
         start_run = None
         if start_run_hook is not None:
@@ -297,35 +352,40 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         msg = {"approve": "Approved: the Publisher is publishing it.",
                "revise": "Sent back to the Writer with your feedback.",
                "reject": "Rejected: nothing will be published."}.get(action, "") if result.resumed else result.message
-        return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(msg)}", status_code=303)
+        return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", public_reason(msg))
 
     async def retry(request: Request) -> Response:
         checked = await checked_form_post(request)
         if isinstance(checked, Response):
             return checked
         tid, form = checked
-        reviewer = f"{(form.get('reviewer') or 'web').strip()[:60]} (web)"
+        reviewer = reviewer_of(request, form)
         db, client = await get_database(), client_factory()
         if await posts.get_post(db, tid) is None:
-            return page("not found", f"<h1>No run {e(tid)}</h1>", status=404)
+            return message(request, f"No run {tid[:80]}", "Nothing by that id.", 404)
         try:
             config = await decisions.reopen_failed_on_server(client, db, tid, reviewer=reviewer)
         except decisions.RetryRefused as err:
-            return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(str(err))}", status_code=303)
+            return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", public_reason(str(err)))
         try:
             # No input: the run continues from the reopened checkpoint (a server run: Studio shows it).
             await client.runs.create(tid, decisions.GRAPH_ID, input=None, config=config, multitask_strategy="reject")
             msg = "Retrying from where it failed."
         except Exception as err:  # noqa: BLE001 - reported; the reopened run has pending desks: recovery resumes it
             log.warning("retry of %s did not start: %s", tid, err)
-            msg = f"Reopened, but the run did not start ({err}); `newsroom recover` or the next server start resumes it."
-        return RedirectResponse(f"{BASE}/runs/{quote(tid)}?msg={quote(msg)}", status_code=303)
+            msg = (f"Reopened, but the run did not start ({public_reason(str(err))}); `newsroom recover` or the next "
+                   "server start resumes it.")
+        return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", msg)
 
+    guarded = [Middleware(SecurityHeaders), Middleware(AuthenticationMiddleware, backend=WebAuthBackend())]
     return [
-        Route(BASE, runs_list),
-        Route(f"{BASE}/login", login, methods=["GET", "POST"]),
-        Route(f"{BASE}/logout", logout, methods=["POST"]),
-        Route(f"{BASE}/runs/{{thread_id}}", run_page),
-        Route(f"{BASE}/runs/{{thread_id}}/decide", decide, methods=["POST"]),
-        Route(f"{BASE}/runs/{{thread_id}}/retry", retry, methods=["POST"]),
+        Route(BASE, runs_list, middleware=guarded),
+        Route(f"{BASE}/login", login, methods=["GET", "POST"], middleware=guarded),
+        Route(f"{BASE}/logout", logout, methods=["POST"], middleware=guarded),
+        Route(f"{BASE}/runs/{{thread_id}}", run_page, middleware=guarded),
+        Route(f"{BASE}/runs/{{thread_id}}/decide", decide, methods=["POST"], middleware=guarded),
+        Route(f"{BASE}/runs/{{thread_id}}/retry", retry, methods=["POST"], middleware=guarded),
     ]
+
+
+__all__ = ["routes", "WebAuthBackend", "WebUser", "web_identity", "same_origin", "BASE", "COOKIE"]

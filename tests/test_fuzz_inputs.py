@@ -330,8 +330,10 @@ def test_fuzzed_routes_without_configuration_answer_4xx_or_documented_503(monkey
     from config import reset_settings_cache
     from service.http_app import app
 
-    for var in ("NEWSROOM_WEB_TOKEN", "TELEGRAM_BOT_TOKEN", "NEWSROOM_TELEGRAM_WEBHOOK_SECRET"):
+    for var in ("NEWSROOM_WEB_TOKEN", "TELEGRAM_BOT_TOKEN", "NEWSROOM_TELEGRAM_WEBHOOK_SECRET",
+                "NEWSROOM_APPROVER_TOKENS", "NEWSROOM_VIEWER_TOKENS"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NEWSROOM_ALLOWED_HOSTS", "testserver")  # TestClient's Host
     reset_settings_cache()
     monkeypatch.setattr("service.http_app.runtime._receiver", None)
 

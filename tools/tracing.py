@@ -139,6 +139,21 @@ class Scrubber:
 
 FRAGMENT_MIN = 12  # characters of a secret's head or tail that are redacted on their own
 
+# An endpoint in a reason shown to a chat or a web page: scheme://host[:port][/path]. Bounded
+# repetitions: linear on any input (tests/security/test_linear_time.py).
+_ENDPOINT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{0,15}://[^\s\"'<>]{1,512}")
+PUBLIC_REASON_MAX = 2000
+
+
+def public_reason(text: str | None, settings: Settings | None = None) -> str:
+    """A failure reason fit for a chat or the web page: cut to size, secrets scrubbed, endpoint
+    URLs (internal LLM base URLs) replaced by <endpoint>."""
+    if not text:
+        return ""
+    text = str(text)[:PUBLIC_REASON_MAX]
+    text = Scrubber(configured_secrets(settings or get_settings())).text(text)
+    return _ENDPOINT.sub("<endpoint>", text)
+
 
 def _drop_pieces(s: str, secret: str, m: int) -> str:
     """Redact every run of >= m characters in s that is a prefix or a suffix of secret."""
