@@ -194,6 +194,11 @@ class Settings(BaseSettings):
         default=None,
         description="webhook mode: the secret_token given to setWebhook; the route refuses requests without it",
     )
+    telegram_group_messages_per_min: int = Field(
+        default=20, ge=1, le=100000,
+        description="messages the bot sends to one group per minute at most (Telegram's own limit is 20; "
+                    "PTB's AIORateLimiter waits rather than be refused)",
+    )
     telegram_max_draft_messages: int = Field(
         default=3, ge=1, le=20, description="a longer draft than this many 4096-char messages is sent as a document",
     )

@@ -20,9 +20,10 @@ from telegram import (
     Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, ReplyParameters, Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
-    Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters,
+    AIORateLimiter, Application, ApplicationBuilder, ApplicationHandlerStop, CallbackQueryHandler, CommandHandler,
+    ContextTypes, MessageHandler, TypeHandler, filters,
 )
 
 from config import Settings
@@ -31,6 +32,7 @@ from service.approvals import GRAPH_ID, PendingInterrupt
 from storage import approvals, posts
 from storage.approvals import Gate
 from storage.db import Database, get_database
+from tools.tracing import public_reason
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +214,10 @@ def describe_desk(node: str, update: Any) -> str | None:
         if node == "publisher" and update.get("publication"):
             return f"✓ Published: {esc(update['publication'].get('location'))}"
         if update.get("outcome") == "failed":
-            return f"✗ Failed: {esc(update.get('error'))}"
+            return f"✗ Failed: {esc(public_reason(update.get('error')))}"
     except (KeyError, TypeError, IndexError, ValueError):
         return f"✓ {esc(node)}"
     return None
-
-
-def _seconds(value) -> float:
-    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
 
 
 # --- the bot ------------------------------------------------------------------------------------------
@@ -233,6 +231,8 @@ class NewsroomBot:
         self._database = database
         self.allowed_chats = frozenset(settings.telegram_allowed_chats)
         self.approvers = frozenset(settings.telegram_approvers)
+        # PTB's own chat filter, applied once for every update by the gatekeeper (group -1)
+        self.chat_filter = filters.Chat(chat_id=sorted(self.allowed_chats)) if self.allowed_chats else None
         self.app: Application | None = None
 
     async def db(self) -> Database:
@@ -242,6 +242,7 @@ class NewsroomBot:
     def install(self, app: Application) -> Application:
         self.app = app
         app.bot_data["newsroom"] = self
+        app.add_handler(TypeHandler(Update, self.gatekeeper), group=-1)  # before every other handler
         app.add_handler(CommandHandler(["start", "help"], self.cmd_help))
         app.add_handler(CommandHandler("post", self.cmd_post))
         app.add_handler(CommandHandler("status", self.cmd_status))
@@ -257,6 +258,20 @@ class NewsroomBot:
     def chat_allowed(self, chat_id: int | None) -> bool:
         return chat_id is not None and chat_id in self.allowed_chats
 
+    async def gatekeeper(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Every update from a chat that is not allowed stops here (the handlers never see it)."""
+        if not isinstance(update, Update):
+            raise ApplicationHandlerStop
+        message = update.effective_message
+        if message is not None and self.chat_filter is not None and self.chat_filter.filter(message):
+            return
+        if update.callback_query is not None:
+            await update.callback_query.answer("⛔ Only approvers can decide on drafts. Your press changed nothing.",
+                                               show_alert=True)
+        elif message is not None and (message.text or "").startswith("/"):
+            await self._refuse_chat(update)  # commands get the refusal (with the chat id); chatter nothing
+        raise ApplicationHandlerStop
+
     def is_approver(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self.approvers
 
@@ -270,17 +285,11 @@ class NewsroomBot:
     async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, user = update.effective_chat, update.effective_user
         ids = f"\n\nchat id <code>{chat.id}</code> · your user id <code>{user.id if user else '?'}</code>"
-        if not self.chat_allowed(chat.id):
-            await self._refuse_chat(update)
-            return
         role = " (approver)" if self.is_approver(user.id if user else None) else ""
         await update.effective_message.reply_text(HELP + ids + role, parse_mode=ParseMode.HTML)
 
     async def cmd_post(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, user, msg = update.effective_chat, update.effective_user, update.effective_message
-        if not self.chat_allowed(chat.id):
-            await self._refuse_chat(update)
-            return
         topic = " ".join(context.args or []).strip()
         if not topic:
             await msg.reply_text("Usage: /post TOPIC — for example: /post How GQA shrinks the KV cache")
@@ -301,12 +310,16 @@ class NewsroomBot:
 
     async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, msg = update.effective_chat, update.effective_message
-        if not self.chat_allowed(chat.id):
-            await self._refuse_chat(update)
-            return
         db = await self.db()
+        user = update.effective_user
         if context.args:
             tid = await approvals.resolve_thread_id(db, context.args[0])
+            post = await posts.get_post(db, tid) if tid else None
+            # Another chat's post is not this chat's business (its draft would be posted here),
+            # unless an approver asks.
+            if post is not None and not self.is_approver(user.id if user else None) and \
+                    str((post.get("metadata") or {}).get("chat_id")) != str(chat.id):
+                tid = None
             if tid is None:
                 await msg.reply_text(f"No post matches {context.args[0][:80]!r} (give a thread id or its last 8 characters).")
                 return
@@ -322,7 +335,8 @@ class NewsroomBot:
             return
         pubs = await posts.publications_for(db, tid)
         lines = [f"<b>{esc(post['topic'])}</b>", f"thread <code>{tid}</code>",
-                 f"status: <b>{esc(post['status'])}</b>" + (f" ({esc(post['status_reason'])})" if post.get("status_reason") else ""),
+                 f"status: <b>{esc(post['status'])}</b>" + (f" ({esc(public_reason(post['status_reason']))})"
+                                                             if post.get("status_reason") else ""),
                  f"revision cycles {post['revision']} · {post['llm_calls']} LLM calls · "
                  f"{post['tokens_in'] + post['tokens_out']} tokens · ${float(post['cost_usd']):.4f}",
                  f"requested by {esc(post['requester'])} via {esc(post['source'])}"]
@@ -336,9 +350,6 @@ class NewsroomBot:
 
     async def cmd_list(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, msg = update.effective_chat, update.effective_message
-        if not self.chat_allowed(chat.id):
-            await self._refuse_chat(update)
-            return
         rows = await approvals.posts_for_chat(await self.db(), chat.id, limit=10)
         if not rows:
             await msg.reply_text("No posts from this chat yet. Start one with /post TOPIC.")
@@ -350,12 +361,9 @@ class NewsroomBot:
 
     async def _approvers_post(self, update: Update, context: ContextTypes.DEFAULT_TYPE, verb: str,
                               usage: str) -> tuple[Database, dict] | None:
-        """For /cancel and /retry: an allowed chat, an approver, and the post THREAD names (or the
-        reply saying which of these is missing)."""
-        chat, user, msg = update.effective_chat, update.effective_user, update.effective_message
-        if not self.chat_allowed(chat.id):
-            await self._refuse_chat(update)
-            return None
+        """For /cancel and /retry (the chat passed the gatekeeper): an approver, and the post THREAD
+        names (or the reply saying which of these is missing)."""
+        user, msg = update.effective_user, update.effective_message
         if not self.is_approver(user.id if user else None):
             await msg.reply_text(f"⛔ Only approvers can {verb} a post. Nothing changed.")
             return None
@@ -440,9 +448,6 @@ class NewsroomBot:
             log.warning("could not close the graph of cancelled thread %s: %s", tid, err)
 
     async def on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if not self.chat_allowed(update.effective_chat.id):
-            await self._refuse_chat(update)
-            return
         await update.effective_message.reply_text("Unknown command. /help lists what I understand.")
 
     # --- the approval gate ------------------------------------------------------------------------
@@ -525,6 +530,10 @@ class NewsroomBot:
         if not self.chat_allowed(chat.id) or not self.is_approver(user.id if user else None):
             await msg.reply_text("⛔ Only approvers can decide on drafts. Nothing changed.")
             return
+        if prompt.asked_user != user.id:
+            await msg.reply_text("⛔ That question was asked of another approver: press Revise or Reject yourself. "
+                                 "Nothing changed.")
+            return
         reviewer = who(user)
         post = await posts.get_post(db, (await approvals.get_gate(db, prompt.gate_id)).thread_id) or {}
         verb = "revision requested" if prompt.action == "revise" else "rejected"
@@ -590,17 +599,17 @@ class NewsroomBot:
                 if part.event == "metadata" and isinstance(part.data, dict) and part.data.get("run_id"):
                     _created({"run_id": part.data["run_id"]})
                 elif part.event == "error":
-                    progress.finish(f"✗ Error: {esc(json.dumps(part.data)[:300])}")
+                    progress.finish(f"✗ Error: {esc(public_reason(json.dumps(part.data))[:300])}")
                 elif part.event.startswith("updates") and progress.on_part(part.event, part.data):
                     shown = await self._edit_progress(chat_id, message_id, progress, shown)
         except Exception as err:  # noqa: BLE001 - reported in the chat
             if created is not None and not created.done():
                 created.set_exception(err)  # the decision is released by decisions.decide
-                progress.finish(f"✗ Could not start: {esc(str(err)[:300])}")
+                progress.finish(f"✗ Could not start: {esc(public_reason(str(err))[:300])}")
                 await self._edit_progress(chat_id, message_id, progress, shown)
                 return
             log.warning("following %s failed: %s", thread_id, err)
-            progress.finish(f"✗ Lost the run's stream: {esc(str(err)[:300])} (see /status {thread_id[-8:]})")
+            progress.finish(f"✗ Lost the run's stream: {esc(public_reason(str(err))[:300])} (see /status {thread_id[-8:]})")
         if created is not None and not created.done():
             created.set_exception(RuntimeError("the server started no run"))
         await self.report_end(chat_id, thread_id, progress, message_id, shown)
@@ -609,20 +618,13 @@ class NewsroomBot:
         text = progress.render()
         if text == shown:
             return shown
-        for attempt in range(2):
-            try:
-                await self.app.bot.edit_message_text(text, chat_id, message_id, parse_mode=ParseMode.HTML)
-            except RetryAfter as err:  # Telegram's flood limit on edits: wait once, then give up quietly
-                if attempt == 0:
-                    await asyncio.sleep(min(_seconds(err.retry_after), 30.0))
-                    continue
-                log.info("progress edit throttled: %s", err)
-            except BadRequest as err:
-                if "not modified" not in str(err).lower():
-                    log.info("progress edit failed: %s", err)
-            except TelegramError as err:  # a network blip must not stop the run's report
+        try:  # Telegram's flood limits are the AIORateLimiter's to wait out (build_application)
+            await self.app.bot.edit_message_text(text, chat_id, message_id, parse_mode=ParseMode.HTML)
+        except BadRequest as err:
+            if "not modified" not in str(err).lower():
                 log.info("progress edit failed: %s", err)
-            break
+        except TelegramError as err:  # a network blip or a flood wait past the limiter must not stop the report
+            log.info("progress edit failed: %s", err)
         return text
 
     async def report_end(self, chat_id: int, thread_id: str, progress: Progress, message_id: int, shown: str) -> None:
@@ -647,7 +649,7 @@ class NewsroomBot:
             progress.finish(f"❌ Rejected: {esc(decision.get('feedback') or '')}")
             await self._edit_progress(chat_id, message_id, progress, shown)
         elif outcome == "failed":
-            progress.finish(f"✗ Failed: {esc(values.get('error') or 'unknown error')}\n"
+            progress.finish(f"✗ Failed: {esc(public_reason(values.get('error')) or 'unknown error')}\n"
                             f"Once the cause is fixed, an approver can /retry {thread_id[-8:]}")
             await self._edit_progress(chat_id, message_id, progress, shown)
         else:
@@ -659,7 +661,7 @@ class NewsroomBot:
         log.error("update %s failed", getattr(update, "update_id", "?"), exc_info=context.error)
         if not isinstance(update, Update):
             return
-        text = (f"⚠️ That failed: {type(context.error).__name__}: {str(context.error)[:300]}. "
+        text = (f"⚠️ That failed: {type(context.error).__name__}: {public_reason(str(context.error))[:300]}. "
                 "Nothing was decided; try again, or /help.")
         try:
             if update.callback_query:
@@ -700,8 +702,11 @@ def build_application(settings: Settings, client, *, webhook: bool = False, data
     if settings.telegram_bot_token is None:
         raise RuntimeError("no Telegram bot token: set TELEGRAM_BOT_TOKEN (from BotFather)")
     base = settings.telegram_api_base_url.rstrip("/")
+    # AIORateLimiter: Telegram's flood limits (and a RetryAfter, retried once) handled by PTB itself
     builder = (ApplicationBuilder().token(settings.telegram_bot_token.get_secret_value())
-               .base_url(f"{base}/bot").base_file_url(f"{base}/file/bot"))
+               .base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+               .rate_limiter(AIORateLimiter(max_retries=1, group_time_period=60,
+                                            group_max_rate=settings.telegram_group_messages_per_min)))
     if webhook:
         builder = builder.updater(None)
     app = builder.build()

@@ -34,6 +34,8 @@ def approval_env(fake_url: str) -> dict[str, str]:
         "NEWSROOM_TELEGRAM_APPROVERS": f"{APPROVER},{APPROVER_2}",
         "NEWSROOM_TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "NEWSROOM_WEB_TOKEN": WEB_TOKEN,
+        # the fake Bot API has no flood limit; the tests' groups talk faster than Telegram allows
+        "NEWSROOM_TELEGRAM_GROUP_MESSAGES_PER_MIN": "100000",
         # The tests run the sweep themselves, with their own deadlines.
         "NEWSROOM_APPROVAL_SWEEP_INTERVAL_S": "0",
     }
@@ -73,7 +75,7 @@ def bot_settings(fake_url: str, server_url: str, **overrides):
 
     return Settings(telegram_bot_token=TOKEN, telegram_api_base_url=fake_url,
                     telegram_allowed_chats=[GROUP_CHAT, WEBHOOK_CHAT], telegram_approvers=[APPROVER, APPROVER_2],
-                    agent_server_url=server_url, **overrides)
+                    agent_server_url=server_url, telegram_group_messages_per_min=100000, **overrides)
 
 
 @contextlib.asynccontextmanager

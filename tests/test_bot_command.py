@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _env(tmp_path, base_url: str, token: str = TOKEN, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(TELEGRAM_BOT_TOKEN=token, NEWSROOM_TELEGRAM_API_BASE_URL=base_url,
+    env.update(TELEGRAM_BOT_TOKEN=token, NEWSROOM_TELEGRAM_API_BASE_URL=base_url, NEWSROOM_SERVICE_TOKEN="s" * 40,
                NEWSROOM_DATA_DIR=str(tmp_path / "state"), NEWSROOM_TELEGRAM_ALLOWED_CHATS="-100", **extra)
     return env
 

@@ -20,7 +20,7 @@ from tests.approval_fixtures import (
 )
 from tests.engine_fixtures import WRITER
 from tests.fake_telegram import TOKEN
-from tests.server_fixtures import service_client
+from tests.server_fixtures import SERVICE_TOKEN, STUDIO_APPROVER_TOKEN, approver_client, service_client
 
 pytestmark = pytest.mark.slow
 
@@ -436,12 +436,14 @@ async def test_studio_lists_telegram_runs_and_a_studio_resume_closes_the_buttons
     interrupts = [i for t in history[0]["tasks"] for i in t["interrupts"]]
     assert interrupts[0]["value"]["draft"]["version"] == 1
     assert interrupts[0]["value"]["resume_values"][0] == {"action": "approve"}
-    await client.runs.wait(tid, "newsroom", command={"resume": {"action": "approve", "reviewer": "studio"}})
+    # typed into Studio, which sends it with its approver credential: claimed in the ledger for them
+    studio = approver_client(bot.bot_data["newsroom"].settings.agent_server_url, STUDIO_APPROVER_TOKEN)
+    await studio.runs.wait(tid, "newsroom", command={"resume": {"action": "approve", "reviewer": "studio"}})
     assert (await posts.get_post(db, tid))["status"] == "published"
     late = fake.press(GROUP_CHAT, APPROVER, gate, buttons(gate)["approve"])
     await fake.wait_for(lambda: fake.callback_answers(late["callback_query"]["id"]), what="answer")
     assert "Already decided" in fake.callback_answers(late["callback_query"]["id"])[0]["text"]
-    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))] == ["studio"]
+    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))] == ["studio-user"]
 
 
 async def test_a_draft_produced_in_studio_is_announced_in_its_chat(bot, fake_telegram, approval_script, db):
@@ -453,7 +455,8 @@ async def test_a_draft_produced_in_studio_is_announced_in_its_chat(bot, fake_tel
     notifier = TelegramNotifier(bot.bot, bot_settings(fake.url, server_url))
     tid = await start_post(fake, GROUP_CHAT, APPROVER, "Revised from Studio")
     await gate_message(fake, GROUP_CHAT, tid)
-    await client.runs.wait(tid, "newsroom", command={"resume": {"action": "revise", "feedback": "tighter",
+    studio = approver_client(server_url, STUDIO_APPROVER_TOKEN)
+    await studio.runs.wait(tid, "newsroom", command={"resume": {"action": "revise", "feedback": "tighter",
                                                                 "reviewer": "studio"}})
     assert (await decisions.pending_interrupt(client, tid)).draft_version == 2
 
@@ -470,7 +473,7 @@ async def test_a_draft_produced_in_studio_is_announced_in_its_chat(bot, fake_tel
     assert len(announced()) == 1  # once
     fake.press(GROUP_CHAT, APPROVER, message, buttons(message)["approve"])
     await _wait_status(db, tid, "published")
-    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))][0] == "studio"
+    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))][0] == "studio-user"
 
 
 async def test_sweep_command_discovers_runs_started_elsewhere(
@@ -493,7 +496,7 @@ async def test_sweep_command_discovers_runs_started_elsewhere(
             await posts.transition(db, cli_tid, status, actor="test")
     env = dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_AGENT_SERVER_URL=approval_server.url,
                TELEGRAM_BOT_TOKEN=TOKEN, NEWSROOM_TELEGRAM_API_BASE_URL=fake_telegram.url,
-               NEWSROOM_APPROVAL_DEADLINE_S="3600")
+               NEWSROOM_APPROVAL_DEADLINE_S="3600", NEWSROOM_SERVICE_TOKEN=SERVICE_TOKEN)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "sweep", env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
