@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.prompts import load_prompt
+from agents.prompts import RenderedPrompt, load_prompt
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,21 @@ def _verdict_schema_text() -> str:
     return json.dumps(EditorVerdict.model_json_schema()["properties"], separators=(",", ":"))
 
 
-def judge_messages(topic: str, title: str, body: str, notes: str, prompt_ref: str = "editor.judge@1") -> list[dict]:
-    prompt = load_prompt(prompt_ref)
-    return prompt.messages(topic=topic, title=title, body=body, notes=notes, schema=_verdict_schema_text())
+# The version graphs/ uses unless NEWSROOM_JUDGE_PROMPT names another (@1 stays loadable, for
+# calibration runs that compare versions).
+DEFAULT_JUDGE_PROMPT = "editor.judge@2"
+
+
+def judge_prompt(topic: str, title: str, body: str, notes: str,
+                 prompt_ref: str = DEFAULT_JUDGE_PROMPT) -> RenderedPrompt:
+    """The judge's messages for one draft. @2+ put the topic, notes and draft in delimited data
+    blocks (agents/prompts); @1 interpolates them into one message as it always did."""
+    return load_prompt(prompt_ref).render(topic=topic, title=title, body=body, notes=notes,
+                                          draft=f"# {title}\n\n{body}", schema=_verdict_schema_text())
+
+
+def judge_messages(topic: str, title: str, body: str, notes: str, prompt_ref: str = DEFAULT_JUDGE_PROMPT) -> list[dict]:
+    return judge_prompt(topic, title, body, notes, prompt_ref).messages
 
 
 def feedback_for_writer(verdict: EditorVerdict | None, error: str | None = None) -> str:
@@ -124,16 +136,23 @@ def feedback_for_writer(verdict: EditorVerdict | None, error: str | None = None)
 
 async def review_draft(
     gateway, *, topic: str, title: str, body: str, notes: str, draft_version: int, thread_id: str | None,
-    max_attempts: int, max_tokens: int,
+    max_attempts: int, max_tokens: int, prompt_ref: str = DEFAULT_JUDGE_PROMPT,
 ):
     """Ask the judge for a verdict; retry invalid ones; an invalid verdict never approves.
 
     Returns a Review with decision approve | reject | invalid (invalid -> the graph escalates).
+    A draft or notes holding the prompt's data delimiter (an injection that guessed or learned it)
+    is not graded at all: invalid, so a human decides.
     """
     from agents.models import Review
     from tools.llm import LLMOutputInvalid, LLMUnavailable
 
-    messages = judge_messages(topic, title, body, notes)
+    rendered = judge_prompt(topic, title, body, notes, prompt_ref)
+    if rendered.flagged:
+        return Review(draft_version=draft_version, decision="invalid", attempts=0, judge_prompt=prompt_ref,
+                      error=f"the {' and '.join(rendered.flagged)} held the prompt's data delimiter: treated as a "
+                            "prompt injection, not graded")
+    messages = rendered.messages
     errors: list[str] = []
     invalid_by_model: dict[str, int] = {}
     for attempt in range(1, max_attempts + 1):
@@ -153,6 +172,6 @@ async def review_draft(
             errors.append(f"attempt {attempt}: judge unavailable: {str(err)[:300]}")
             break
         return Review(draft_version=draft_version, decision=decide(verdict), verdict=verdict,
-                      mean=verdict.mean, judge_model=result.model, attempts=attempt)
-    return Review(draft_version=draft_version, decision="invalid", attempts=len(errors),
+                      mean=verdict.mean, judge_model=result.model, attempts=attempt, judge_prompt=prompt_ref)
+    return Review(draft_version=draft_version, decision="invalid", attempts=len(errors), judge_prompt=prompt_ref,
                   error="; ".join(errors)[:2000] or "no verdict")

@@ -49,6 +49,7 @@ class Review(BaseModel):
     verdict: EditorVerdict | None = None
     mean: float | None = None
     judge_model: str = ""
+    judge_prompt: str = ""  # name@version of the judge prompt behind the verdict
     attempts: int = 1
     error: str | None = None  # why the verdict was invalid
 

@@ -11,7 +11,7 @@ from agents.models import Citation, ResearchNotes
 from agents.prompts import load_prompt
 
 log = logging.getLogger(__name__)
-NOTES_PROMPT = "researcher.notes@1"
+NOTES_PROMPT = "researcher.notes@2"  # the topic (typed by a user) as a delimited data block
 MAX_EXCERPT_CHARS = 700  # keeps the prompts short: a small CPU model evaluates ~30-80 prompt tokens/s
 
 

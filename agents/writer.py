@@ -6,8 +6,8 @@ import re
 from agents.models import Draft, ResearchNotes
 from agents.prompts import load_prompt
 
-DRAFT_PROMPT = "writer.draft@1"
-REVISE_PROMPT = "writer.revise@1"
+DRAFT_PROMPT = "writer.draft@2"  # @1 stays loadable; @2 fences the topic, notes, draft, feedback as data
+REVISE_PROMPT = "writer.revise@2"
 _TITLE = re.compile(r"^\s*#{1,3}\s+(?P<title>.+?)\s*$", re.MULTILINE)
 
 

@@ -110,7 +110,7 @@ async def judge(state: PostState, config: RunnableConfig) -> dict:
     review = await editor.review_draft(
         get_gateway(), topic=state.topic, title=draft.title, body=draft.body, notes=state.research.notes,
         draft_version=draft.version, thread_id=tid, max_attempts=setting(config, "judge_max_attempts"),
-        max_tokens=setting(config, "judge_max_tokens"),
+        max_tokens=setting(config, "judge_max_tokens"), prompt_ref=get_settings().judge_prompt,
     )
     await supervisor.record_desk_event(
         tid, actor="editor", kind="verdict",

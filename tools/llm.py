@@ -389,7 +389,14 @@ def _openai_response_format(provider: str, name: str, schema: dict) -> dict:
 
 def _anthropic_messages(messages: list[dict]) -> tuple[str | None, list[dict]]:
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
-    rest = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+    rest: list[dict] = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        if rest and rest[-1]["role"] == m["role"]:  # data blocks are consecutive user messages: one turn
+            rest[-1] = {"role": m["role"], "content": f"{rest[-1]['content']}\n\n{m['content']}"}
+        else:
+            rest.append({"role": m["role"], "content": m["content"]})
     if not rest or rest[0]["role"] != "user":
         rest.insert(0, {"role": "user", "content": "Go on."})
     return system, rest
