@@ -8,19 +8,26 @@ from agents.prompts import load_prompt
 
 DRAFT_PROMPT = "writer.draft@2"  # @1 stays loadable; @2 fences the topic, notes, draft, feedback as data
 REVISE_PROMPT = "writer.revise@2"
-_TITLE = re.compile(r"^\s*#{1,3}\s+(?P<title>.+?)\s*$", re.MULTILINE)
+_TITLE_OPEN = re.compile(r"[ \t]*#{1,3}[ \t]+")  # a line's opening only: linear on any draft
 
 
 def split_title(text: str, fallback: str) -> tuple[str, str]:
-    """Take the first Markdown heading as the title; the rest is the body."""
+    """Take the first Markdown heading (#, ## or ###) starting in the first 200 characters as the
+    title; the rest is the body. Line by line with str methods (the one-regex form rescanned every
+    blank line from each one: quadratic on a draft of newlines)."""
     text = text.strip()
-    m = _TITLE.search(text)
-    if m and m.start() < 200:
-        title = m.group("title").strip().strip("*").strip()[:200]
-        body = (text[: m.start()] + text[m.end():]).strip()
-    else:
-        title, body = fallback.strip()[:200], text
-    return title or fallback[:200], body
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        if pos >= 200:
+            break
+        m = _TITLE_OPEN.match(line)
+        content = line[m.end():].strip() if m else ""
+        if content:
+            title = content.strip("*").strip()[:200]
+            body = (text[:pos] + text[pos + len(line.rstrip("\r\n")):]).strip()
+            return title or fallback[:200], body
+        pos += len(line)
+    return fallback.strip()[:200] or fallback[:200], text
 
 
 def draft_messages(topic: str, notes: ResearchNotes) -> list[dict]:
