@@ -67,7 +67,7 @@ _KEY_NAMES = re.compile(r"passw|pwd|api[_-]?key|secret[_-]key|client[_-]secret|a
 _PATTERNS: list[tuple[Callable[[str, str], bool], re.Pattern[str], str]] = [
     (lambda s, low: "://" in s and "@" in s,  # scheme://user:PASSWORD@
      # bounded repetitions: linear time on any input (a 64 KB query string took 6.9 s unbounded)
-     re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]{0,31}://[^/\s:@]{0,256}:)[^@\s/:]{1,256}@"), rf"\1{REDACTED}@"),
+     re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]{0,31}://[^/\s:@]{0,256}:)[^@\s/]{1,256}@"), rf"\1{REDACTED}@"),
     (lambda s, low: ":" in s,  # Telegram bot token
      re.compile(r"(?<![0-9])[0-9]{5,12}:[A-Za-z0-9_-]{30,}"), REDACTED),
     (lambda s, low: "sk-" in s or "rk-" in s,  # Anthropic / OpenAI / Langfuse secret keys
