@@ -156,7 +156,8 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
                                            detail={"draft_version": draft.version, "hash": draft.content_hash})
         return await _fail_post(tid, "publisher", refused)
     item = publisher.render_post(tid, draft, state.research, requester=state.requester,
-                                 scores=review.verdict.scores if review and review.verdict else None)
+                                 scores=review.verdict.scores if review and review.verdict else None,
+                                 front_matter_extra=get_settings().publish_front_matter)
     row, now = await publish_once(await get_database(), destination_from_settings(get_settings()),
                                   thread_id=tid, item=item, draft_hash=draft.content_hash)
     pub = {"publish_key": row["publish_key"], "destination": row["destination"], "location": row["location"],
