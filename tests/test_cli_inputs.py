@@ -180,6 +180,7 @@ def test_serve_on_a_busy_port_says_so_before_starting_anything(tmp_path):
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         env["NEWSROOM_DATA_DIR"] = str(tmp_path / "state")
+        env["NEWSROOM_SERVICE_TOKEN"] = "s" * 40  # serve refuses to start without one (tests/security)
         out = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], cwd=root, env=env,
                              capture_output=True, text=True, timeout=60)
     assert out.returncode == 1, out.stdout + out.stderr
