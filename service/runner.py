@@ -235,6 +235,8 @@ async def _through_the_ledger(snap: RunSnapshot, value: Any) -> Any:
     from agents.supervisor import ResumeValueError, parse_resume
     from service.approvals import PendingInterrupt, claim_interrupt, resume_value
 
+    if isinstance(value, dict) and value.get("gate_token"):
+        return value  # claimed already by a channel (service.approvals.decide): the graph checks the token
     try:
         action, text, reviewer = parse_resume(value)
     except ResumeValueError:
