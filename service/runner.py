@@ -245,8 +245,9 @@ async def _through_the_ledger(snap: RunSnapshot, value: Any) -> Any:
     gate, token = await claim_interrupt(await get_database(), pending, action=action, text=text, reviewer=reviewer,
                                         via="cli")
     if not token:
-        raise DraftChanged(f"thread {snap.thread_id}: this approval was already decided ({gate.decision} by "
-                           f"{gate.decided_by} via {gate.decided_via}); nothing changed (newsroom status {snap.thread_id})")
+        raise DraftChanged(f"thread {snap.thread_id}: the approval this answered was decided elsewhere meanwhile "
+                           f"({gate.decision} by {gate.decided_by} via {gate.decided_via}); nothing changed "
+                           f"(newsroom status {snap.thread_id})")
     return resume_value(action, text, reviewer, token)
 
 

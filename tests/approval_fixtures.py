@@ -125,3 +125,16 @@ class ProcessKilled(BaseException):
 async def die_before_the_resume_starts(thread_id: str, value: dict, config: dict | None = None) -> str:
     """A decisions.StartRun whose process dies after the claim committed: no resume run, no release."""
     raise ProcessKilled
+
+
+async def ledger_command(db, snap, action: str = "approve", text: str | None = None, reviewer: str = "test"):
+    """The Command a channel would resume `snap`'s gate with: claimed in the approvals ledger, with
+    its gate token (the interrupt refuses any other resume)."""
+    from langgraph.types import Command
+
+    from service.approvals import PendingInterrupt, claim_interrupt, resume_value
+
+    pending = PendingInterrupt(thread_id=snap.thread_id, interrupt_id=snap.interrupt_id, payload=snap.interrupt)
+    _, token = await claim_interrupt(db, pending, action=action, text=text, reviewer=reviewer, via="test")
+    assert token, "the gate was decided already"
+    return Command(resume=resume_value(action, text, reviewer, token))

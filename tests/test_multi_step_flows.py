@@ -346,10 +346,12 @@ async def test_the_sweep_leaves_a_gate_alone_when_its_server_cannot_see_the_thre
     gate = await approvals.register_gate(db, thread_id=snap.thread_id, interrupt_id=snap.interrupt_id, draft_version=1)
     await sweep_once(_OtherServer(), db, get_settings())
     assert not (await approvals.get_gate(db, gate.gate_id)).decided
-    # The server that runs it still closes the gate once the thread has moved on.
+    # The CLI's answer goes through the ledger too: it claims that very gate, and the sweep leaves
+    # a decided gate as it is.
     await resume(snap.thread_id, {"action": "reject", "reason": "done", "reviewer": "cli"})
     await sweep_once(InProcessServer(), db, get_settings())
-    assert (await approvals.get_gate(db, gate.gate_id)).decision == "superseded"
+    closed = await approvals.get_gate(db, gate.gate_id)
+    assert (closed.decision, closed.decided_via, closed.resumed_at is not None) == ("reject", "cli", True)
 
 
 # --- channels: Telegram (fake Bot API + real PTB + real `newsroom serve`) and the web routes -----------------
@@ -462,14 +464,17 @@ async def test_web_revise_then_approve_publishes_v2(approval_server, approval_sc
         g1 = await gate_on_page(http, 1)
         r = await http.post(f"{base}/runs/{tid}/decide", headers=auth,
                             data={"action": "revise", "gate_id": g1, "feedback": "show the arithmetic", "reviewer": "wa"})
-        assert r.status_code == 303 and "Sent%20back" in r.headers["location"]
+        assert r.status_code == 303 and "Sent back" in (await http.get(approval_server.url + r.headers["location"],
+                                                                        headers=auth)).text
         g2 = await gate_on_page(http, 2)
         assert g2 != g1
         stale = await http.post(f"{base}/runs/{tid}/decide", headers=auth, data={"action": "approve", "gate_id": g1})
-        assert "Already%20decided" in stale.headers["location"]
+        assert "Already decided" in (await http.get(approval_server.url + stale.headers["location"],
+                                                    headers=auth)).text
         ok = await http.post(f"{base}/runs/{tid}/decide", headers=auth,
                              data={"action": "approve", "gate_id": g2, "reviewer": "wb"})
-        assert ok.status_code == 303 and "Approved" in ok.headers["location"]
+        assert ok.status_code == 303 and "Approved" in (await http.get(approval_server.url + ok.headers["location"],
+                                                                        headers=auth)).text
         for _ in range(300):
             if (await posts.get_post(db, tid))["status"] == "published":
                 break

@@ -15,15 +15,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from langgraph.types import Command
 
 from service.recovery import recover, run_lease
 from service.runner import current, drive, start_post
 from storage import approvals, maintenance, posts
-from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts
+from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts, ledger_command
 from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
 from tests.scripted_llm import Fault
-from tests.server_fixtures import agent_server, service_client  # noqa: F401
+from tests.server_fixtures import SERVICE_TOKEN, agent_server, service_client  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +94,7 @@ async def test_cut_off_during_publish_publishes_exactly_once(db, llm, monkeypatc
     snap = await start_post("Crash while publishing")
     monkeypatch.setattr(posts, "record_publication", crash_before_ledger)
     with pytest.raises(ConnectionError):
-        await drive(snap.thread_id, Command(resume="approve"))
+        await drive(snap.thread_id, await ledger_command(db, snap))
     monkeypatch.setattr(posts, "record_publication", real_record)
     assert (await posts.get_post(db, snap.thread_id))["status"] == "publishing"
 
@@ -395,7 +394,8 @@ async def test_recovery_through_the_agent_server(db, llm, agent_server):
 
     # The serve-time hook: a background pass through the server, after /ok answers.
     other = await _cut_off_while_judging(db, llm, "Resumed by the serve-time hook")
-    worker = await asyncio.to_thread(start_recovery_after_serve, agent_server.url, echo=lambda _: None)
+    worker = await asyncio.to_thread(start_recovery_after_serve, agent_server.url, echo=lambda _: None,
+                                     api_key=SERVICE_TOKEN)
     await asyncio.to_thread(worker.join, 120)
     assert worker.report is not None and other in worker.report.resumed, (other, worker.report.as_dict(), agent_server.log_tail())
     assert (await posts.get_post(db, other))["status"] == "awaiting_approval"

@@ -25,8 +25,8 @@ CANARIES = {
     "ANTHROPIC_API_KEY": "sk-ant-canary-3b9e1f77aa",
     "NEWSROOM_LLM_API_KEY": "sk-canary-openai-5c2d88",
     "TELEGRAM_BOT_TOKEN": "987654:canary-bot-token-Zq81xw",
-    "NEWSROOM_TELEGRAM_WEBHOOK_SECRET": "canary-webhook-secret-771",
-    "NEWSROOM_WEB_TOKEN": "canary-web-token-4410",
+    "NEWSROOM_TELEGRAM_WEBHOOK_SECRET": "canary-webhook-secret-771-3e9a0c5d2b84",
+    "NEWSROOM_WEB_TOKEN": "canary-web-token-4410-8d2f61b0c7e93a",
     "LANGFUSE_SECRET_KEY": "sk-lf-canary-90ab12",
 }
 DB_PASSWORD = "canary-db-password-6613"

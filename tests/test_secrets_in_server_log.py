@@ -39,7 +39,7 @@ from storage import posts
 from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply, llm, scripted_llm  # noqa: F401
 from tests.fake_telegram import FakeTelegram
 from tests.scripted_llm import Fault
-from tests.server_fixtures import AgentServer, free_port, service_client
+from tests.server_fixtures import SERVICE_TOKEN, VIEWER_TOKEN, AgentServer, free_port, service_client
 from tools.tracing import REDACTED
 
 CHAT, USER = 5550101, 7770101
@@ -50,8 +50,8 @@ SECRETS = {
     "NEWSROOM_LLM_API_KEY": LLM_KEY,
     "ANTHROPIC_API_KEY": "sk-ant-canary-server-81c4aa",
     "NEWSROOM_TELEGRAM_BOT_TOKEN": "4242431:canary-bot-token-Wm3",
-    "NEWSROOM_TELEGRAM_WEBHOOK_SECRET": "canary-hook-secret-2207",
-    "NEWSROOM_WEB_TOKEN": "canary-web-token-9a31",
+    "NEWSROOM_TELEGRAM_WEBHOOK_SECRET": "canary-hook-secret-2207-5c81f0e9ab34d7",
+    "NEWSROOM_WEB_TOKEN": "canary-web-token-9a31-77c0e4b2d19f8a6",
     "LANGFUSE_SECRET_KEY": "sk-lf-canary-server-64de",
 }
 LANGFUSE_PUBLIC = "pk-lf-canary-public"
@@ -151,8 +151,11 @@ async def test_no_secret_in_the_agent_server_log(db, llm, pg_url, telegram, sess
             assert leaky.status_code == 401
             refused = await http.get("/newsroom/ui", headers={"Authorization": "Bearer wrong-token-123456"})
             assert refused.status_code in (401, 403)
-            health = await http.get("/newsroom/health", params={"deep": "1"})
+            health = await http.get("/newsroom/health", params={"deep": "1"},
+                                    headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
             assert health.status_code == 200, health.text
+            # a credential in the path prefix (Studio's base URL) is moved to a header before any log
+            assert (await http.get(f"/k/{VIEWER_TOKEN}/threads/{tid}/state")).status_code == 200
     finally:
         llm.models.remove(JUDGE_MODEL)
         server.stop()
@@ -179,7 +182,9 @@ async def test_no_secret_in_the_agent_server_log(db, llm, pg_url, telegram, sess
     assert '"HTTP/1.1 500 Internal Server Error"' in log  # the failed LLM calls
     assert f"{telegram.url}/bot{REDACTED}" in log  # PTB's Bot API URL, token scrubbed
     assert f"query_string='token={REDACTED}'" in log  # the access log's query string
-    searched = {name: _forms(value) for name, value in {**SECRETS, "DB_PASSWORD": DB_PASSWORD}.items()}
+    searched = {name: _forms(value) for name, value in {**SECRETS, "DB_PASSWORD": DB_PASSWORD,
+                                                        "SERVICE_TOKEN": SERVICE_TOKEN,
+                                                        "VIEWER_TOKEN": VIEWER_TOKEN}.items()}
     basic = base64.b64encode(f"{LANGFUSE_PUBLIC}:{SECRETS['LANGFUSE_SECRET_KEY']}".encode()).decode()
     searched["LANGFUSE_BASIC_AUTH"] = {basic}
     leaked = {name: sorted(f for f in forms if f in log or f in raw) for name, forms in searched.items()}
