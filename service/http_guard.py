@@ -56,10 +56,14 @@ def host_name(host_header: str) -> str:
 
 
 def request_scheme(scope: Scope, headers: Headers, trust_forwarded: bool) -> str:
+    """http or https, as the client connected. uvicorn (under `langgraph dev`) already rewrites
+    scope["scheme"] from X-Forwarded-Proto for connections from 127.0.0.1, so any local process
+    could flip it: untrusted, a request that carries the header is taken as plain http (`newsroom
+    serve` itself never terminates TLS)."""
     forwarded = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    if trust_forwarded and forwarded in ("http", "https"):
-        return forwarded
-    return scope.get("scheme", "http")
+    if trust_forwarded:
+        return forwarded if forwarded in ("http", "https") else scope.get("scheme", "http")
+    return "http" if forwarded else scope.get("scheme", "http")
 
 
 def is_loopback(scope: Scope) -> bool:

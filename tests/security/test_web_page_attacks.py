@@ -70,7 +70,10 @@ async def test_flash_text_cannot_be_injected(approval_server, approval_script):
 
 
 async def test_login_is_rate_limited(approval_server):
-    async with httpx.AsyncClient(base_url=approval_server.url, timeout=30) as http:
+    # From an address of its own (127.0.0.2): the limit then blocks this client only, not the
+    # other tests' logins from 127.0.0.1 for the next minute.
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=approval_server.url, timeout=30, transport=transport) as http:
         statuses = [(await _login(http, f"guess-{i}")).status_code for i in range(8)]
         assert statuses[:5] == [403] * 5 and statuses[-1] == 429, statuses
         # even the right token waits out the minute from this address
@@ -96,3 +99,23 @@ def test_no_service_token_refuses_to_start(session_dir):
     out = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--port", "1"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "NEWSROOM_SERVICE_TOKEN: required by `newsroom serve`" in out.stderr, out.stderr
+
+
+def test_forwarded_proto_is_trusted_only_when_configured():
+    from starlette.datastructures import Headers
+
+    from service.http_guard import request_scheme
+
+    scope = {"type": "http", "scheme": "http", "headers": [(b"x-forwarded-proto", b"https")]}
+    headers = Headers(scope=scope)
+    assert request_scheme(scope, headers, trust_forwarded=False) == "http"  # anyone can send the header
+    assert request_scheme(scope, headers, trust_forwarded=True) == "https"  # behind the operator's TLS proxy
+
+
+async def test_an_untrusted_forwarded_proto_does_not_change_the_cookie(approval_server):
+    async with httpx.AsyncClient(base_url=approval_server.url, timeout=30) as http:
+        ok = await http.post("/newsroom/ui/login", data={"token": VIEWER_TOKEN}, headers={"X-Forwarded-Proto": "https"})
+        assert ok.status_code in (303, 429)
+        if ok.status_code == 303:
+            cookie = ok.headers["set-cookie"].lower()
+            assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
