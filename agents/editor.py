@@ -7,12 +7,15 @@ confident_hallucination. At most 3 revision cycles, then a human decides.
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
+import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from agents.prompts import RenderedPrompt, load_prompt
 
@@ -175,3 +178,359 @@ async def review_draft(
                       mean=verdict.mean, judge_model=result.model, attempts=attempt, judge_prompt=prompt_ref)
     return Review(draft_version=draft_version, decision="invalid", attempts=len(errors), judge_prompt=prompt_ref,
                   error="; ".join(errors)[:2000] or "no verdict")
+
+
+# --- the citation check: a gate in front of the rubric judge ---------------------------------------
+#
+# Deterministic rules first (every [n] exists; every number in a cited sentence occurs in the cited
+# source, or is marked "(derived)" and follows from two of its numbers by one operation; no uncited
+# sentence states a number or repeats a source nearly word for word; a cited sentence shares at
+# least some terms with its source), then one
+# batched call on the judge route that labels every cited claim supported / unsupported / not a claim
+# with a quote from the source; a "supported" whose quote is not in the source counts as unsupported.
+# All regexes here are linear-time (no nested quantifiers): drafts are untrusted text.
+
+ClaimStatus = Literal["supported", "unsupported", "not_a_claim", "unverifiable", "unchecked"]
+CLAIMS_PROMPT = "editor.claims@1"
+MAX_CHECKED_CLAIMS = 24  # one structured call; more claims than this are checked by the rules alone
+LEXICAL_MIN_OVERLAP = 0.2  # share of a cited sentence's content words found in its sources
+COPIED_MIN_OVERLAP = 0.8  # an uncited sentence this close to a source took a fact from it
+
+_MARKER = re.compile(r"\[(\d{1,3}(?:\s{0,2}[,;]\s{0,2}\d{1,3}){0,9})\]")
+_NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:[eE][-+]?\d{1,3})?)(?:\s?(k|K|M|B|%|x|×)(?![A-Za-z]))?")
+_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\[(\"'A-Z0-9*_])")
+_BULLET = re.compile(r"^\s{0,6}(?:\d{1,3}[.)]|[-*+])\s+")
+_WORD = re.compile(r"[a-z][a-z0-9-]{3,}")
+_DERIVED = re.compile(r"\(derived\b|\bderived:", re.IGNORECASE)
+_STOP = frozenset("""this that with from have they their there these those which while where when what will would
+could should into than then them been being does done also more most much many such some very only other each
+about over under just like make makes made using used uses because between both same every first second after
+before again still even here your yours ours itself while whose within without across around through however""".split())
+
+
+class ClaimVerdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int  # the claim's number in the request
+    verdict: Literal["supported", "unsupported", "not_a_claim"]
+    quote: str = Field(max_length=300)  # the source words that support it ("" if none)
+
+
+class ClaimVerdicts(BaseModel):
+    """What the claim-support call must return: one verdict per claim asked about."""
+
+    model_config = ConfigDict(extra="forbid")
+    claims: list[ClaimVerdict] = Field(max_length=MAX_CHECKED_CLAIMS)
+
+
+class ClaimResult(BaseModel):
+    sentence: str
+    cites: list[int] = Field(default_factory=list)
+    status: ClaimStatus
+    problems: list[str] = Field(default_factory=list)
+    quote: str = ""
+    by: Literal["rules", "judge", "kept", "none"] = "rules"
+
+
+class CitationReport(BaseModel):
+    draft_version: int
+    passed: bool
+    claims: list[ClaimResult] = Field(default_factory=list)
+    support_rate: float | None = None  # supported / cited claims checked (None: nothing to check)
+    supported: int = 0
+    checked: int = 0
+    checked_by: str = "rules"  # "rules" or "rules+<judge model>"
+    grounded: bool = True
+    error: str | None = None  # the claim-support call failed: only the rules decided
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def key(self) -> str:
+        return f"citations-{self.draft_version}"
+
+    @property
+    def failures(self) -> list[ClaimResult]:
+        return [c for c in self.claims if c.status == "unsupported"]
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str  # as written, markers included
+    plain: str  # markers removed
+    cites: tuple[int, ...]
+
+
+def split_sentences(body: str) -> list[Sentence]:
+    """The draft's sentences with the [n] markers each carries (a marker after the full stop
+    belongs to the sentence before it). Headings and code are not claims."""
+    out: list[Sentence] = []
+    in_code = False
+    for line in body.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            in_code = not in_code
+            continue
+        if in_code or not stripped or stripped.startswith("#"):
+            continue
+        stripped = _BULLET.sub("", stripped, count=1)
+        for piece in _SENT_END.split(stripped):
+            piece = piece.strip()
+            if not piece:
+                continue
+            lead = _MARKER.match(piece)
+            if lead and out and lead.start() == 0:
+                # "...heads. [1] Next sentence": the leading marker cites the previous sentence.
+                prev = out[-1]
+                cites = tuple(dict.fromkeys(prev.cites + tuple(_marker_numbers(lead.group(1)))))
+                out[-1] = Sentence(prev.text + " " + lead.group(0), prev.plain, cites)
+                piece = piece[lead.end():].strip()
+                if not piece:
+                    continue
+            cites = tuple(dict.fromkeys(n for m in _MARKER.finditer(piece) for n in _marker_numbers(m.group(1))))
+            plain = _MARKER.sub("", piece).strip()
+            if plain:
+                out.append(Sentence(piece, plain, cites))
+    return out
+
+
+def _marker_numbers(inner: str) -> list[int]:
+    return [int(x) for x in re.split(r"[,;]", inner) if x.strip().isdigit()]
+
+
+def cited_numbers(text: str) -> list[int]:
+    """Every [n] number in a text, in order of first use."""
+    return list(dict.fromkeys(n for m in _MARKER.finditer(text) for n in _marker_numbers(m.group(1))))
+
+
+def _number_forms(raw: str, suffix: str | None) -> set[Decimal]:
+    v = Decimal(raw.replace(",", ""))
+    forms = {v}
+    if suffix in ("k", "K"):
+        forms |= {v * 1000, v * 1024}
+    elif suffix == "M":
+        forms |= {v * 1_000_000, v * 1024 * 1024}
+    elif suffix == "B":
+        forms |= {v * 1_000_000_000}
+    return {f.normalize() for f in forms}
+
+
+def numbers_in(text: str) -> list[tuple[str, set[Decimal]]]:
+    """(as written, its values) for every number in the text, [n] markers excluded."""
+    text = _MARKER.sub(" ", text)
+    return [(m.group(0).strip(), _number_forms(m.group(1), m.group(2))) for m in _NUMBER.finditer(text)]
+
+
+def _values(text: str) -> set[Decimal]:
+    vals: set[Decimal] = set()
+    for _, forms in numbers_in(text):
+        vals |= forms
+    return vals
+
+
+def _derivable(target: set[Decimal], source: set[Decimal]) -> bool:
+    """True if one of the target's values is a op b for two source numbers (+, -, x, /)."""
+    src = sorted(source)[:80]  # bounded: 80^2 pairs
+    for a in src:
+        for b in src:
+            for v in (a * b, a + b, a - b) + ((a / b,) if b else ()):
+                if v.normalize() in target or any(abs(v - t) <= abs(t) * Decimal("0.005") for t in target):
+                    return True
+    return False
+
+
+def _content_words(text: str) -> set[str]:
+    return {w[:6] for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9.%]+", " ", text.lower()).split())
+
+
+def quote_in_source(quote: str, source: str) -> bool:
+    """The quote occurs in the source (case, punctuation and spacing aside), or 8 of its words in a row do."""
+    q, s = _norm(quote), _norm(source)
+    if not q:
+        return False
+    if q in s:
+        return True
+    words = q.split()
+    if len(words) < 8:
+        return False
+    return any(" ".join(words[i:i + 8]) in s for i in range(len(words) - 7))
+
+
+def _copied_from(sentence: str, notes) -> int | None:
+    """The source an uncited sentence repeats nearly word for word (>= 80% of >= 6 content words)."""
+    words = _content_words(sentence)
+    if len(words) < 6:
+        return None
+    for c in notes.citations:
+        if len(words & _content_words(c.excerpt or "")) / len(words) >= COPIED_MIN_OVERLAP:
+            return c.n
+    return None
+
+
+def check_rules(body: str, notes, *, kept: dict[str, ClaimResult] | None = None) -> list[ClaimResult]:
+    """The deterministic checks, per sentence. `notes` is a ResearchNotes; `kept` maps sentences that
+    passed in an earlier draft to their result (an identical sentence keeps it, unchecked again)."""
+    kept = kept or {}
+    results: list[ClaimResult] = []
+    for s in split_sentences(body):
+        if s.plain in kept:
+            results.append(kept[s.plain].model_copy(update={"by": "kept", "cites": list(s.cites)}))
+            continue
+        nums = numbers_in(s.plain)
+        if not s.cites:
+            copied = _copied_from(s.plain, notes) if notes.grounded else None
+            if nums and notes.grounded:
+                results.append(ClaimResult(sentence=s.text, status="unsupported", problems=[
+                    f"states {', '.join(n for n, _ in nums)} without a citation"]))
+            elif copied is not None:
+                results.append(ClaimResult(sentence=s.text, status="unsupported", problems=[
+                    f"repeats source [{copied}] without citing it"]))
+            elif nums:
+                results.append(ClaimResult(sentence=s.text, status="unverifiable", by="none", problems=[
+                    f"states {', '.join(n for n, _ in nums)}; the research is ungrounded, so nothing can confirm it"]))
+            else:
+                results.append(ClaimResult(sentence=s.text, status="not_a_claim", by="none"))
+            continue
+        problems: list[str] = []
+        sources = []
+        for n in s.cites:
+            c = notes.citation(n)
+            if c is None:
+                problems.append(f"cites [{n}], which is not in the research notes")
+            else:
+                sources.append(c.excerpt or "")
+        source_text = "\n".join(sources)
+        if sources:
+            have = _values(source_text)
+            derived = bool(_DERIVED.search(s.plain))
+            for written, forms in nums:
+                if forms & have:
+                    continue
+                if derived and _derivable(forms, have):
+                    continue
+                where = ", ".join(f"[{n}]" for n in s.cites)
+                problems.append(f"{written} does not occur in {where}" + ("" if derived else
+                                " (mark a computed number '(derived)')"))
+            words = _content_words(s.plain)
+            if len(words) >= 4:
+                overlap = len(words & _content_words(source_text)) / len(words)
+                if overlap < LEXICAL_MIN_OVERLAP:
+                    problems.append(f"shares almost none of its terms with {', '.join(f'[{n}]' for n in s.cites)} "
+                                    f"({overlap:.0%}): wrong source?")
+        results.append(ClaimResult(sentence=s.text, cites=list(s.cites), status="unsupported" if problems else "unchecked",
+                                   problems=problems))
+    return results
+
+
+@functools.cache
+def _claims_schema_text() -> str:
+    return json.dumps(ClaimVerdicts.model_json_schema(), separators=(",", ":"))
+
+
+def claims_messages(claims: list[ClaimResult], notes) -> list[dict]:
+    """One request for every claim still to check: the cited sources once each, the claims numbered."""
+    used = sorted({n for c in claims for n in c.cites if notes.citation(n) is not None})
+    sources = "\n\n".join(f"[{n}] <source>\n{html.escape(notes.citation(n).excerpt, quote=False)}\n</source>"
+                          for n in used)
+    listed = "\n".join(f"{i}. {html.escape(_MARKER.sub('', c.sentence).strip(), quote=False)} "
+                       f"(cites {', '.join(f'[{n}]' for n in c.cites) or 'nothing'})" for i, c in enumerate(claims, 1))
+    return load_prompt(CLAIMS_PROMPT).messages(sources=sources, claims=listed, n=str(len(claims)),
+                                               schema=_claims_schema_text())
+
+
+def apply_claim_verdicts(claims: list[ClaimResult], verdicts: ClaimVerdicts, notes) -> list[ClaimResult]:
+    """The judge's labels applied: a 'supported' needs its quote in a cited source. Raises
+    ValueError if the verdicts do not answer exactly the claims asked about."""
+    by_id = {v.id: v for v in verdicts.claims}
+    if sorted(by_id) != list(range(1, len(claims) + 1)):
+        raise ValueError(f"verdicts for claims {sorted(by_id)}, expected 1..{len(claims)}")
+    out = []
+    for i, c in enumerate(claims, 1):
+        v = by_id[i]
+        source = "\n".join(notes.citation(n).excerpt for n in c.cites if notes.citation(n) is not None)
+        if not c.cites:  # an uncited sentence: fine unless it states a fact
+            if v.verdict == "not_a_claim":
+                out.append(c.model_copy(update={"status": "not_a_claim", "by": "judge"}))
+            else:
+                out.append(c.model_copy(update={"status": "unsupported", "by": "judge", "quote": v.quote[:300],
+                                                "problems": ["states a fact without a citation"]}))
+            continue
+        if v.verdict == "supported" and not quote_in_source(v.quote, source):
+            out.append(c.model_copy(update={"status": "unsupported", "by": "judge", "quote": v.quote[:300],
+                                            "problems": c.problems + ["the judge's quote is not in the cited source"]}))
+        elif v.verdict == "unsupported":
+            out.append(c.model_copy(update={"status": "unsupported", "by": "judge", "quote": v.quote[:300],
+                                            "problems": c.problems + ["the cited source does not support it"]}))
+        else:
+            out.append(c.model_copy(update={"status": v.verdict, "by": "judge", "quote": v.quote[:300]}))
+    return out
+
+
+def citation_report(draft_version: int, results: list[ClaimResult], *, grounded: bool, checked_by: str,
+                    error: str | None = None) -> CitationReport:
+    """Passed iff no claim is unsupported. The support rate counts cited claims (and uncited numbers)."""
+    counted = [c for c in results if c.status in ("supported", "unsupported", "unchecked")]
+    supported = sum(c.status == "supported" for c in counted)
+    # unchecked (the judge call failed or was off) counts as supported only by the rules' verdict
+    rules_only = sum(c.status == "unchecked" for c in counted)
+    rate = ((supported + rules_only) / len(counted)) if counted else None
+    return CitationReport(draft_version=draft_version, passed=not any(c.status == "unsupported" for c in results),
+                          claims=results, support_rate=None if rate is None else round(rate, 4),
+                          supported=supported + rules_only, checked=len(counted), checked_by=checked_by,
+                          grounded=grounded, error=error)
+
+
+async def check_citations(gateway, *, body: str, notes, draft_version: int, thread_id: str | None,
+                          use_judge: bool, max_tokens: int, previous: CitationReport | None = None,
+                          attempts: int = 2) -> CitationReport:
+    """Rules, then (use_judge) one batched claim-support call on the judge route. Never raises for a
+    bad or missing judge: its failure is recorded and the rules' verdict stands."""
+    from tools.llm import LLMOutputInvalid, LLMUnavailable
+
+    kept = {}
+    if previous is not None:
+        kept = {_MARKER.sub("", c.sentence).strip(): c for c in previous.claims if c.status == "supported"}
+    results = check_rules(body, notes, kept=kept)
+    # Cited claims the rules passed, and (grounded posts) uncited sentences: the judge says whether
+    # each is supported by what it cites, or states a fact with no citation at all.
+    todo = [i for i, c in enumerate(results) if c.status == "unchecked"
+            or (notes.grounded and c.status == "not_a_claim" and c.by == "none")][:MAX_CHECKED_CLAIMS]
+    # A draft the rules already send back is not worth an LLM call (local post time): its
+    # revision is checked in full.
+    if not use_judge or not todo or any(c.status == "unsupported" for c in results):
+        return citation_report(draft_version, results, grounded=notes.grounded, checked_by="rules")
+    claims = [results[i] for i in todo]
+    messages = claims_messages(claims, notes)
+    errors: list[str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            verdicts, result = await gateway.complete_json("judge", messages, ClaimVerdicts, thread_id=thread_id,
+                                                           max_tokens=max_tokens)
+            checked = apply_claim_verdicts(claims, verdicts, notes)
+        except (LLMOutputInvalid, ValueError) as err:
+            errors.append(f"attempt {attempt}: {str(err)[:300]}")
+            log.warning("claim check: invalid verdicts (attempt %d/%d)", attempt, attempts)
+            continue
+        except LLMUnavailable as err:
+            errors.append(f"judge unavailable: {str(err)[:300]}")
+            break
+        for i, c in zip(todo, checked):
+            results[i] = c
+        return citation_report(draft_version, results, grounded=notes.grounded, checked_by=f"rules+{result.model}")
+    return citation_report(draft_version, results, grounded=notes.grounded, checked_by="rules",
+                           error="; ".join(errors)[:1000])
+
+
+def citation_feedback(report: CitationReport) -> str:
+    """What the Writer revises from: each failing sentence and why, and what to keep."""
+    lines = ["The citation check found claims the research notes do not support. Fix each one: correct it "
+             "from its source, cite the right source, or remove it."]
+    for c in report.failures:
+        lines.append(f'- "{_MARKER.sub("", c.sentence).strip()[:300]}": {"; ".join(c.problems) or "unsupported"}')
+    keep = [c for c in report.claims if c.status == "supported"]
+    if keep:
+        lines.append("Keep these sentences and their citations exactly as they are (they passed):")
+        lines += [f"- {c.sentence[:300]}" for c in keep]
+    return "\n".join(lines)

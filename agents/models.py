@@ -5,7 +5,7 @@ import hashlib
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from agents.editor import EditorVerdict
 
@@ -16,6 +16,65 @@ class Citation(BaseModel):
     source_title: str
     source_path: str = ""
     heading: str = ""
+    url: str = ""  # a page fetched for this post (empty for corpus notes)
+    excerpt: str = ""  # the text this source contributes: what a cited claim is checked against
+    score: float | None = None  # cosine similarity to the best matching search vector
+
+
+class SubQuestion(BaseModel):
+    """One line of the research plan, with a sentence a note answering it might contain (its HyDE text)."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=3, max_length=200)
+    hypothesis: str = Field(default="", max_length=400)
+
+
+class PlannedSubQuestions(BaseModel):
+    """What the planning LLM must return (validated; 3-5 sub-questions)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sub_questions: list[SubQuestion] = Field(min_length=1, max_length=5)
+
+
+class ResearchPlan(BaseModel):
+    topic: str  # the request without its URLs
+    sub_questions: list[SubQuestion] = Field(default_factory=list)
+    urls: list[str] = Field(default_factory=list)  # named in the request or passed as sources
+    model: str = ""
+    skipped: str | None = None  # why no plan was asked for (empty corpus, disabled)
+    error: str | None = None  # the plan did not validate: retrieval used the topic alone
+
+
+class Candidate(BaseModel):
+    """A note (document) retrieval found for the post, with its best chunk."""
+
+    chunk_id: str
+    document_id: str
+    source_path: str
+    title: str
+    heading: str = ""
+    content: str
+    score: float  # fused score (per-note aggregate)
+    cosine: float  # best cosine similarity to any search vector: what the relevance floor tests
+    queries: list[int] = Field(default_factory=list)  # which searches found it (0 = the topic)
+
+
+class RetrievalResult(BaseModel):
+    queries: list[str] = Field(default_factory=list)
+    candidates: list[Candidate] = Field(default_factory=list)  # above the floor, best first
+    below_floor: list[str] = Field(default_factory=list)  # titles of notes cut by the floor
+    floor: float = 0.0
+    best_cosine: float | None = None
+    skipped: str | None = None
+
+
+class FetchedSource(BaseModel):
+    url: str
+    ok: bool
+    error: str | None = None
+    title: str = ""
+    source_path: str = ""  # the stored document (web/<thread>/<hash>)
+    chunk: Candidate | None = None  # its excerpt for the notes
 
 
 class ResearchNotes(BaseModel):
@@ -23,6 +82,32 @@ class ResearchNotes(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     grounded: bool  # False: the LLM's own notes, no corpus behind them
     queries: list[str] = Field(default_factory=list)
+    ungrounded_reason: str | None = None  # said to the human at the gate
+    fetch_errors: list[str] = Field(default_factory=list)  # "URL: reason", also shown at the gate
+
+    def citation(self, n: int) -> Citation | None:
+        return next((c for c in self.citations if c.n == n), None)
+
+
+class Outline(BaseModel):
+    """What the Writer's outline call must return."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=3, max_length=160)
+    sections: list[str] = Field(min_length=2, max_length=6)
+
+
+class DraftOutline(BaseModel):
+    version: int  # the draft it is for
+    title: str = ""
+    sections: list[str] = Field(default_factory=list)
+    model: str = ""
+    error: str | None = None  # no valid outline: the draft was written from the notes alone
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def key(self) -> str:
+        return f"outline-{self.version}"
 
 
 class Draft(BaseModel):
@@ -31,7 +116,9 @@ class Draft(BaseModel):
     body: str
     prompt: str  # name@version of the template that produced it
     model: str
-    reason: Literal["first", "editor_feedback", "human_feedback"] = "first"
+    reason: Literal["first", "editor_feedback", "citation_feedback", "human_feedback"] = "first"
+    dropped_citations: list[int] = Field(default_factory=list)  # [n] the model wrote for no source: removed
+    kept_claims: int = 0  # sentences that passed the last citation check and are still in this draft
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -25,21 +25,53 @@ def route_next(state, *, max_revisions: int, policy: str) -> Next:
         # A human answered about this draft.
         return {"approve": "publisher", "revise": "writer", "reject": "finish"}[decision.decision]
     if review is None or review.draft_version != draft.version:
-        return "editor"
+        check = state.citation_check_for(draft.version)
+        if check is None or check.passed:
+            return "editor"
+        # Unsupported claims: back to the Writer unjudged (a revision cycle), or to a human when
+        # the budget is spent.
+        step = next_step_after_review("reject", state.revision, max_revisions, policy)
+        return {"revise": "writer", "escalate": "prepare_approval"}[step]
     step = next_step_after_review(review.decision, state.revision, max_revisions, policy,
                                   human_asked_for_revision=any(d.decision == "revise" for d in state.decisions))
     return {"publish": "publisher", "await_human": "prepare_approval", "revise": "writer",
             "escalate": "prepare_approval"}[step]
 
 
+def escalation(state, *, max_revisions: int) -> tuple[bool, str | None]:
+    """(escalated, why) for the draft at the gate: anything but an Editor approval of it is escalated."""
+    draft, review = state.latest_draft, state.latest_review
+    if review is not None and review.draft_version == draft.version:
+        if review.decision == "approve":
+            return False, None
+        if review.decision == "invalid":
+            return True, "the judge's verdict did not validate: " + (review.error or "")
+        return True, f"still rejected after {state.revision} of {max_revisions} revision cycles"
+    check = state.citation_check_for(draft.version)
+    if check is not None and not check.passed:
+        return True, (f"the citation check still finds {len(check.failures)} unsupported claim(s) after "
+                      f"{state.revision} of {max_revisions} revision cycles")
+    return True, "the draft was not reviewed"
+
+
+def citation_summary(report) -> dict | None:
+    """The citation check as the gate shows it (Telegram, web, Studio, CLI)."""
+    if report is None:
+        return None
+    return {"draft_version": report.draft_version, "passed": report.passed, "support_rate": report.support_rate,
+            "supported": report.supported, "checked": report.checked, "checked_by": report.checked_by,
+            "error": report.error,
+            "unsupported": [{"sentence": c.sentence[:400], "problems": c.problems[:5]} for c in report.failures][:10],
+            "unverifiable": sum(c.status == "unverifiable" for c in report.claims)}
+
+
 def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max_revisions: int) -> dict:
     """What the human sees at the gate (Telegram, Studio, CLI, web)."""
     draft, review = state.latest_draft, state.latest_review
-    escalated = review is not None and review.draft_version == draft.version and review.decision != "approve"
-    reason = None
-    if escalated:
-        reason = ("the judge's verdict did not validate: " + (review.error or "")) if review.decision == "invalid" \
-            else f"still rejected after {state.revision} of {max_revisions} revision cycles"
+    if review is not None and review.draft_version != draft.version:
+        review = None  # a verdict on an earlier draft says nothing about this one
+    escalated, reason = escalation(state, max_revisions=max_revisions)
+    research = state.research
     return {
         "thread_id": thread_id,
         "topic": state.topic,
@@ -51,8 +83,11 @@ def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max
         "mean": review.mean if review else None,
         "editor_decision": review.decision if review else None,
         "reasoning": review.verdict.reasoning.model_dump() if review and review.verdict else None,
-        "citations": [c.model_dump() for c in (state.research.citations if state.research else [])],
-        "grounded": bool(state.research and state.research.grounded),
+        "citations": [c.model_dump(exclude={"excerpt"}) for c in (research.citations if research else [])],
+        "grounded": bool(research and research.grounded),
+        "ungrounded_reason": research.ungrounded_reason if research else None,
+        "fetch_errors": list(research.fetch_errors) if research else [],
+        "citation_check": citation_summary(state.citation_check_for(draft.version)),
         "revision": state.revision,
         "escalated": escalated,
         "escalation_reason": reason,
@@ -171,7 +206,9 @@ async def advance_post(thread_id: str, status: str, *, actor: str, reason: str |
 # A whitelist, because configurable also carries the Agent Server's own keys and whatever a
 # client sends; tests/test_recover.py checks it against the setting() calls.
 RUN_OVERRIDE_SETTINGS = ("approval_policy", "max_revisions", "retrieval_top_k", "research_max_tokens",
-                         "writer_max_tokens", "judge_max_attempts", "judge_max_tokens")
+                         "writer_max_tokens", "judge_max_attempts", "judge_max_tokens", "research_subquestions",
+                         "retrieval_floor", "fetch_max_urls", "plan_max_tokens", "outline_max_tokens",
+                         "claims_max_tokens", "claim_check")
 
 
 def run_overrides(configurable: dict | None) -> dict:

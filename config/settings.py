@@ -157,6 +157,39 @@ class Settings(BaseSettings):
     retrieval_rrf_k: int = Field(default=60, ge=1, description="reciprocal rank fusion constant")
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="pgvector hnsw.ef_search per query")
     hyde_max_tokens: int = Field(default=160, ge=16)
+    retrieval_floor: float = Field(
+        default=0.25, ge=-1.0, le=1.0,
+        description="relevance floor: a retrieved note whose best cosine similarity to a search vector is below "
+                    "this is not cited; a topic with nothing above it is researched ungrounded (and says so). "
+                    "Measured: the best note of every topic-set and 52-set query >= 0.278, off-topic requests <= 0.200")
+    retrieval_hyde_weight: float = Field(
+        default=0.5, ge=0.0, le=4.0,
+        description="weight of the hypothesis's embedding in the HyDE search vector (query + w x hypothesis); "
+                    "0.5 measured best with the local model's hypotheses (evals/bench/RESULTS-retrieval.md)")
+    retrieval_aggregate: Literal["max", "sum", "mean"] = Field(
+        default="mean",
+        description="how chunks make a note's rank: max (its best chunk), sum (of its chunks' fused scores), "
+                    "mean (each arm's ranking per note, plus the mean cosine of all its chunks, fused by RRF)")
+    research_subquestions: int = Field(default=3, ge=0, le=5, description="sub-questions the Researcher plans (0 = retrieve on the topic alone)")
+    research_subquestion_weight: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="weight of each sub-question's rankings against the topic's (1.0) when the Researcher fuses its "
+                    "searches; 0 = the topic ranks, sub-questions only add notes after its own (measured: SmolLM2's "
+                    "plans at 0.1-1.0 lowered top-1 on topic requests, see evals/bench/RESULTS-retrieval.md)")
+    plan_max_tokens: int = Field(default=160, ge=16, description="max tokens of the research plan")
+    outline_max_tokens: int = Field(default=120, ge=16, description="max tokens of the Writer's outline")
+    claims_max_tokens: int = Field(default=400, ge=16, description="max tokens of the batched claim-support verdict")
+    claim_check: bool = Field(default=True, description="ask the judge route whether each cited claim is supported (after the deterministic citation checks)")
+
+    # --- web fetch (URLs named in a post request; tools/webfetch.py) ----------------------
+    fetch_timeout_s: float = Field(default=10.0, gt=0, le=120, description="a URL fetch's whole time budget (connect, redirects, body)")
+    fetch_max_bytes: int = Field(default=2_000_000, ge=1024, le=50_000_000, description="largest page body fetched (decoded); larger is refused")
+    fetch_max_redirects: int = Field(default=3, ge=0, le=10, description="redirects followed, each one checked like the first URL")
+    fetch_max_urls: int = Field(default=5, ge=0, le=20, description="URLs fetched per post")
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="hosts or IP addresses a fetch may reach although they are private, loopback or link-local "
+                    "(comma-separated; empty = only public addresses: no SSRF into the local network)")
 
     # --- local LLM server (make demo) ---------------------------------------------------
     local_llm_port: int = Field(default=8765, ge=1, le=65535, description="port of the local SmolLM2 server started on demand")
@@ -309,6 +342,15 @@ class Settings(BaseSettings):
     tracing_flush_timeout_s: float = Field(
         default=2.0, ge=0, description="the most a finished CLI run waits for its spans to be sent",
     )
+
+    @field_validator("fetch_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, v):
+        if v is None or v == "":
+            return []
+        if isinstance(v, str):
+            return [x.strip().lower() for x in v.split(",") if x.strip()]
+        return [str(x).strip().lower() for x in v]
 
     @field_validator("telegram_allowed_chats", "telegram_approvers", mode="before")
     @classmethod

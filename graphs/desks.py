@@ -7,6 +7,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from agents import editor, publisher, researcher, supervisor, writer
+from agents.models import Candidate, DraftOutline, FetchedSource, ResearchPlan, RetrievalResult
 from config import ConfigError, get_settings, validate_override
 from graphs.state import PostState
 from tools.llm import LLMUnavailable, get_gateway
@@ -44,71 +45,250 @@ async def _fail_post(thread_id: str, desk: str, reason: str) -> dict:
     return failed(f"{desk}: {reason}")
 
 
-# --- Researcher -------------------------------------------------------------------------------
+# --- Researcher: plan -> retrieve -> fetch -> notes ---------------------------------------------
 
 async def start_research(state: PostState, config: RunnableConfig) -> dict:
     await supervisor.advance_post(thread_id_of(config), "researching", actor="researcher")
     return {}
 
 
+async def _corpus_chunks() -> int | None:
+    """Chunks in the corpus, or None when the embedding stack is not installed."""
+    try:
+        from tools import retrieval
+    except ImportError as err:  # the embedding stack is optional for a bare install
+        log.warning("retrieval unavailable (%s): research will be ungrounded", err)
+        return None
+    return await retrieval.corpus_size(outside_prefix=researcher.WEB_PREFIX)
+
+
+@traced_desk("researcher.plan")
+async def plan(state: PostState, config: RunnableConfig) -> dict:
+    tid = thread_id_of(config)
+    topic, urls = researcher.split_request(state.topic, state.sources, max_urls=setting(config, "fetch_max_urls"))
+    n = setting(config, "research_subquestions")
+    chunks = await _corpus_chunks()
+    if not chunks or n == 0:
+        why = "no sub-questions asked for" if n == 0 else "the corpus is empty: nothing to plan retrieval over"
+        result = ResearchPlan(topic=topic, urls=urls, skipped=why)
+    else:
+        try:
+            result = await researcher.plan_research(get_gateway(), topic=topic, urls=urls, n=n, thread_id=tid,
+                                                    max_tokens=setting(config, "plan_max_tokens"))
+        except LLMUnavailable as err:
+            return await _fail_post(tid, "researcher", str(err))
+    await supervisor.record_desk_event(tid, actor="researcher", kind="research_plan", detail={
+        "sub_questions": [q.question for q in result.sub_questions], "urls": len(result.urls),
+        "skipped": result.skipped, "error": result.error})
+    return {"plan": result.model_dump(mode="json")}
+
+
+@traced_desk("researcher.retrieve")
+async def retrieve(state: PostState, config: RunnableConfig) -> dict:
+    if state.outcome != "pending":
+        return {}
+    chunks = await _corpus_chunks()
+    if not chunks:
+        skipped = "the corpus is empty" if chunks == 0 else "retrieval is not installed"
+        return {"retrieval": RetrievalResult(skipped=skipped).model_dump(mode="json")}
+    from tools import retrieval
+
+    tid = thread_id_of(config)
+    found = await retrieval.get_retriever().search_many(
+        researcher.search_queries(state.plan), k=setting(config, "retrieval_top_k"), thread_id=tid,
+        filters={"exclude_source_prefix": researcher.WEB_PREFIX}, floor=setting(config, "retrieval_floor"))
+    result = RetrievalResult.model_validate(found.model_dump())
+    await supervisor.record_desk_event(tid, actor="researcher", kind="retrieval", detail={
+        "queries": len(result.queries), "notes": [c.title for c in result.candidates[:10]],
+        "below_floor": result.below_floor, "best_cosine": result.best_cosine, "floor": result.floor})
+    return {"retrieval": result.model_dump(mode="json")}
+
+
+@traced_desk("researcher.fetch")
+async def fetch(state: PostState, config: RunnableConfig) -> dict:
+    """The pages the request names: fetched, stored as documents of this post, their best chunk kept.
+    A page that cannot be fetched is reported (event, notes, gate), never fatal."""
+    if state.outcome != "pending":
+        return {}
+    tid = thread_id_of(config)
+    out: list[dict] = []
+    for url in state.plan.urls:
+        out.append((await _fetch_one(tid, url, state.plan.topic)).model_dump(mode="json"))
+    if out:
+        await supervisor.record_desk_event(tid, actor="researcher", kind="fetch", detail={
+            "fetched": [f["url"] for f in out if f["ok"]],
+            "failed": [{"url": f["url"], "error": f["error"]} for f in out if not f["ok"]]})
+    return {"fetched": out}
+
+
+async def _fetch_one(tid: str, url: str, topic: str) -> FetchedSource:
+    from tools.webfetch import FetchError, fetch_page
+
+    try:
+        page = await fetch_page(url)
+    except FetchError as err:
+        log.warning("post %s: could not fetch %s: %s", tid, url, err)
+        return FetchedSource(url=url, ok=False, error=str(err)[:500])
+    try:
+        from tools import retrieval
+        from tools.ingest import ingest_text
+
+        retriever = retrieval.get_retriever()
+        path = researcher.web_source_path(tid, page.final_url)
+        await ingest_text(path, page.text, kind="markdown", title=page.title, db=(await retriever.store()).db,
+                          embedder=retriever.embedder,
+                          metadata={"url": page.final_url, "requested_url": url, "thread_id": tid})
+        best = await retriever.retrieve(topic, k=1, hyde=False, hybrid=False, filters={"source_path": path},
+                                        thread_id=tid)
+    except Exception as err:  # noqa: BLE001 - a page we cannot index is reported like one we cannot fetch
+        log.warning("post %s: could not index %s: %s", tid, url, err)
+        return FetchedSource(url=url, ok=False, title=page.title, error=f"fetched but not indexed: {str(err)[:300]}")
+    if not best:
+        return FetchedSource(url=url, ok=False, title=page.title, source_path=path, error="no text to cite")
+    c = best[0]
+    chunk = Candidate(chunk_id=c.chunk_id, document_id=c.document_id, source_path=c.source_path, title=c.title,
+                      heading=c.heading_path, content=c.content, score=c.score, cosine=c.cosine or c.score)
+    return FetchedSource(url=page.final_url, ok=True, title=page.title, source_path=path, chunk=chunk)
+
+
 @traced_desk("researcher")
 async def gather(state: PostState, config: RunnableConfig) -> dict:
+    """The numbered notes: fetched pages and retrieved notes with their excerpts, or ungrounded
+    notes that say why (the human sees the reason at the gate)."""
+    if state.outcome != "pending":
+        return {}
     tid = thread_id_of(config)
-    try:
-        notes = await researcher.gather_research(
-            get_gateway(), topic=state.topic, thread_id=tid, top_k=setting(config, "retrieval_top_k"),
-            max_tokens=setting(config, "research_max_tokens"),
-        )
-    except LLMUnavailable as err:
-        return await _fail_post(tid, "researcher", str(err))
+    fetched = state.fetched or []
+    sources = researcher.select_sources(state.retrieval, fetched, top_k=setting(config, "retrieval_top_k"))
+    fetch_errors = [f"{f.url}: {f.error}" for f in fetched if not f.ok]
+    if sources:
+        notes = researcher.notes_from_sources(sources, urls={f.chunk.document_id: f.url for f in fetched
+                                                            if f.ok and f.chunk is not None})
+        notes.queries = state.retrieval.queries if state.retrieval else [state.plan.topic]
+        notes.fetch_errors = fetch_errors
+    else:
+        reason = researcher.ungrounded_reason(state.plan, state.retrieval, fetched)
+        try:
+            notes = await researcher.ungrounded_notes(get_gateway(), topic=state.plan.topic, reason=reason,
+                                                      thread_id=tid, max_tokens=setting(config, "research_max_tokens"),
+                                                      fetch_errors=fetch_errors)
+        except LLMUnavailable as err:
+            return await _fail_post(tid, "researcher", str(err))
     await supervisor.record_desk_event(tid, actor="researcher", kind="research_done",
-                                       detail={"grounded": notes.grounded, "citations": len(notes.citations)})
+                                       detail={"grounded": notes.grounded, "citations": len(notes.citations),
+                                               "ungrounded_reason": notes.ungrounded_reason,
+                                               "fetch_errors": fetch_errors})
     return {"research": notes.model_dump(mode="json")}
 
 
-# --- Writer -----------------------------------------------------------------------------------
+# --- Writer: outline -> draft -------------------------------------------------------------------
 
 async def start_drafting(state: PostState, config: RunnableConfig) -> dict:
     await supervisor.advance_post(thread_id_of(config), "drafting", actor="writer", revision=state.revision)
     return {}
 
 
+def _writer_task(state: PostState) -> tuple[str | None, str, int, list[str]]:
+    """(feedback, reason, revision count, sentences that passed) for the next draft."""
+    previous, review, decision = state.latest_draft, state.latest_review, state.latest_decision
+    if previous is None:
+        return None, "first", state.revision, []
+    check = state.citation_check_for(previous.version)
+    passed = [c.sentence for c in check.claims if c.status == "supported"] if check else []
+    if decision is not None and decision.draft_version == previous.version and decision.decision == "revise":
+        return f"From the human reviewer: {decision.feedback}", "human_feedback", state.revision, passed
+    if review is not None and review.draft_version == previous.version:
+        return editor.feedback_for_writer(review.verdict, review.error), "editor_feedback", state.revision + 1, passed
+    if check is not None and not check.passed:
+        return editor.citation_feedback(check), "citation_feedback", state.revision + 1, passed
+    return None, "first", state.revision, passed
+
+
+@traced_desk("writer.outline")
+async def outline(state: PostState, config: RunnableConfig) -> dict:
+    """The first draft's outline (revisions keep the draft's structure: no new outline). Ungrounded
+    notes get none: there are no sources to organise, and it saves a local LLM call."""
+    if state.latest_draft is not None or state.outline_for(1) is not None:
+        return {}
+    if not (state.research and state.research.grounded):
+        return {"outlines": [DraftOutline(version=1, error="no outline: the research is ungrounded").model_dump(mode="json")]}
+    tid = thread_id_of(config)
+    try:
+        result = await writer.write_outline(get_gateway(), topic=_topic(state), notes=state.research, version=1,
+                                            thread_id=tid, max_tokens=setting(config, "outline_max_tokens"),
+                                            questions=[q.question for q in (state.plan.sub_questions if state.plan else [])])
+    except LLMUnavailable as err:
+        return await _fail_post(tid, "writer", str(err))
+    return {"outlines": [result.model_dump(mode="json")]}
+
+
+def _topic(state: PostState) -> str:
+    return state.plan.topic if state.plan else state.topic
+
+
 @traced_desk("writer")
 async def write(state: PostState, config: RunnableConfig) -> dict:
+    if state.outcome != "pending":
+        return {}
     tid = thread_id_of(config)
-    previous, review, decision = state.latest_draft, state.latest_review, state.latest_decision
-    feedback, reason, revision = None, "first", state.revision
-    if previous is not None:
-        if decision is not None and decision.draft_version == previous.version and decision.decision == "revise":
-            feedback, reason = f"From the human reviewer: {decision.feedback}", "human_feedback"
-        elif review is not None and review.draft_version == previous.version:
-            feedback = editor.feedback_for_writer(review.verdict, review.error)
-            reason, revision = "editor_feedback", state.revision + 1
+    feedback, reason, revision, passed = _writer_task(state)
     try:
         draft = await writer.write_draft(
-            get_gateway(), topic=state.topic, notes=state.research, previous=previous, feedback=feedback,
+            get_gateway(), topic=_topic(state), notes=state.research, previous=state.latest_draft, feedback=feedback,
             reason=reason, thread_id=tid, max_tokens=setting(config, "writer_max_tokens"),
+            outline=state.outline_for(1), passed_sentences=passed,
         )
     except (LLMUnavailable, ValueError) as err:
         return await _fail_post(tid, "writer", str(err))
     await supervisor.record_desk_event(tid, actor="writer", kind="draft_written",
                                        detail={"version": draft.version, "reason": reason, "model": draft.model,
-                                               "prompt": draft.prompt, "hash": draft.content_hash})
+                                               "prompt": draft.prompt, "hash": draft.content_hash,
+                                               "dropped_citations": draft.dropped_citations,
+                                               "kept_claims": draft.kept_claims})
     return {"drafts": [draft.model_dump(mode="json")], "revision": revision}
 
 
-# --- Editor -----------------------------------------------------------------------------------
+# --- Editor: citation check -> rubric judge ----------------------------------------------------------
 
 async def start_editing(state: PostState, config: RunnableConfig) -> dict:
     await supervisor.advance_post(thread_id_of(config), "editing", actor="editor", revision=state.revision)
     return {}
 
 
+@traced_desk("editor.citations")
+async def check_citations(state: PostState, config: RunnableConfig) -> dict:
+    """The citation gate: rules, then one batched claim-support call on the judge route."""
+    tid, draft = thread_id_of(config), state.latest_draft
+    if state.citation_check_for(draft.version) is not None:
+        return {}
+    previous = state.citation_check_for(draft.version - 1) if draft.version > 1 else None
+    report = await editor.check_citations(
+        get_gateway(), body=draft.body, notes=state.research, draft_version=draft.version, thread_id=tid,
+        use_judge=setting(config, "claim_check"), max_tokens=setting(config, "claims_max_tokens"), previous=previous)
+    await supervisor.record_desk_event(tid, actor="editor", kind="citation_check", detail={
+        "draft_version": draft.version, "passed": report.passed, "support_rate": report.support_rate,
+        "supported": report.supported, "checked": report.checked, "checked_by": report.checked_by,
+        "unsupported": [{"sentence": c.sentence[:300], "problems": c.problems} for c in report.failures][:20],
+        "error": report.error})
+    if report.support_rate is not None:
+        record_scores(tid, {"citation_support": report.support_rate}, key=report.key,
+                      comments={"citation_support": f"{report.supported}/{report.checked} cited claims supported "
+                                                    f"({report.checked_by})"},
+                      metadata={"draft_version": draft.version, "passed": report.passed})
+    return {"citation_checks": [report.model_dump(mode="json")]}
+
+
+def after_citations(state: PostState) -> str:
+    """A draft with unsupported claims goes back to the Writer (via the supervisor) unjudged."""
+    report = state.citation_check_for(state.latest_draft.version)
+    return "judge" if report is None or report.passed else END
+
+
 @traced_desk("editor")
 async def judge(state: PostState, config: RunnableConfig) -> dict:
     tid, draft = thread_id_of(config), state.latest_draft
     review = await editor.review_draft(
-        get_gateway(), topic=state.topic, title=draft.title, body=draft.body, notes=state.research.notes,
+        get_gateway(), topic=_topic(state), title=draft.title, body=draft.body, notes=state.research.notes,
         draft_version=draft.version, thread_id=tid, max_attempts=setting(config, "judge_max_attempts"),
         max_tokens=setting(config, "judge_max_tokens"), prompt_ref=get_settings().judge_prompt,
     )
@@ -165,23 +345,32 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
     return {"publication": pub, "outcome": "published"}
 
 
-def _desk(name: str, *steps) -> "StateGraph":
+def _desk(name: str, *steps, checkpointed: bool = False, branches: dict | None = None) -> "StateGraph":
+    """A desk's subgraph: its steps in order. `branches` maps a step to (router, targets) for a
+    conditional exit. checkpointed: the desk keeps its own checkpoints (namespace "<desk>:<task>"),
+    so each step is a checkpoint in Studio's state history and a desk cut off midway resumes at its
+    last finished step (an LLM call done is not made again); otherwise (the publisher) the
+    supervisor graph's checkpoint after the desk holds its output and a cut-off desk reruns."""
     g = StateGraph(PostState)
     prev = START
+    branches = branches or {}
     for fn in steps:
         g.add_node(fn.__name__, fn)
-        g.add_edge(prev, fn.__name__)
-        prev = fn.__name__
-    g.add_edge(prev, END)
-    # No checkpoints of its own (checkpointer=False): a desk is one step of the supervisor graph,
-    # whose checkpoint after the desk holds its output. A desk cut off midway reruns from its
-    # start (the status move is idempotent, LLM calls are recorded by call id), which is what
-    # resuming from a desk-internal checkpoint did anyway, at half the checkpoint writes per
-    # post (30 -> 14). Studio still draws the desk and streams its nodes' updates.
-    return g.compile(name=name, checkpointer=False)
+        if prev is not None:
+            g.add_edge(prev, fn.__name__)
+        if fn.__name__ in branches:
+            router, targets = branches[fn.__name__]
+            g.add_conditional_edges(fn.__name__, router, targets)
+            prev = None  # the router leads on
+        else:
+            prev = fn.__name__
+    if prev is not None:
+        g.add_edge(prev, END)
+    return g.compile(name=name, checkpointer=None if checkpointed else False)
 
 
-researcher_desk = _desk("researcher", start_research, gather)
-writer_desk = _desk("writer", start_drafting, write)
-editor_desk = _desk("editor", start_editing, judge)
+researcher_desk = _desk("researcher", start_research, plan, retrieve, fetch, gather, checkpointed=True)
+writer_desk = _desk("writer", start_drafting, outline, write, checkpointed=True)
+editor_desk = _desk("editor", start_editing, check_citations, judge, checkpointed=True,
+                    branches={"check_citations": (after_citations, {"judge": "judge", END: END})})
 publisher_desk = _desk("publisher", start_publishing, publish)

@@ -43,11 +43,8 @@ def route(state: PostState, config: RunnableConfig) -> str:
 async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
     """Status change before the gate, in its own node: the interrupt node must have no side effects."""
     tid = thread_id_of(config)
-    review = state.latest_review
-    escalated = not (review and review.draft_version == state.latest_draft.version and review.decision == "approve")
-    reason = None
-    if escalated:
-        reason = "invalid judge verdict" if review and review.decision == "invalid" else "revision budget exhausted"
+    escalated, reason = supervisor.escalation(state, max_revisions=setting(config, "max_revisions"))
+    reason = reason[:500] if reason else None
     # A post the deadline sweep escalated stays escalated when its draft is asked again (after an
     # invalid answer): escalated -> awaiting_approval is no legal move, and the draft is still overdue.
     await supervisor.advance_post(tid, "escalated" if escalated else "awaiting_approval", actor="editor",

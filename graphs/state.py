@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agents.editor import EditorVerdict
-from agents.models import Citation, Draft, HumanDecision, Publication, ResearchNotes, Review
+from agents.editor import CitationReport, EditorVerdict
+from agents.models import (Citation, Draft, DraftOutline, FetchedSource, HumanDecision, Publication, ResearchNotes,
+                           ResearchPlan, RetrievalResult, Review)
 
 
 def _item_key(item: Any) -> str:
@@ -44,9 +45,15 @@ class PostState(BaseModel):
     topic: str = Field(min_length=1, max_length=500)
     requester: str = "cli"
     source: Literal["cli", "telegram", "studio", "web", "api", "test"] | str = "cli"
+    sources: list[str] = Field(default_factory=list, max_length=20)  # URLs to fetch besides those in the topic
     # --- the desks' work
-    research: ResearchNotes | None = None
+    plan: ResearchPlan | None = None  # Researcher: the topic without URLs, sub-questions, URLs
+    retrieval: RetrievalResult | None = None  # Researcher: notes found above the relevance floor
+    fetched: list[FetchedSource] | None = None  # Researcher: the named pages, fetched or why not
+    research: ResearchNotes | None = None  # Researcher: the numbered notes the Writer cites
+    outlines: Annotated[list[DraftOutline], append_new] = Field(default_factory=list)
     drafts: Annotated[list[Draft], append_new] = Field(default_factory=list)
+    citation_checks: Annotated[list[CitationReport], append_new] = Field(default_factory=list)
     reviews: Annotated[list[Review], append_new] = Field(default_factory=list)
     revision: int = 0  # Editor-driven revision cycles used (max settings.max_revisions)
     # --- the human gate
@@ -70,6 +77,12 @@ class PostState(BaseModel):
     def latest_decision(self) -> HumanDecision | None:
         return self.decisions[-1] if self.decisions else None
 
+    def citation_check_for(self, version: int) -> CitationReport | None:
+        return next((c for c in reversed(self.citation_checks) if c.draft_version == version), None)
+
+    def outline_for(self, version: int) -> DraftOutline | None:
+        return next((o for o in reversed(self.outlines) if o.version == version), None)
+
 
 class PostInput(BaseModel):
     """What a caller passes to start a run (CLI, Telegram, Studio)."""
@@ -77,7 +90,9 @@ class PostInput(BaseModel):
     topic: str = Field(min_length=1, max_length=500)
     requester: str = "cli"
     source: str = "cli"
+    sources: list[str] = Field(default_factory=list, max_length=20)  # URLs to fetch and cite (`--source URL`)
 
 
-__all__ = ["PostState", "PostInput", "append_new", "Citation", "Draft", "EditorVerdict", "HumanDecision",
+__all__ = ["PostState", "PostInput", "append_new", "Citation", "CitationReport", "Draft", "EditorVerdict",
+           "HumanDecision",
            "Publication", "ResearchNotes", "Review"]

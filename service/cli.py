@@ -61,9 +61,22 @@ def _print_gate(snap) -> None:
         click.echo("scores: " + "  ".join(f"{k}={v}" for k, v in s.items())
                    + f"  mean={p['mean']:.2f}  flag={p['flag']}  editor={p['editor_decision']}")
     else:
-        click.echo("scores: none (the judge's verdict did not validate)")
+        click.echo("scores: none (the judge's verdict did not validate)" if p.get("editor_decision") == "invalid"
+                   else "scores: none (not judged: the citation check failed)")
+    check = p.get("citation_check")
+    if check:
+        rate = "-" if check["support_rate"] is None else f"{check['support_rate']:.0%}"
+        click.echo(f"citation check: support {rate} ({check['supported']}/{check['checked']} cited claims), "
+                   f"{'passed' if check['passed'] else 'UNSUPPORTED CLAIMS'}, by {check['checked_by']}"
+                   + (f" (claim check failed: {check['error'][:120]})" if check.get("error") else ""))
+        for bad in check.get("unsupported") or []:
+            click.echo(f"  x {textwrap.shorten(bad['sentence'], 100)}: {'; '.join(bad['problems'])[:160]}")
     click.echo(f"citations: {len(p['citations'])} ({'grounded' if p['grounded'] else 'UNGROUNDED'})"
                f"   revision cycles: {p['revision']}   cost: ${p['cost_usd']:.4f} ({p['tokens']} tokens)")
+    if p.get("ungrounded_reason"):
+        click.echo(f"ungrounded: {p['ungrounded_reason']}")
+    for err in p.get("fetch_errors") or []:
+        click.echo(f"not fetched: {err}")
 
 
 def _print_outcome(snap) -> None:
@@ -107,20 +120,29 @@ def main() -> None:
 @click.argument("topic", nargs=-1, required=True)
 @click.option("--requester", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
 @click.option("--policy", type=click.Choice(["human", "escalations_only"]), default=None)
-def post(topic: tuple[str, ...], requester: str, policy: str | None) -> None:
+@click.option("--source", "sources", multiple=True, metavar="URL",
+              help="a page to fetch and cite (repeatable; URLs in TOPIC are fetched too)")
+def post(topic: tuple[str, ...], requester: str, policy: str | None, sources: tuple[str, ...]) -> None:
     """Start a post on TOPIC; runs to the approval gate, printing each desk's progress."""
     from service.runner import InvalidRequest, checked_input, new_thread_id, start_post
     from tools.local_llm import local_llm_if_needed
+    from tools.webfetch import FetchRefused, check_url
 
     text = " ".join(topic).strip()
     try:  # before the database and the local LLM start
-        checked_input(text, requester=requester, source="cli")
+        checked_input(text, requester=requester, source="cli", sources=list(sources))
     except InvalidRequest as err:
         raise click.BadParameter(str(err), param_hint="'TOPIC'") from None
+    for url in sources:
+        try:
+            check_url(url)
+        except FetchRefused as err:
+            raise click.BadParameter(f"{url[:200]}: {err}", param_hint="'--source'") from None
     overrides = {"approval_policy": policy} if policy else None
     tid = new_thread_id()
     with _resumable_on_interrupt(tid), local_llm_if_needed(get_settings()):
-        snap = _run(start_post(text, requester=requester, thread_id=tid, progress=_progress, overrides=overrides))
+        snap = _run(start_post(text, requester=requester, thread_id=tid, progress=_progress, overrides=overrides,
+                               sources=list(sources)))
     _print_outcome(snap)
     _print_next(snap)
 
@@ -550,11 +572,12 @@ def _register_optional() -> None:
     main.add_command(recover_command, "recover")
     main.add_command(prune_command, "prune")
     try:
-        from service.ingest_cmd import eval_retrieval_command, ingest_command
+        from service.ingest_cmd import eval_faithfulness_command, eval_retrieval_command, ingest_command
     except ImportError:
         return
     main.add_command(ingest_command, "ingest")
     main.add_command(eval_retrieval_command, "eval-retrieval")
+    main.add_command(eval_faithfulness_command, "eval-faithfulness")
 
 
 _register_optional()

@@ -92,3 +92,30 @@ def eval_retrieval_command(corpus, queries, modes, k, hypotheses, hyde_combine) 
     except (EmbeddingMismatchError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(out["summary"]))
+
+
+@click.command("eval-faithfulness")
+@click.option("--live-topics", type=int, default=20, show_default=True,
+              help="live posts (research -> draft -> citation check) on the first N topics of evals/retrieval/topics.jsonl")
+@click.option("--no-live", is_flag=True, help="the planted-error set only")
+@click.option("--no-planted", is_flag=True, help="the live posts only")
+@click.option("--rules-only", is_flag=True, help="the deterministic checks alone (no claim-support call)")
+def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only) -> None:
+    """Citation check on the planted-error set (caught / false alarms) and the support rate of live posts."""
+    from evals.faithfulness.run import run_with_llm
+    from storage.corpus import EmbeddingMismatchError
+
+    async def _run():
+        from storage.db import close_database
+
+        try:
+            return await run_with_llm(live=0 if no_live else live_topics, planted=not no_planted,
+                                      rules_only=rules_only, echo=click.echo)
+        finally:
+            await close_database()
+
+    try:
+        out = asyncio.run(_run())
+    except (EmbeddingMismatchError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(out, default=str))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.types import Command
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agents.supervisor import run_overrides
 from graphs.engine import build_graph, post_metadata
@@ -42,7 +42,7 @@ def new_thread_id() -> str:
     return str(uuid.uuid4())
 
 
-_STARTS = {"start_research": "researching...", "start_drafting": "drafting...", "start_editing": "judging the draft...",
+_STARTS = {"start_research": "researching...", "start_drafting": "drafting...", "start_editing": "checking the draft...",
            "start_publishing": "publishing...", "prepare_approval": "handing the draft to a human"}
 
 
@@ -51,9 +51,35 @@ def _describe(node: str, update: Any) -> str | None:
         return _STARTS[node]
     if not isinstance(update, dict):
         return None
+    if node == "plan" and update.get("plan"):
+        p = update["plan"]
+        if p.get("skipped") or p.get("error"):
+            return f"plan: topic only ({(p.get('skipped') or p.get('error') or '')[:120]})"
+        return f"plan: {len(p['sub_questions'])} sub-questions" + (f", {len(p['urls'])} URLs" if p.get("urls") else "")
+    if node == "retrieve" and update.get("retrieval"):
+        r = update["retrieval"]
+        if r.get("skipped"):
+            return f"retrieval skipped: {r['skipped']}"
+        return (f"retrieval: {len(r['candidates'])} notes above the floor {r['floor']:.2f}"
+                + (f", {len(r['below_floor'])} below" if r.get("below_floor") else ""))
+    if node == "fetch" and update.get("fetched"):
+        f = update["fetched"]
+        bad = [x for x in f if not x["ok"]]
+        return f"fetched {len(f) - len(bad)} of {len(f)} URLs" + (
+            "; not fetched: " + "; ".join(f"{x['url'][:80]} ({(x['error'] or '')[:80]})" for x in bad) if bad else "")
     if node == "gather" and update.get("research"):
         r = update["research"]
-        return f"research notes ({'grounded, ' + str(len(r['citations'])) + ' sources' if r['grounded'] else 'UNGROUNDED: no corpus match'})"
+        return (f"research notes (grounded, {len(r['citations'])} sources)" if r["grounded"] else
+                f"research notes UNGROUNDED: {(r.get('ungrounded_reason') or 'no corpus match')[:160]}")
+    if node == "outline" and update.get("outlines"):
+        o = update["outlines"][-1]
+        return f"outline: {len(o['sections'])} sections" if not o.get("error") else "outline: none (invalid), drafting from the notes"
+    if node == "check_citations" and update.get("citation_checks"):
+        c = update["citation_checks"][-1]
+        rate = "-" if c["support_rate"] is None else f"{c['support_rate']:.0%}"
+        bad = sum(1 for x in c["claims"] if x["status"] == "unsupported")
+        return (f"citation check v{c['draft_version']}: support {rate} ({c['supported']}/{c['checked']}), "
+                + ("passed" if c["passed"] else f"{bad} unsupported -> back to the Writer"))
     if node == "write" and update.get("drafts"):
         d = update["drafts"][-1]
         return f"draft v{d['version']} ({len(d['body'].split())} words, {d['reason']})"
@@ -81,11 +107,23 @@ def latest_interrupt(state) -> tuple[Any, str | None]:
     return interrupt, interrupt_id
 
 
+def _plain(value: Any) -> Any:
+    """State values as JSON data, as the Agent Server's clients see them (a desk subgraph hands
+    some channels back as validated models)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 async def snapshot(graph, config) -> RunSnapshot:
     state = await graph.aget_state(config)
     interrupt, interrupt_id = latest_interrupt(state)
     return RunSnapshot(
-        thread_id=config["configurable"]["thread_id"], next=tuple(state.next), values=dict(state.values),
+        thread_id=config["configurable"]["thread_id"], next=tuple(state.next), values=_plain(dict(state.values)),
         interrupt=interrupt, interrupt_id=interrupt_id,
         checkpoint_id=(state.config.get("configurable") or {}).get("checkpoint_id"),
     )
@@ -141,10 +179,10 @@ class InvalidRequest(ValueError):
     """A post request the graph would refuse (empty or over-long topic): said before anything starts."""
 
 
-def checked_input(topic: str, *, requester: str, source: str) -> dict:
+def checked_input(topic: str, *, requester: str, source: str, sources: list[str] | None = None) -> dict:
     """The graph's input, validated as the graph will (PostInput), with a message a person can act on."""
     try:
-        return PostInput(topic=topic.strip(), requester=requester, source=source).model_dump()
+        return PostInput(topic=topic.strip(), requester=requester, source=source, sources=list(sources or [])).model_dump()
     except ValidationError as err:
         problems = []
         for e in err.errors():
@@ -161,8 +199,8 @@ def checked_input(topic: str, *, requester: str, source: str) -> dict:
 
 async def start_post(topic: str, *, requester: str = "cli", source: str = "cli", thread_id: str | None = None,
                      progress: ProgressFn | None = None, overrides: dict | None = None,
-                     metadata: dict | None = None) -> RunSnapshot:
-    graph_input = checked_input(topic, requester=requester, source=source)
+                     metadata: dict | None = None, sources: list[str] | None = None) -> RunSnapshot:
+    graph_input = checked_input(topic, requester=requester, source=source, sources=sources)
     tid = thread_id or new_thread_id()
     # The post and the run's overrides are saved before the run's first step: if this process dies
     # before that step commits, recovery still finds the post and runs it with its own settings.

@@ -106,7 +106,17 @@ def gate_summary(payload: dict, *, max_citations: int = 10) -> str:
         lines.append(f"Editor: {s} — mean {mean:.2f}, flag {esc(payload.get('flag'))}, "
                      f"{esc(str(payload.get('editor_decision', '')).upper())}" if mean is not None else f"Editor: {s}")
     else:
-        lines.append("Editor: no valid verdict (the judge's output did not validate)")
+        lines.append("Editor: no valid verdict (the judge's output did not validate)"
+                     if payload.get("editor_decision") == "invalid" else "Editor: not judged (see the citation check)")
+    check = payload.get("citation_check")
+    if check:
+        lines.append(citation_line(check))
+        for bad in (check.get("unsupported") or [])[:3]:
+            lines.append(f"  ✗ “{esc(str(bad.get('sentence', ''))[:160])}”: {esc('; '.join(bad.get('problems') or [])[:200])}")
+    if payload.get("ungrounded_reason"):
+        lines.append(f"⚠️ Ungrounded: {esc(str(payload['ungrounded_reason'])[:300])}")
+    for err in (payload.get("fetch_errors") or [])[:5]:
+        lines.append(f"⚠️ Not fetched: {esc(str(err)[:200])}")
     cites = payload.get("citations") or []
     if cites:
         lines.append(f"Sources ({'grounded' if payload.get('grounded') else 'ungrounded'}):")
@@ -121,6 +131,20 @@ def gate_summary(payload: dict, *, max_citations: int = 10) -> str:
                  f"revision cycles {payload.get('revision', 0)}")
     lines.append(f"thread <code>{esc(payload.get('thread_id', ''))}</code>")
     return "\n".join(lines)
+
+
+def citation_line(check: dict) -> str:
+    """'Citations: 5/6 supported (83%), passed' — the support rate the gate and progress show."""
+    rate = check.get("support_rate")
+    if rate is None:
+        body = "nothing cited to check"
+    else:
+        body = f"{check.get('supported')}/{check.get('checked')} supported ({rate:.0%})"
+    verdict = "passed" if check.get("passed") else "UNSUPPORTED CLAIMS"
+    extra = f", {check['unverifiable']} unverifiable" if check.get("unverifiable") else ""
+    by = f" · checked by {esc(check.get('checked_by'))}" if check.get("checked_by") else ""
+    err = " · claim check failed, rules only" if check.get("error") else ""
+    return f"Citations: {body}{extra}, {verdict}{by}{err}"
 
 
 def gate_buttons(gate_id: str) -> InlineKeyboardMarkup:
@@ -200,8 +224,14 @@ def describe_desk(node: str, update: Any) -> str | None:
         if node == "writer" and update.get("drafts"):
             d = update["drafts"][-1]
             why = {"editor_feedback": f" — revision {update.get('revision', '?')} after the Editor's notes",
+                   "citation_feedback": f" — revision {update.get('revision', '?')} after the citation check",
                    "human_feedback": " — revised on your feedback"}.get(d.get("reason"), "")
             return f"✓ Draft v{d['version']}: {len(str(d.get('body', '')).split())} words{why}"
+        if node == "editor" and update.get("citation_checks") and not any(
+                r.get("draft_version") == update["citation_checks"][-1].get("draft_version")
+                for r in update.get("reviews") or []):
+            c = update["citation_checks"][-1]
+            return f"✓ {citation_line(c | {'unverifiable': 0})} on v{c['draft_version']} — back to the Writer"
         if node == "editor" and update.get("reviews"):
             r = update["reviews"][-1]
             if r.get("decision") == "invalid":

@@ -297,12 +297,17 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         draft = (pending.payload if pending else {}).get("draft") or (drafts[-1] if drafts else None)
         reviews = values.get("reviews") or []
         review = reviews[-1] if reviews else None
+        check = citation_check_for(values, draft)
+        research = values.get("research") or {}
         events = [dict(ev, shown=_event_detail(ev)) for ev in await posts.list_events(db, tid)]
         resp = render(request, "run.html", title=post["topic"][:60], post=post, pending=pending, gate_id=gate_id,
                       draft=draft, review=review, dimensions=DIMENSIONS, flash=take_flash(request),
                       review_error=public_reason((review or {}).get("error")),
                       failure=public_reason(post.get("status_reason") or values.get("error")),
-                      cites=((values.get("research") or {}).get("citations") or []),
+                      cites=[dict(c, link=c.get("url") if str(c.get("url", "")).startswith(("http://", "https://"))
+                                  else None) for c in (research.get("citations") or [])],
+                      check=check, claims=[c for c in (check or {}).get("claims") or [] if c.get("status") != "not_a_claim"],
+                      ungrounded=research.get("ungrounded_reason"), fetch_errors=research.get("fetch_errors") or [],
                       events=events, calls=await posts.llm_calls_for(db, tid), pubs=await posts.publications_for(db, tid),
                       can_decide=request.user.who.can_decide, shared_login=request.user.shared)
         resp.delete_cookie(FLASH_COOKIE, path=BASE)
@@ -389,3 +394,11 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
 
 
 __all__ = ["routes", "WebAuthBackend", "WebUser", "web_identity", "same_origin", "BASE", "COOKIE"]
+
+
+def citation_check_for(values: dict, draft: dict | None) -> dict | None:
+    """The citation check of the draft shown (the Editor's gate in front of the judge)."""
+    if not draft:
+        return None
+    return next((c for c in reversed(values.get("citation_checks") or [])
+                 if c.get("draft_version") == draft.get("version")), None)

@@ -49,6 +49,9 @@ STATE_TYPES: tuple[tuple[str, str], ...] = (
     ("agents.models", "Citation"), ("agents.models", "ResearchNotes"), ("agents.models", "Draft"),
     ("agents.models", "Review"), ("agents.models", "HumanDecision"), ("agents.models", "Publication"),
     ("agents.editor", "EditorVerdict"), ("agents.editor", "DimensionReasoning"), ("graphs.state", "PostState"),
+    ("agents.models", "ResearchPlan"), ("agents.models", "SubQuestion"), ("agents.models", "RetrievalResult"),
+    ("agents.models", "Candidate"), ("agents.models", "FetchedSource"), ("agents.models", "DraftOutline"),
+    ("agents.editor", "CitationReport"), ("agents.editor", "ClaimResult"),
 )
 
 

@@ -96,8 +96,12 @@ class CorpusStore:
 
     # --- reads ------------------------------------------------------------------------------------
 
-    async def count_chunks(self) -> int:
-        row = await self.db.fetchone(q.COUNT_CHUNKS)
+    async def count_chunks(self, *, outside_prefix: str | None = None) -> int:
+        if outside_prefix is None:
+            row = await self.db.fetchone(q.COUNT_CHUNKS)
+        else:
+            esc = outside_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            row = await self.db.fetchone(q.COUNT_CHUNKS_OUTSIDE, {"prefix": esc + "%"})
         return int(row["n"]) if row else 0
 
     async def count_documents(self) -> int:
@@ -304,13 +308,24 @@ class CorpusStore:
             await conn.execute(q.PG_SEARCH_SETTINGS, {"ef_search": str(max(ef_search, limit))})
 
     async def text_search(self, query_text: str, *, embed_model: str, dim: int, limit: int,
-                          filters: dict | None = None) -> list[dict]:
+                          filters: dict | None = None, cosine_to: np.ndarray | None = None) -> list[dict]:
+        """Full-text hits; with `cosine_to` (a query vector) each row has its `cosine` to it too."""
         terms = tsquery_terms(query_text)
         if not terms:
             return []
-        query, params = q.text_search(self.db.dialect, filters)
+        query, params = q.text_search(self.db.dialect, filters, cosine_dim=dim if cosine_to is not None else None)
         params.update({"tsq": terms, "model": embed_model, "dim": dim, "limit": int(limit)})
+        if cosine_to is not None:
+            params["q"] = vector_literal(cosine_to)
         return await self.db.fetch(query, params)
+
+    async def note_mean_cosines(self, vec, document_ids: Sequence[str], *, embed_model: str, dim: int) -> dict[str, float]:
+        """document id -> mean cosine of all its chunks to `vec` (for the listed documents only)."""
+        if not document_ids:
+            return {}
+        rows = await self.db.fetch(q.note_mean_cosine(self.db.dialect, dim),
+                                   {"q": vector_literal(vec), "ids": list(document_ids), "model": embed_model})
+        return {r["document_id"]: float(r["mean_cosine"]) for r in rows}
 
     async def explain_vector_search(self, vec, *, embed_model: str, dim: int, limit: int,
                                     filters: dict | None = None, ef_search: int = 100) -> str:

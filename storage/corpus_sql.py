@@ -74,6 +74,12 @@ def insert_chunks(n_rows: int) -> sql.Composed:
 
 COUNT_CHUNKS = "SELECT count(*) AS n FROM chunks"
 
+# Chunks outside a source-path prefix (the corpus without the pages fetched for single posts).
+COUNT_CHUNKS_OUTSIDE = """
+SELECT count(*) AS n FROM chunks c JOIN documents d ON d.id = c.document_id
+WHERE d.source_path NOT LIKE %(prefix)s ESCAPE '\\'
+"""
+
 CORPUS_MODELS = """
 SELECT embed_model, dim, count(*) AS chunks, count(DISTINCT document_id) AS documents
 FROM chunks GROUP BY embed_model, dim ORDER BY chunks DESC
@@ -130,7 +136,8 @@ def _distance(dialect: str, dim: int) -> sql.Composable:
 def compile_filters(filters: dict[str, Any] | None) -> tuple[sql.Composable, dict[str, Any]]:
     """WHERE fragments (each prefixed by AND) and their parameters.
 
-    Keys: source_path (str | list: exact), source_prefix (str), document_id (str | list),
+    Keys: source_path (str | list: exact), source_prefix (str), exclude_source_prefix (str),
+    document_id (str | list),
     title (str), heading (substring of the heading path, case-insensitive), tags (str | list:
     the document has all of them), metadata (dict: JSONB containment). Any other key is a
     metadata field that must equal the value (JSONB containment of {key: value}).
@@ -150,6 +157,10 @@ def compile_filters(filters: dict[str, Any] | None) -> tuple[sql.Composable, dic
         elif key == "source_prefix":
             esc = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             parts.append(sql.SQL("d.source_path LIKE {} ESCAPE '\\'").format(sql.Placeholder(p)))
+            params[p] = esc + "%"
+        elif key == "exclude_source_prefix":
+            esc = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            parts.append(sql.SQL("d.source_path NOT LIKE {} ESCAPE '\\'").format(sql.Placeholder(p)))
             params[p] = esc + "%"
         elif key == "document_id":
             parts.append(sql.SQL("c.document_id = ANY({}::UUID[])").format(sql.Placeholder(p)))
@@ -200,19 +211,24 @@ ORDER BY h.distance, h.id
     return q, params
 
 
-def text_search(dialect: str, filters: dict[str, Any] | None) -> tuple[sql.Composed, dict]:
-    """Full-text top-%(limit)s over the generated tsvector, with the same filters; %(tsq)s is an
-    OR of the query's terms (to_tsquery syntax, built by storage.corpus.tsquery_terms)."""
+def text_search(dialect: str, filters: dict[str, Any] | None, *, cosine_dim: int | None = None) -> tuple[sql.Composed, dict]:
+    """Full-text top-%(limit)s over the generated tsvector of heading path + text (migration 0014),
+    with the same filters; %(tsq)s is an
+    OR of the query's terms (to_tsquery syntax, built by storage.corpus.tsquery_terms). With
+    cosine_dim, each row also carries its cosine similarity to the vector %(q)s (the relevance
+    floor needs it for chunks the dense arm did not return)."""
     where, params = compile_filters(filters)
+    cosine = (sql.SQL(", 1 - ({distance}) AS cosine").format(distance=_distance(dialect, cosine_dim))
+              if cosine_dim is not None else sql.SQL(""))
     q = sql.SQL("""
 SELECT c.id::text AS chunk_id, c.document_id::text AS document_id, d.source_path, d.title,
-       c.heading_path, c.content, c.ordinal, ts_rank(c.tsv, tq.query) AS score
+       c.heading_path, c.content, c.ordinal, ts_rank(c.ctx_tsv, tq.query) AS score{cosine}
 FROM chunks c JOIN documents d ON d.id = c.document_id,
      (SELECT to_tsquery('english', %(tsq)s) AS query) AS tq
-WHERE c.tsv @@ tq.query AND c.dim = %(dim)s AND c.embed_model = %(model)s{where}
+WHERE c.ctx_tsv @@ tq.query AND c.dim = %(dim)s AND c.embed_model = %(model)s{where}
 ORDER BY score DESC, c.id
 LIMIT %(limit)s
-""").format(where=where)
+""").format(where=where, cosine=cosine)
     return q, params
 
 
@@ -227,3 +243,14 @@ def exact_vector_search(dialect: str, dim: int) -> sql.Composed:
     return sql.SQL(
         "SELECT c.id::text AS chunk_id FROM chunks c WHERE c.dim = {d} AND c.embed_model = %(model)s "
         "ORDER BY {dist} LIMIT %(limit)s").format(d=sql.Literal(d), dist=dist)
+
+
+def note_mean_cosine(dialect: str, dim: int) -> sql.Composed:
+    """Each listed document's mean cosine similarity over ALL its chunks to %(q)s: a note whose
+    chunks all match ranks above one with a single lucky chunk (per-note aggregation)."""
+    return sql.SQL("""
+SELECT c.document_id::text AS document_id, avg(1 - ({distance})) AS mean_cosine
+FROM chunks c
+WHERE c.document_id = ANY(%(ids)s::UUID[]) AND c.dim = {dim} AND c.embed_model = %(model)s
+GROUP BY c.document_id
+""").format(distance=_distance(dialect, dim), dim=sql.Literal(_dim(dim)))

@@ -20,9 +20,25 @@ PASSING = verdict()
 FAILING = verdict(ta=2, cal=2, depth=3, aud=3)
 
 
-def draft_reply(req) -> str:
+OUTLINE = {"title": "GQA and the KV cache", "sections": ["What GQA shares", "What it saves"]}
+
+
+def draft_reply(req):
+    """The scripted writer: an outline when JSON is asked for, else a draft; it cites [1] only
+    when the notes have a numbered source (a real writer is told to cite only those)."""
+    if req.wants_json:
+        return OUTLINE
     n = sum(1 for m in req.messages if m.get("role") == "user")
-    return f"# GQA and the KV cache\n\nGrouped-query attention shares key/value heads across query heads [1]. ({n})"
+    cite = " [1]" if "[1] <source" in req.prompt else ""
+    return f"# GQA and the KV cache\n\nGrouped-query attention shares key/value heads across query heads{cite}. ({n})"
+
+
+def writer_reply(req, **reply_kw):
+    """draft_reply as a scripted Reply (JSON for the outline, text for a draft), with Reply options."""
+    from tests.scripted_llm import Reply
+
+    out = draft_reply(req)
+    return Reply.json(out, **reply_kw) if isinstance(out, dict) else Reply(text=out, **reply_kw)
 
 
 def reset_runtime() -> None:

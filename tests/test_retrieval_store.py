@@ -235,7 +235,8 @@ async def test_retrieve_dedups_per_source_and_hybrid_fuses(module_db, embedder, 
 async def test_researcher_citations_point_at_real_chunks(module_db, embedder, tmp_path, monkeypatch):  # noqa: F811
     """The engine's researcher desk, through the retrieval seam, cites chunk ids that exist."""
     import tools.retrieval as retrieval
-    from agents.researcher import gather_research
+    from agents import researcher
+    from agents.models import ResearchPlan, RetrievalResult
 
     write_notes(tmp_path / "r", NOTES)
     await ingest_paths([tmp_path / "r"], db=module_db, embedder=embedder)
@@ -244,7 +245,12 @@ async def test_researcher_citations_point_at_real_chunks(module_db, embedder, tm
         return "Grouped-query attention shares key/value heads between query heads to shrink the KV cache."
 
     monkeypatch.setattr(retrieval, "_default", Retriever(db=module_db, embedder=embedder, hyde_generate=hyde))
-    notes = await gather_research(None, topic="How GQA shrinks the KV cache", thread_id=None, top_k=3, max_tokens=100)
+    # What the desk's retrieve and gather steps do: the topic (and its plan's sub-questions) searched,
+    # notes above the floor numbered with their excerpts.
+    plan = ResearchPlan(topic="How GQA shrinks the KV cache")
+    found = await retrieval.get_retriever().search_many(researcher.search_queries(plan), k=3)
+    result = RetrievalResult.model_validate(found.model_dump())
+    notes = researcher.notes_from_sources(researcher.select_sources(result, [], top_k=3))
     assert notes.grounded and notes.citations
     ids = [c.chunk_id for c in notes.citations]
     stored = await CorpusStore(module_db).chunks_by_id(ids)
@@ -252,4 +258,5 @@ async def test_researcher_citations_point_at_real_chunks(module_db, embedder, tm
     by_id = {r["chunk_id"]: r for r in stored}
     for c in notes.citations:
         assert by_id[c.chunk_id]["source_path"] == c.source_path and f"[{c.n}]" in notes.notes
+        assert c.excerpt and by_id[c.chunk_id]["content"].strip().startswith(c.excerpt)  # what a claim is checked against
     assert notes.citations[0].source_path.endswith("gqa.md")

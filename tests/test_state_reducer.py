@@ -26,3 +26,29 @@ def test_old_keyless_decisions_do_not_swallow_new_keyed_ones():
     new = HumanDecision(decision="approve", reviewer="ann", draft_version=2, answered_checkpoint="c2")
     history = append_new([old], [new.model_dump(mode="json")])
     assert [d["decision"] for d in history] == ["revise", "approve"]
+
+
+def test_every_model_in_the_state_may_be_read_back_from_a_checkpoint():
+    """Desk subgraphs keep their own checkpoints, where channel values are validated models: each
+    model class the state can hold must be on the serializer's allow list, or reading it back is
+    refused (and the desk's work silently lost)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from graphs.state import PostState
+    from storage.checkpointer import STATE_TYPES
+
+    seen: set[type] = set()
+
+    def walk(tp) -> None:
+        for arg in typing.get_args(tp):
+            walk(arg)
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in seen:
+            seen.add(tp)
+            for field in tp.model_fields.values():
+                walk(field.annotation)
+
+    walk(PostState)
+    missing = {(t.__module__, t.__name__) for t in seen} - set(STATE_TYPES)
+    assert not missing, f"add to storage.checkpointer.STATE_TYPES: {sorted(missing)}"

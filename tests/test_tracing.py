@@ -17,7 +17,7 @@ import pytest
 
 from service.runner import resume, start_post
 from storage import posts
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply, llm, reset_runtime, scripted_llm  # noqa: F401
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, reset_runtime, scripted_llm, writer_reply  # noqa: F401
 from tests.otlp_receiver import LangfuseReceiver
 from tests.scripted_llm import Fault, Reply
 from tools.tracing import REDACTED, Scrubber, flush_traces, get_tracing, reset_tracing, trace_id_for
@@ -81,7 +81,7 @@ def _by_name(spans, name):
 
 
 async def test_one_trace_across_interrupt_and_resume(db, lf, llm):
-    llm.on_chat(lambda req: Reply(text=draft_reply(req), tokens_in=120, tokens_out=40, delay_s=0.2), model=WRITER)
+    llm.on_chat(lambda req: writer_reply(req, tokens_in=120, tokens_out=40, delay_s=0.2), model=WRITER)
     llm.on_chat(lambda req: Reply.json(PASSING, tokens_in=200, tokens_out=60), model=JUDGE)
 
     snap = await start_post("How GQA shrinks the KV cache", requester="alice", source="test")
@@ -117,6 +117,7 @@ async def test_one_trace_across_interrupt_and_resume(db, lf, llm):
 
     # A generation per LLM call, nested under the desk that made it, with model, usage, cost, latency.
     desk_of = {s.span_id: s.name for s in spans if s.name in DESKS}
+    # (ungrounded research: the Writer makes no outline call, only the draft)
     writer_gen, = _by_name(spans, "llm.writer")
     assert writer_gen.type == "generation" and desk_of[writer_gen.parent_span_id] == "writer"
     assert writer_gen.attributes["langfuse.observation.model.name"] == WRITER

@@ -291,3 +291,39 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
 @dataclass
 class _ChunkWork(ChunkIn):
     embed_text: str = ""
+
+
+async def ingest_text(source_path: str, text: str, *, kind: str, title: str, metadata: dict | None = None,
+                      db: Database | None = None, embedder: Embedder | None = None,
+                      settings: Settings | None = None) -> tuple[str, int]:
+    """Chunk, embed and store one document given as text (a fetched web page), under `source_path`.
+
+    Returns (status, chunks): 'inserted' | 'replaced' | 'unchanged'. The same hashing as files, so
+    fetching an unchanged page again writes nothing."""
+    settings = settings or get_settings()
+    db = db or await get_database()
+    embedder = embedder or get_embedder()
+    store = CorpusStore(db)
+    dim = await embedder.dimension()
+    await store.check_compatible(embedder.name, dim, purpose="ingest")
+    model_max = await embedder.max_tokens()
+    max_tokens = min(settings.chunk_max_tokens or model_max, model_max)
+    h = document_hash(text, embed_model=embedder.name, max_tokens=settings.chunk_max_tokens or 0,
+                      overlap_tokens=settings.chunk_overlap_tokens)
+    if (await store.document_hashes([source_path])).get(source_path) == h:
+        return "unchanged", 0
+    parsed = parse_document(text, kind, fallback_title=title)
+    if title:
+        parsed.title = title
+    chunks = chunk_document(parsed, await embedder.token_counter(), max_tokens=max_tokens,
+                            overlap_tokens=settings.chunk_overlap_tokens)
+    if not chunks:
+        raise ValueError("no text to index")
+    vecs = await embedder.embed([c.embed_text for c in chunks])
+    items = [ChunkIn(c.ordinal, c.heading_path, c.content, c.content_hash, np.asarray(v, dtype=np.float32))
+             for c, v in zip(chunks, vecs)]
+    await store.ensure_vector_index(dim)
+    meta = {**(metadata or {}), "kind": kind}
+    status = await store.upsert_document(DocumentIn(source_path, parsed.title or title or source_path, h, items, meta),
+                                         embed_model=embedder.name, dim=dim)
+    return status, len(items)

@@ -150,13 +150,13 @@ async def _noop_floor(sizes: list[int], jobs: int, workdir) -> list[dict]:
 async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], floor: bool = True) -> dict:
     from langgraph_sdk import get_client
 
-    from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
+    from tests.engine_fixtures import JUDGE, PASSING, WRITER, writer_reply
     from tests.scripted_llm import Reply, ScriptedLLM
     from tests.server_fixtures import SERVICE_TOKEN, AgentServer, free_port
 
     delay = llm_ms / 1000
     with private_postgres() as (url, state_dir), ScriptedLLM(models=[WRITER, JUDGE]) as llm:
-        llm.on_chat(lambda req: Reply(text=draft_reply(req), delay_s=delay), model=WRITER)
+        llm.on_chat(lambda req: writer_reply(req, delay_s=delay), model=WRITER)
         llm.on_chat(lambda req: Reply.json(PASSING, delay_s=delay), model=JUDGE)
         env = dict(os.environ, DATABASE_URL=url, NEWSROOM_LLM_BASE_URL=llm.base_url, NEWSROOM_LLM_PROVIDER="llamacpp",
                    NEWSROOM_LOG_LEVEL="WARNING", NEWSROOM_SERVER_JOBS=str(jobs),

@@ -48,12 +48,12 @@ KILL_KINDS = ("desk", "approval", "publish", "random")
 def _configure_env(state_dir: Path) -> tuple[str, "object"]:
     """Embedded PostgreSQL + scripted LLM for this drill; returns (database url, llm server)."""
     from storage.embedded import start_embedded
-    from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
+    from tests.engine_fixtures import JUDGE, PASSING, WRITER, writer_reply
     from tests.scripted_llm import Reply, ScriptedLLM
 
     url = start_embedded(state_dir / "pg", keep_running=True)
     llm = ScriptedLLM(models=[WRITER, JUDGE]).start()
-    llm.on_chat(lambda req: Reply(text=draft_reply(req), delay_s=0.25), model=WRITER)
+    llm.on_chat(lambda req: writer_reply(req, delay_s=0.25), model=WRITER)
     llm.on_chat(lambda req: Reply.json(PASSING, delay_s=0.2), model=JUDGE)
     os.environ.update({
         "DATABASE_URL": url, "NEWSROOM_LLM_BASE_URL": llm.base_url, "NEWSROOM_LLM_PROVIDER": "llamacpp",

@@ -59,10 +59,10 @@ def _passing():
 
 
 def _normal(llm, *, writer_delay_s: float = 0.0, judge_delay_s: float = 0.0) -> None:
-    from tests.engine_fixtures import draft_reply
+    from tests.engine_fixtures import writer_reply
     from tests.scripted_llm import Reply
 
-    llm.on_chat(lambda req: Reply(text=draft_reply(req), delay_s=writer_delay_s), model=WRITER)
+    llm.on_chat(lambda req: writer_reply(req, delay_s=writer_delay_s), model=WRITER)
     llm.on_chat(lambda req: Reply.json(_passing(), delay_s=judge_delay_s), model=JUDGE)
 
 

@@ -1,0 +1,193 @@
+"""Citation faithfulness: `newsroom eval-faithfulness`.
+
+    newsroom eval-faithfulness                      # planted-error set, then 20 live posts
+    newsroom eval-faithfulness --no-live            # the planted-error set only
+    newsroom eval-faithfulness --rules-only         # the deterministic checks alone (no judge call)
+    newsroom eval-faithfulness --live-topics 5      # fewer live posts (each is several LLM calls)
+
+1. Planted errors (evals/faithfulness/planted.jsonl, made by make_planted.py): clean drafts and
+   drafts with one planted error each (a wrong number, a citation to the wrong source, an uncited
+   claim), run through the Editor's citation check as the graph runs it (rules, then the batched
+   claim-support call on the configured judge route). Caught = the planted sentence is flagged
+   unsupported; a false alarm = a clean draft that fails the check. Goals: >= 95% caught, <= 5%
+   false alarms.
+2. Live posts: for each topic (the first N of evals/retrieval/topics.jsonl), research (plan ->
+   retrieve over the ingested corpus) -> outline -> draft -> citation check with the configured
+   routes; the support rate per post and overall.
+
+The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PLANTED = HERE / "planted.jsonl"
+TOPICS = HERE.parent / "retrieval" / "topics.jsonl"
+CORPUS = HERE.parent / "corpus"
+
+
+def load_planted(path: Path = PLANTED) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def notes_for(row: dict):
+    from agents.models import Citation, ResearchNotes
+
+    cites = [Citation(n=s["n"], chunk_id=f"{row['draft']}-{s['n']}", source_title=s["title"], heading=s["heading"],
+                      source_path=s["note"], excerpt=s["excerpt"]) for s in row["sources"]]
+    return ResearchNotes(notes="\n\n".join(f"[{c.n}] {c.excerpt}" for c in cites), citations=cites, grounded=True)
+
+
+def _flagged(report, sentence: str) -> bool:
+    import re
+
+    plain = lambda t: re.sub(r"\s*\[[\d,\s]+\]", "", t).strip().rstrip(".")  # noqa: E731
+    target = plain(sentence)
+    return any(c.status == "unsupported" and plain(c.sentence) == target for c in report.claims)
+
+
+async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[dict] | None = None,
+                      echo=print) -> dict:
+    from agents.editor import check_citations
+
+    rows = rows if rows is not None else load_planted()
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    alarms: list[str] = []
+    sentence_alarms = 0
+    misses: list[str] = []
+    t0 = time.perf_counter()
+    judge_models: set[str] = set()
+    judge_errors = 0
+    for row in rows:
+        report = await check_citations(gateway, body=row["body"], notes=notes_for(row), draft_version=1,
+                                       thread_id=None, use_judge=use_judge, max_tokens=max_tokens)
+        judge_models.add(report.checked_by)
+        judge_errors += bool(report.error)
+        if row["kind"] == "clean":
+            if not report.passed:
+                alarms.append(row["id"])
+                sentence_alarms += len(report.failures)
+            by_kind["clean"].append(report.passed)
+        else:
+            caught = _flagged(report, row["planted_sentence"])
+            by_kind[row["kind"]].append(caught)
+            if not caught:
+                misses.append(row["id"])
+    planted = [x for k, v in by_kind.items() if k != "clean" for x in v]
+    caught_rate = sum(planted) / len(planted) if planted else 0.0
+    clean = by_kind.get("clean", [])
+    false_alarm = (len(clean) - sum(clean)) / len(clean) if clean else 0.0
+    echo(f"planted-error set: {len(rows)} drafts ({len(clean)} clean, {len(planted)} with one planted error), "
+         f"checked by {', '.join(sorted(judge_models))} in {time.perf_counter() - t0:.1f}s"
+         + (f", claim call failed on {judge_errors}" if judge_errors else ""))
+    for kind in ("wrong_number", "wrong_source", "uncited_claim"):
+        v = by_kind.get(kind, [])
+        if v:
+            echo(f"  {kind:<14} caught {sum(v)}/{len(v)} ({sum(v) / len(v):.0%})")
+    echo(f"  caught overall {sum(planted)}/{len(planted)} ({caught_rate:.1%}; goal >= 95%)   "
+         f"false alarms {len(alarms)}/{len(clean)} clean drafts ({false_alarm:.1%}; goal <= 5%)")
+    if misses:
+        echo("  missed: " + ", ".join(misses))
+    if alarms:
+        echo("  false alarms: " + ", ".join(alarms))
+    return {"drafts": len(rows), "planted": len(planted), "caught": round(caught_rate, 4),
+            "false_alarms": round(false_alarm, 4), "by_kind": {k: round(sum(v) / len(v), 4) for k, v in by_kind.items()
+                                                               if k != "clean"},
+            "checked_by": sorted(judge_models), "judge_errors": judge_errors, "missed": misses, "alarms": alarms}
+
+
+async def run_live(gateway, *, topics: list[str], use_judge: bool, echo=print) -> dict:
+    """research -> outline -> draft -> citation check for each topic, with the configured routes."""
+    from agents import editor, researcher, writer
+    from agents.models import RetrievalResult
+    from config import get_settings
+    from tools import retrieval
+    from tools.ingest import ingest_paths, source_path_for
+
+    s = get_settings()
+    report = await ingest_paths([CORPUS])
+    echo(f"corpus: {report.summary()}")
+    prefix = source_path_for(CORPUS).rstrip("/") + "/"
+    rates, rows = [], []
+    for i, topic in enumerate(topics, 1):
+        t = time.perf_counter()
+        plan = await researcher.plan_research(gateway, topic=topic, urls=[], n=s.research_subquestions,
+                                              thread_id=None, max_tokens=s.plan_max_tokens)
+        found = await retrieval.get_retriever().search_many(researcher.search_queries(plan), k=s.retrieval_top_k,
+                                                            filters={"source_prefix": prefix})
+        result = RetrievalResult.model_validate(found.model_dump())
+        sources = researcher.select_sources(result, [], top_k=s.retrieval_top_k)
+        if not sources:
+            echo(f"{i:>2}. {topic[:70]}: ungrounded ({researcher.ungrounded_reason(plan, result, [])[:80]})")
+            rows.append({"topic": topic, "support_rate": None, "grounded": False})
+            continue
+        notes = researcher.notes_from_sources(sources)
+        outline = await writer.write_outline(gateway, topic=topic, notes=notes, version=1, thread_id=None,
+                                             max_tokens=s.outline_max_tokens)
+        draft = await writer.write_draft(gateway, topic=topic, notes=notes, previous=None, feedback=None,
+                                         reason="first", thread_id=None, max_tokens=s.writer_max_tokens, outline=outline)
+        check = await editor.check_citations(gateway, body=draft.body, notes=notes, draft_version=1, thread_id=None,
+                                             use_judge=use_judge, max_tokens=s.claims_max_tokens)
+        rate = check.support_rate
+        if rate is not None:
+            rates.append(rate)
+        rows.append({"topic": topic, "support_rate": rate, "claims": check.checked, "passed": check.passed,
+                     "checked_by": check.checked_by, "seconds": round(time.perf_counter() - t, 1)})
+        echo(f"{i:>2}. {topic[:70]}: support {'-' if rate is None else f'{rate:.0%}'} "
+             f"({check.supported}/{check.checked} cited claims, {'passed' if check.passed else 'failed'}, "
+             f"{time.perf_counter() - t:.0f}s)")
+    overall = sum(rates) / len(rates) if rates else None
+    echo(f"live: {len(topics)} posts, support rate {'-' if overall is None else f'{overall:.1%}'} "
+         f"(mean over {len(rates)} posts with cited claims)")
+    return {"posts": len(topics), "support_rate": None if overall is None else round(overall, 4),
+            "per_post": rows}
+
+
+async def run(*, live: int, planted: bool, rules_only: bool, echo=print) -> dict:
+    from config import get_settings
+    from tools.llm import get_gateway
+
+    s = get_settings()
+    gateway = get_gateway()
+    out: dict = {"claim_check": "rules" if rules_only else "rules+judge"}
+    if planted:
+        out["planted"] = await run_planted(gateway, use_judge=not rules_only, max_tokens=s.claims_max_tokens, echo=echo)
+    if live:
+        topics = [json.loads(line)["query"] for line in TOPICS.read_text().splitlines() if line.strip()][:live]
+        out["live"] = await run_live(gateway, topics=topics, use_judge=not rules_only, echo=echo)
+    return out
+
+
+async def run_with_llm(**kw) -> dict:
+    from config import get_settings
+    from tools.local_llm import local_llm_if_needed
+
+    if kw.get("rules_only") and not kw.get("live"):
+        return await run(**kw)  # no LLM call at all
+    with local_llm_if_needed(get_settings()):
+        return await run(**kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--live-topics", type=int, default=20)
+    ap.add_argument("--no-live", action="store_true")
+    ap.add_argument("--no-planted", action="store_true")
+    ap.add_argument("--rules-only", action="store_true")
+    a = ap.parse_args(argv)
+    out = asyncio.run(run_with_llm(live=0 if a.no_live else a.live_topics, planted=not a.no_planted,
+                                   rules_only=a.rules_only))
+    print(json.dumps(out, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
