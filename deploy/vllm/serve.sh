@@ -3,17 +3,36 @@
 # vLLM applies the LoRA natively at request time (no merge): the adapter is a served model
 # named by --lora-modules NAME=PATH, and the gateway's writer route uses NAME as its model.
 #
-#   ADAPTER_DIR=/adapters/r32 ./serve.sh            # then: ./readiness.sh
+#   ./serve.sh                                      # the promoted adapter from the registry
+#   ADAPTER_DIR=/adapters/r32 ./serve.sh            # or a given folder; then: ./readiness.sh
 #
-# Env: BASE_MODEL, ADAPTER_NAME, ADAPTER_DIR, MAX_LORA_RANK, PORT, HOST, VLLM_API_KEY, EXTRA_ARGS.
+# Env: BASE_MODEL, ADAPTER_FAMILY, ADAPTER_NAME, ADAPTER_DIR, MAX_LORA_RANK, MAX_LORAS, PORT, HOST,
+#      VLLM_API_KEY, EXTRA_ARGS, NEWSROOM (the CLI, for the registry lookup).
 set -euo pipefail
 
 BASE_MODEL="${BASE_MODEL:-meta-llama/Llama-3.1-8B-Instruct}"
-ADAPTER_NAME="${ADAPTER_NAME:-newsroom-writer}"
-ADAPTER_DIR="${ADAPTER_DIR:-/adapters/r32}"
+ADAPTER_FAMILY="${ADAPTER_FAMILY:-newsroom-writer}"
 MAX_LORA_RANK="${MAX_LORA_RANK:-32}"   # must be >= the adapter's r (we train r=16 and r=32)
 HOST="${HOST:-0.0.0.0}"
 PORT="${PORT:-8000}"
+NEWSROOM="${NEWSROOM:-newsroom}"
+
+# The adapter to serve: ADAPTER_DIR (+ ADAPTER_NAME) if given, else the family's PROMOTED adapter
+# from the registry (`newsroom adapters path --promoted FAMILY` prints NAME=PATH; needs the same
+# DATABASE_URL as the newsroom service).
+if [[ -z "${ADAPTER_DIR:-}" ]]; then
+  if spec="$("$NEWSROOM" adapters path --promoted "$ADAPTER_FAMILY" 2>/dev/null)"; then
+    ADAPTER_NAME="${spec%%=*}"
+    ADAPTER_DIR="${spec#*=}"
+    echo "serving the promoted adapter of $ADAPTER_FAMILY from the registry: $ADAPTER_NAME ($ADAPTER_DIR)" >&2
+  else
+    echo "no ADAPTER_DIR and no promoted adapter in family $ADAPTER_FAMILY (newsroom adapters)" >&2
+    exit 2
+  fi
+fi
+ADAPTER_NAME="${ADAPTER_NAME:-$ADAPTER_FAMILY}"
+# Promotion loads new adapters into this running server by name (POST /v1/load_lora_adapter).
+export VLLM_ALLOW_RUNTIME_LORA_UPDATING="${VLLM_ALLOW_RUNTIME_LORA_UPDATING:-True}"
 
 if [[ ! -f "$ADAPTER_DIR/adapter_config.json" ]]; then
   echo "no PEFT adapter at $ADAPTER_DIR (expected adapter_config.json + adapter_model.safetensors)" >&2
@@ -30,6 +49,7 @@ args=(serve "$BASE_MODEL"
   --enable-lora
   --lora-modules "$ADAPTER_NAME=$ADAPTER_DIR"
   --max-lora-rank "$MAX_LORA_RANK"
+  --max-loras "${MAX_LORAS:-4}"
   --max-model-len "${MAX_MODEL_LEN:-8192}")
 if [[ -n "${VLLM_API_KEY:-}" ]]; then args+=(--api-key "$VLLM_API_KEY"); fi
 # shellcheck disable=SC2206
