@@ -64,9 +64,10 @@ async def test_export_writes_sft_and_dpo_with_provenance(db, decided, tmp_path):
     assert sorted(r["provenance"]["thread_id"] for r in sft) == sorted(decided["published"])
     ex = next(r for r in sft if r["provenance"]["thread_id"] == decided["published"][0])
     roles = [m["role"] for m in ex["messages"]]
-    assert roles == ["system", "user", "assistant"]
-    assert "Topic: KV cache arithmetic" in ex["messages"][1]["content"] and "Notes:\n" in ex["messages"][1]["content"]
-    assert ex["messages"][2]["content"] == APPROVED.format(topic="KV cache arithmetic")
+    assert roles[0] == "system" and roles[-1] == "assistant" and set(roles[1:-1]) == {"user"}
+    request = "\n".join(m["content"] for m in ex["messages"][1:-1])  # the data blocks, then the instructions
+    assert " topic>>>\nKV cache arithmetic\n<<<END " in request and " notes>>>\n" in request
+    assert ex["messages"][-1]["content"] == APPROVED.format(topic="KV cache arithmetic")
     prov = ex["provenance"]["chosen"]
     decisions = [e for e in await posts.list_events(db, decided["published"][0]) if e["kind"] == "human_decision"]
     approve = next(e for e in decisions if e["detail"]["decision"] == "approve")
@@ -75,9 +76,9 @@ async def test_export_writes_sft_and_dpo_with_provenance(db, decided, tmp_path):
     # one pair per published post: the approved revision over the draft the human sent back
     assert sorted(p["provenance"]["thread_id"] for p in dpo) == sorted(decided["published"])
     pair = next(p for p in dpo if p["provenance"]["thread_id"] == decided["published"][0])
-    assert pair["chosen"] == ex["messages"][2]["content"]
+    assert pair["chosen"] == ex["messages"][-1]["content"]
     assert pair["rejected"] == FIRST_DRAFT.format(topic="KV cache arithmetic")
-    assert pair["prompt"] == ex["messages"][:2]
+    assert pair["prompt"] == ex["messages"][:-1]
     rej = pair["provenance"]["rejected"]
     assert rej["version"] == 1 and rej["decision"] == "revise" and rej["feedback"] == "cite the notes, give numbers"
     revise = next(e for e in decisions if e["detail"]["decision"] == "revise")

@@ -18,7 +18,8 @@ TOPICS = ("KV cache arithmetic", "Grouped-query attention", "Paged attention in 
 
 
 def _topic_of(req) -> str:
-    m = re.search(r"Topic: (.+)", req.prompt)
+    # The prompts fence the topic as a data block: <<<DATA-... topic>>> / the topic / <<<END DATA-... topic>>>
+    m = re.search(r"<<<DATA-[0-9a-f]+ topic>>>\n(.+?)\n<<<END ", req.prompt)
     return m.group(1).strip() if m else "the topic"
 
 
@@ -26,7 +27,7 @@ def script_writer(llm) -> None:
     """First draft vague; any revision (a human asked for it) in the approved style."""
     def reply(req):
         topic = _topic_of(req)
-        revising = "Feedback to address" in req.prompt
+        revising = re.search(r"<<<DATA-[0-9a-f]+ feedback>>>", req.prompt) is not None
         return (APPROVED if revising else FIRST_DRAFT).format(topic=topic)
 
     llm.on_chat(reply, model=WRITER)
