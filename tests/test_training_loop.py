@@ -16,7 +16,7 @@ import pytest
 from evals.training.writer_eval import beats, eval_items, score_draft
 from storage import posts, training
 from tests.engine_fixtures import WRITER, llm, reset_runtime, scripted_llm  # noqa: F401
-from tests.training_helpers import APPROVED, FIRST_DRAFT, make_decided_posts, script_writer
+from tests.training_helpers import FIRST_DRAFT, make_decided_posts, script_writer
 from tools.training_data import build_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,8 @@ async def test_each_draft_is_kept_with_the_model_that_wrote_it(db, decided):
     tid = decided["published"][0]
     rows = await training.drafts_of(db, tid)
     assert [r["version"] for r in rows] == [1, 2]
-    assert rows[0]["body"].startswith("This topic matters") and "[1]" in rows[1]["body"]
+    # (the Writer desk drops [n] markers that name no source in the notes: these notes are ungrounded)
+    assert rows[0]["body"].startswith("This topic matters") and rows[1]["body"].startswith("According to the notes")
     assert {r["model"] for r in rows} == {WRITER} and rows[1]["reason"] == "human_feedback"
     assert rows[0]["prompt"] == "writer.draft@4" and rows[1]["prompt"] == "writer.revise@3"
     events = [e for e in await posts.list_events(db, tid) if e["kind"] == "draft_written"]
@@ -67,7 +68,9 @@ async def test_export_writes_sft_and_dpo_with_provenance(db, decided, tmp_path):
     assert roles[0] == "system" and roles[-1] == "assistant" and set(roles[1:-1]) == {"user"}
     request = "\n".join(m["content"] for m in ex["messages"][1:-1])  # the data blocks, then the instructions
     assert " topic>>>\nKV cache arithmetic\n<<<END " in request and " notes>>>\n" in request
-    assert ex["messages"][-1]["content"] == APPROVED.format(topic="KV cache arithmetic")
+    kept = await training.drafts_of(db, decided["published"][0])
+    first_text, approved_text = (f"# {r['title']}\n\n{r['body']}" for r in kept)
+    assert ex["messages"][-1]["content"] == approved_text and approved_text.startswith("# KV cache arithmetic")
     prov = ex["provenance"]["chosen"]
     decisions = [e for e in await posts.list_events(db, decided["published"][0]) if e["kind"] == "human_decision"]
     approve = next(e for e in decisions if e["detail"]["decision"] == "approve")
@@ -77,7 +80,7 @@ async def test_export_writes_sft_and_dpo_with_provenance(db, decided, tmp_path):
     assert sorted(p["provenance"]["thread_id"] for p in dpo) == sorted(decided["published"])
     pair = next(p for p in dpo if p["provenance"]["thread_id"] == decided["published"][0])
     assert pair["chosen"] == ex["messages"][-1]["content"]
-    assert pair["rejected"] == FIRST_DRAFT.format(topic="KV cache arithmetic")
+    assert pair["rejected"] == first_text == FIRST_DRAFT.format(topic="KV cache arithmetic")
     assert pair["prompt"] == ex["messages"][:-1]
     rej = pair["provenance"]["rejected"]
     assert rej["version"] == 1 and rej["decision"] == "revise" and rej["feedback"] == "cite the notes, give numbers"
