@@ -108,21 +108,26 @@ def _verdict_schema_text() -> str:
     return json.dumps(EditorVerdict.model_json_schema()["properties"], separators=(",", ":"))
 
 
-# The version graphs/ uses unless NEWSROOM_JUDGE_PROMPT names another (@1 stays loadable, for
-# calibration runs that compare versions).
-DEFAULT_JUDGE_PROMPT = "editor.judge@2"
-
-
-def judge_prompt(topic: str, title: str, body: str, notes: str,
-                 prompt_ref: str = DEFAULT_JUDGE_PROMPT) -> RenderedPrompt:
-    """The judge's messages for one draft. @2+ put the topic, notes and draft in delimited data
-    blocks (agents/prompts); @1 interpolates them into one message as it always did."""
+def judge_prompt(topic: str, title: str, body: str, notes: str, *, prompt_ref: str) -> RenderedPrompt:
+    """The judge's messages for one draft from the prompt named `prompt_ref` (name@version): the Editor
+    desk passes NEWSROOM_JUDGE_PROMPT (the only place a default is chosen), `newsroom eval-judge` each
+    version it compares. @2+ put the topic, notes and draft in delimited data blocks (agents/prompts);
+    @1 interpolates them into one message as it always did."""
     return load_prompt(prompt_ref).render(topic=topic, title=title, body=body, notes=notes,
                                           draft=f"# {title}\n\n{body}", schema=_verdict_schema_text())
 
 
-def judge_messages(topic: str, title: str, body: str, notes: str, prompt_ref: str = DEFAULT_JUDGE_PROMPT) -> list[dict]:
-    return judge_prompt(topic, title, body, notes, prompt_ref).messages
+def judge_messages(topic: str, title: str, body: str, notes: str, *, prompt_ref: str) -> list[dict]:
+    return judge_prompt(topic, title, body, notes, prompt_ref=prompt_ref).messages
+
+
+def parse_verdict(text: str) -> EditorVerdict:
+    """A judge's raw reply read exactly as the gateway reads it (fences, lenient newlines, the model's
+    validation); raises tools.llm.LLMOutputInvalid. `newsroom eval-judge` re-scores recorded replies
+    through this, so a change in verdict parsing shows in the calibration figures."""
+    from tools.llm import parse_structured
+
+    return parse_structured(EditorVerdict, text)
 
 
 def feedback_for_writer(verdict: EditorVerdict | None, error: str | None = None) -> str:
@@ -139,7 +144,7 @@ def feedback_for_writer(verdict: EditorVerdict | None, error: str | None = None)
 
 async def review_draft(
     gateway, *, topic: str, title: str, body: str, notes: str, draft_version: int, thread_id: str | None,
-    max_attempts: int, max_tokens: int, prompt_ref: str = DEFAULT_JUDGE_PROMPT,
+    max_attempts: int, max_tokens: int, prompt_ref: str,
 ):
     """Ask the judge for a verdict; retry invalid ones; an invalid verdict never approves.
 
@@ -150,7 +155,7 @@ async def review_draft(
     from agents.models import Review
     from tools.llm import LLMOutputInvalid, LLMUnavailable
 
-    rendered = judge_prompt(topic, title, body, notes, prompt_ref)
+    rendered = judge_prompt(topic, title, body, notes, prompt_ref=prompt_ref)
     if rendered.flagged:
         return Review(draft_version=draft_version, decision="invalid", attempts=0, judge_prompt=prompt_ref,
                       error=f"the {' and '.join(rendered.flagged)} held the prompt's data delimiter: treated as a "

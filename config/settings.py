@@ -327,7 +327,8 @@ class Settings(BaseSettings):
     judge_prompt: str = Field(
         default="editor.judge@2", pattern=r"^editor\.judge@[0-9]{1,4}$",
         description="the Editor's judge prompt (name@version); @1 is the original, @2 puts the draft and notes "
-                    "in delimited data blocks",
+                    "in delimited data blocks. A version becomes the default only by naming it here, after "
+                    "`newsroom eval-judge --prompt editor.judge@N` compared it",
     )
 
     # --- tracing (tools/tracing.py): Langfuse SDK 5 over OpenTelemetry ---------------------------

@@ -8,6 +8,7 @@ from langgraph.graph import END, START, StateGraph
 
 from agents import editor, publisher, researcher, supervisor, writer
 from agents.models import Candidate, DraftOutline, FetchedSource, ResearchPlan, RetrievalResult
+from agents.prompts import PromptNotFound
 from config import ConfigError, get_settings, validate_override
 from graphs.state import PostState
 from tools.llm import LLMUnavailable, get_gateway
@@ -289,15 +290,19 @@ def after_citations(state: PostState) -> str:
 @traced_desk("editor")
 async def judge(state: PostState, config: RunnableConfig) -> dict:
     tid, draft = thread_id_of(config), state.latest_draft
-    review = await editor.review_draft(
-        get_gateway(), topic=_topic(state), title=draft.title, body=draft.body, notes=state.research.notes,
-        draft_version=draft.version, thread_id=tid, max_attempts=setting(config, "judge_max_attempts"),
-        max_tokens=setting(config, "judge_max_tokens"), prompt_ref=get_settings().judge_prompt,
-    )
+    prompt_ref = get_settings().judge_prompt  # not a per-run override: a prompt is promoted by config only
+    try:
+        review = await editor.review_draft(
+            get_gateway(), topic=_topic(state), title=draft.title, body=draft.body, notes=state.research.notes,
+            draft_version=draft.version, thread_id=tid, max_attempts=setting(config, "judge_max_attempts"),
+            max_tokens=setting(config, "judge_max_tokens"), prompt_ref=prompt_ref,
+        )
+    except PromptNotFound as err:
+        return await _fail_post(tid, "editor", f"NEWSROOM_JUDGE_PROMPT={prompt_ref}: {err}")
     await supervisor.record_desk_event(
         tid, actor="editor", kind="verdict",
         detail={"draft_version": draft.version, "draft_hash": draft.content_hash, "decision": review.decision,
-                "mean": review.mean,
+                "mean": review.mean, "prompt": review.judge_prompt,
                 "scores": review.verdict.scores if review.verdict else None,
                 "flag": review.verdict.flag if review.verdict else None, "error": review.error},
     )
@@ -314,7 +319,8 @@ def _trace_verdict(tid: str, review) -> None:
                       confident_hallucination=review.verdict.flag == "confident_hallucination")
         comments = review.verdict.reasoning.model_dump()
     record_scores(tid, scores, key=review.key, comments=comments,
-                  metadata={"draft_version": review.draft_version, "judge_model": review.judge_model})
+                  metadata={"draft_version": review.draft_version, "judge_model": review.judge_model,
+                            "judge_prompt": review.judge_prompt})
 
 
 # --- Publisher --------------------------------------------------------------------------------

@@ -594,6 +594,8 @@ def _register_optional() -> None:
     from service.maintenance_cmd import prune_command, recover_command  # crash recovery, checkpoint retention
     main.add_command(recover_command, "recover")
     main.add_command(prune_command, "prune")
+    from service.judge_eval_cmd import eval_judge_command  # judge calibration against the labelled drafts
+    main.add_command(eval_judge_command, "eval-judge")
     try:
         from service.ingest_cmd import eval_faithfulness_command, eval_retrieval_command, ingest_command
     except ImportError:

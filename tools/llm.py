@@ -858,6 +858,11 @@ def _parse(schema: type[M], text: str) -> M:
         raise LLMOutputInvalid(text, json.loads(err.json(include_url=False)), placeholder) from None
 
 
+def parse_structured(schema: type[M], text: str) -> M:
+    """A model's raw reply read as `schema` exactly as complete_json reads it (raises LLMOutputInvalid)."""
+    return _parse(schema, text)
+
+
 # --- what a failed endpoint's owner knows ----------------------------------------------------------
 
 # base URL -> a probe that explains a failure there (the on-demand local server: "its process died
@@ -921,6 +926,6 @@ def reset_gateway() -> None:
 
 __all__ = [
     "LLMGateway", "LLMResult", "LLMError", "LLMOutputInvalid", "LLMUnavailable", "LLMAdapterMissing", "LLMTimeout",
-    "LLMCallEvent", "Route", "RouteFailure", "get_gateway", "reset_gateway", "routes_from_settings",
+    "LLMCallEvent", "Route", "RouteFailure", "get_gateway", "reset_gateway", "routes_from_settings", "parse_structured",
     "default_routes", "price_for", "price_table", "cost_usd", "classify", "DEFAULT_PRICES", "ROLES",
 ]
