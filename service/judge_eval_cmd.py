@@ -174,7 +174,7 @@ def _evaluate(settings, items, routes, prompts, recorded_path, cache_path, no_ca
             for ref in _prompts(prompts, settings.judge_prompt):
                 plan.append((target, ref, dec, cache))
     needs_local = any(t.route is not None and t.route.provider == "llamacpp" and not rescore
-                      and is_on_demand_server(settings, t.identity.endpoint) for t, *_ in plan)
+                      and is_on_demand_server(settings, t.route.endpoint(settings)) for t, *_ in plan)
 
     async def go():
         from tools.llm import LLMGateway

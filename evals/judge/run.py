@@ -62,11 +62,16 @@ def _weights_of(settings: Settings, endpoint: str) -> str | None:
     return f"{path.name} ({path.stat().st_size} bytes)"
 
 
+ON_DEMAND_ENDPOINT = "on-demand local server"
+
+
 def _target(name: str, route, settings: Settings) -> JudgeTarget:
     endpoint = route.endpoint(settings)
     weights = _weights_of(settings, endpoint) if route.provider == "llamacpp" else None
-    return JudgeTarget(name, JudgeIdentity(provider=route.provider, model=route.model, endpoint=endpoint,
-                                           weights=weights), route)
+    # The on-demand server is known by its weights, not its port (NEWSROOM_LOCAL_LLM_PORT may differ per run).
+    identity = JudgeIdentity(provider=route.provider, model=route.model,
+                             endpoint=ON_DEMAND_ENDPOINT if weights else endpoint, weights=weights)
+    return JudgeTarget(name, identity, route)
 
 
 def live_target(name: str, settings: Settings, *, model: str | None = None) -> JudgeTarget:
@@ -375,7 +380,7 @@ def report_text(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
     row("cost of the verdicts (USD)", [f"{s['cost_usd']:.4f}" for s in summaries])
     row("cost of this run (USD)", [f"{s['cost_usd_this_run']:.4f}" for s in summaries])
     row("tokens in / out", [f"{s['tokens_in']} / {s['tokens_out']}" for s in summaries])
-    row("judge time (s, recorded calls)", [s["judge_seconds"] for s in summaries])
+    row("judge time (s, recorded calls)", [f"{s['judge_seconds']:.1f}" for s in summaries])
     row("latency p50 / p95 (ms)", [f"{_fmt(s['latency_ms_p50'])} / {_fmt(s['latency_ms_p95'])}" for s in summaries])
     row("calls this run / from store", [f"{s['calls']} / {s['cache_hits']}" for s in summaries])
     row("goal (r >= 0.86 overall, >= 0.75 each)", ["met" if s["goal_met"] else "missed" for s in summaries])

@@ -29,7 +29,8 @@ class JudgeIdentity(BaseModel):
 
     @property
     def label(self) -> str:
-        return f"{self.provider}:{self.weights or self.model}"
+        # the weights file's name (its size, also in `weights`, only tells two builds apart)
+        return f"{self.provider}:{(self.weights or '').split(' (')[0] or self.model}"
 
 
 class Decoding(BaseModel):
