@@ -30,7 +30,11 @@ TRAIN_STAMP := $(VENV)/.train-$(shell cat pyproject.toml | cksum | cut -d' ' -f1
 # `make test` leaves out what needs the vLLM venv or the 1.1 GB model: `make test-vllm` runs those.
 PYTEST_MARKS ?= not vllm and not qwen
 
-.PHONY: install llama-rebuild train-deps models demo test test-vllm test-fast serve bot bench chaos clean stop-db
+.PHONY: install llama-rebuild train-deps models demo test test-vllm test-fast judge-gate eval serve bot bench chaos clean stop-db
+
+# The judge's CI gate: recorded verdicts re-scored (no model call) must give the accepted figures.
+JUDGE_RECORDED := evals/judge/recorded/verdicts.jsonl
+JUDGE_EXPECTED := evals/judge/recorded/expected.json
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,7 +74,7 @@ models: install
 demo: models
 	$(BIN)/newsroom demo
 
-test: install train-deps
+test: install train-deps judge-gate
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "$(PYTEST_MARKS)" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -82,6 +86,18 @@ test-vllm: install train-deps models
 	  $(BIN)/newsroom models install --model smollm2 --hf smollm2 || exit 1; \
 	  NEWSROOM_VLLM_PYTHON=$$vllm_python $(BIN)/python -m pytest -q -p no:cacheprovider -m "vllm or qwen" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+judge-gate: install
+	@$(BIN)/newsroom eval-judge --route recorded --recorded $(JUDGE_RECORDED) --check $(JUDGE_EXPECTED) \
+	  --quiet --no-langfuse > $(VENV)/judge-gate.out || { cat $(VENV)/judge-gate.out; exit 1; }
+	@grep '^judge gate:' $(VENV)/judge-gate.out
+
+# The live local judge (the configured local model, started on demand) over the labelled set, every
+# judge prompt version side by side. Verdicts are cached in NEWSROOM_DATA_DIR/judge-verdicts.jsonl
+# (ARGS=--no-cache to ask again); a slow CPU can need a longer call timeout than the Editor's.
+EVAL_ARGS ?= --route local --prompt all --timeout 1800
+eval: install
+	nice -n 10 $(BIN)/newsroom eval-judge $(EVAL_ARGS) $(ARGS)
 
 serve: install
 	$(BIN)/newsroom serve
