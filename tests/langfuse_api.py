@@ -142,7 +142,8 @@ class LangfuseAPIReceiver(LangfuseReceiver):
             item = {"id": item_id, "status": body.get("status") or "ACTIVE", "input": body.get("input"),
                     "expectedOutput": body.get("expectedOutput"), "metadata": body.get("metadata"),
                     "sourceTraceId": body.get("sourceTraceId"), "sourceObservationId": body.get("sourceObservationId"),
-                    "datasetId": ds["id"], "datasetName": ds["name"], "createdAt": _now(), "updatedAt": _now()}
+                    "datasetId": ds["id"], "datasetName": ds["name"], "createdAt": _now(), "updatedAt": _now(),
+                    "mediaReferences": []}
             with self._lock:
                 self.dataset_items[item_id] = item  # an upsert, as Langfuse does for a given id
             return 200, item
