@@ -286,7 +286,7 @@ def run_summary(run: Run) -> dict:
     judged = len(outs) - sum(o.status == "missing" for o in outs)
     dims_ok = all(r[d] is not None and r[d] >= GOAL_DIMENSION_R for d in DIMENSIONS)
     by_defect: dict[str, dict] = {}
-    for o in outs:
+    for o in (o for o in outs if o.status != "missing"):  # drafts this judge was asked about
         b = by_defect.setdefault(o.item.defect, {"n": 0, "human_reject": 0, "judge_reject": 0, "judge_invalid": 0,
                                                  "judge_flag": 0})
         b["n"] += 1
@@ -308,8 +308,9 @@ def run_summary(run: Run) -> dict:
             # an invalid verdict never approves (the Editor escalates it): counted as a disagreement here
             "accuracy_all": _r(metrics.accuracy(all_human, all_judge)),
             "confusion": metrics.confusion(human_dec, judge_dec, DECISIONS),
-            "human_approve": sum(o.item.human_decision == "approve" for o in outs),
-            "judge_approve": sum(o.judge_decision == "approve" for o in outs),
+            # over the drafts with a recorded verdict (valid or not), so the two counts are comparable
+            "human_approve": all_human.count("approve"),
+            "judge_approve": all_judge.count("approve"),
         },
         "flag": {"confusion": metrics.confusion([o.item.flag for o in valid], [o.verdict.flag for o in valid], FLAGS),
                  "precision": _r(flag_p), "recall": _r(flag_rec)},
