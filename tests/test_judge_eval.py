@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from agents import prompts as prompt_registry
 from agents.editor import DIMENSIONS, approve_or_revise
+from config import get_settings
 from evals.judge import metrics
 from evals.judge.labels import DEFECTS, LabelError, guide_violations, load_set, parse_draft
 from evals.judge.run import decoding, prompt_sha
@@ -194,17 +195,21 @@ def test_a_judge_over_http_is_measured_and_its_verdicts_cached(env, tmp_path):
     assert run["decision"]["accuracy_all"] == round((len(ITEMS) - 2) / len(ITEMS), 3)
     assert run["flag"]["precision"] == 1.0 and run["flag"]["recall"] == 1.0
     assert run["calls"] == len(ITEMS) and run["cache_hits"] == 0 and run["goal_met"] is True
-    assert run["judge"] == f"vllm:{JUDGE}" and run["prompt"] == "editor.judge@1" and run["max_tokens"] == 400
+    default = get_settings().judge_prompt  # the configured version, when --prompt names none
+    assert run["judge"] == f"vllm:{JUDGE}" and run["prompt"] == default and run["max_tokens"] == 400
     assert "r technical_accuracy" in out and "decision kappa (valid)" in out and "flag precision / recall" in out
     # the Editor's own request: its prompt version, the verdict schema in vLLM's structured-output form
     reqs = env.requests_for(JUDGE)
     assert len(reqs) == len(ITEMS)
-    system = prompt_registry.load_prompt("editor.judge@1").system.split("{schema}")[0].strip()
+    system = prompt_registry.load_prompt(default).system.split("{")[0].strip()
     assert all(r.messages[0]["content"].startswith(system) for r in reqs)
     assert all(r.response_format["type"] == "json_schema" for r in reqs)
+    # the hardened prompt: the draft in its own delimited data block, a fresh delimiter per call
+    delimiters = {re.search(r"<<<(DATA-[0-9a-f]+) draft>>>", r.prompt).group(1) for r in reqs}
+    assert len(delimiters) == len(reqs)
     lines = cache.read_text().splitlines()
     assert len(lines) == len(ITEMS)
-    assert {json.loads(ln)["prompt_ref"] for ln in lines} == {"editor.judge@1"}
+    assert {json.loads(ln)["prompt_ref"] for ln in lines} == {default}
 
     # Re-scoring reads the cache: the same figures, no model call (with or without --rescore).
     for extra in ((), ("--rescore",)):
@@ -220,11 +225,12 @@ def test_a_changed_prompt_text_never_reuses_old_verdicts(env, tmp_path, monkeypa
     cache = tmp_path / "verdicts.jsonl"
     assert run_cli("--route", "vllm", "--cache", str(cache), "--no-langfuse", "--only", "shallow")[0] == 0
     first = len(env.requests_for(JUDGE))
-    old = prompt_registry.load_prompt("editor.judge@1")
-    before = prompt_sha("editor.judge@1")
+    default = get_settings().judge_prompt
+    old = prompt_registry.load_prompt(default)
+    before = prompt_sha(default)
     edited = replace(old, system=old.system.replace("calibrated rubric", "calibrated rubric (edited)"))
-    monkeypatch.setitem(prompt_registry._LOADED, "editor.judge@1", edited)  # an edit in place, same name@version
-    assert prompt_sha("editor.judge@1") != before
+    monkeypatch.setitem(prompt_registry._LOADED, default, edited)  # an edit in place, same name@version
+    assert prompt_sha(default) != before
     code, out, doc = run_cli("--route", "vllm", "--cache", str(cache), "--no-langfuse", "--only", "shallow")
     assert code == 0, out
     assert doc["runs"][0]["calls"] == first and len(env.requests_for(JUDGE)) == 2 * first
@@ -232,34 +238,37 @@ def test_a_changed_prompt_text_never_reuses_old_verdicts(env, tmp_path, monkeypa
 
 
 def test_prompt_versions_and_judges_side_by_side_in_one_run(env, tmp_path, monkeypatch):
-    """--prompt A --prompt B and --route X --route Y: every combination is a column of one report."""
-    from agents.prompts import PromptTemplate
-
-    base = prompt_registry.load_prompt("editor.judge@1")
-    # a second version, as a new file in agents/prompts would add it (the registry is read at import)
-    monkeypatch.setitem(prompt_registry._LOADED, "editor.judge@9",
-                        PromptTemplate("editor.judge", 9, base.system + "\nBe strict.", base.user))
+    """--prompt editor.judge@1 --prompt editor.judge@2 and --route X --route Y: every combination is a
+    column of one report; 'all' names every judge prompt version in the registry."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-" + "x" * 20)
     monkeypatch.setenv("NEWSROOM_LLM_PRICES_JSON", json.dumps({"claude-sonnet-4-6": [3.0, 15.0]}))
     from config import reset_settings_cache
 
     reset_settings_cache()
     code, out, doc = run_cli("--route", "vllm", "--route", "anthropic", "--prompt", "editor.judge@1",
-                             "--prompt", "editor.judge@9", "--cache", str(tmp_path / "v.jsonl"), "--no-langfuse",
+                             "--prompt", "editor.judge@2", "--cache", str(tmp_path / "v.jsonl"), "--no-langfuse",
                              "--only", "none")
     assert code == 0, out
     cols = [(r["judge"], r["prompt"]) for r in doc["runs"]]
-    assert cols == [(f"vllm:{JUDGE}", "editor.judge@1"), (f"vllm:{JUDGE}", "editor.judge@9"),
-                    ("anthropic:claude-sonnet-4-6", "editor.judge@1"), ("anthropic:claude-sonnet-4-6", "editor.judge@9")]
+    assert cols == [(f"vllm:{JUDGE}", "editor.judge@1"), (f"vllm:{JUDGE}", "editor.judge@2"),
+                    ("anthropic:claude-sonnet-4-6", "editor.judge@1"), ("anthropic:claude-sonnet-4-6", "editor.judge@2")]
     header = out.splitlines()[1]
-    assert "editor.judge@1" in header and "editor.judge@9" in header
+    assert "editor.judge@1" in header and "editor.judge@2" in header
     n = sum(i.defect == "none" for i in ITEMS)
     anthropic_calls = [r for r in env.requests if r.api == "anthropic"]
     assert len(anthropic_calls) == 2 * n and all(r.tools for r in anthropic_calls)  # a forced tool call
-    assert sum("Be strict." in r.messages[0]["content"] for r in env.requests_for(JUDGE)) == n
+    # @1 interpolates the draft into one message; @2 fences it in a data block of its own
+    vllm_calls = env.requests_for(JUDGE)
+    fenced = [r for r in vllm_calls if re.search(r"<<<DATA-[0-9a-f]+ draft>>>", r.prompt)]
+    assert len(vllm_calls) == 2 * n and len(fenced) == n and all(len(r.messages) == 5 for r in fenced)
     claude = doc["runs"][2]
     assert claude["cost_usd"] == pytest.approx(n * (900 * 3.0 + 120 * 15.0) / 1e6, abs=1e-6)
     assert doc["runs"][0]["cost_usd"] == 0.0  # a self-hosted model has no per-token price
+    # 'all' = every version, from the cache now: no new call
+    code, out, again = run_cli("--route", "vllm", "--prompt", "all", "--cache", str(tmp_path / "v.jsonl"),
+                               "--no-langfuse", "--only", "none")
+    assert code == 0 and [r["prompt"] for r in again["runs"]] == ["editor.judge@1", "editor.judge@2"]
+    assert all(r["calls"] == 0 for r in again["runs"]) and len(env.requests_for(JUDGE)) == 2 * n
 
 
 def test_errors_a_user_can_act_on(env, tmp_path):

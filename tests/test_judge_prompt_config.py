@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from dataclasses import replace
+
 from agents import prompts as prompt_registry
-from agents.prompts import PromptTemplate
-from config import ConfigError, load_settings, reset_settings_cache
+from config import ConfigError, get_settings, load_settings, reset_settings_cache
 from service.runner import start_post
 from storage import posts
 from tests.engine_fixtures import JUDGE, llm, scripted_llm  # noqa: F401
@@ -19,21 +20,24 @@ async def _verdict_events(db, tid):
 async def test_the_default_prompt_is_the_configured_one_and_each_verdict_names_it(db, llm):  # noqa: F811
     snap = await start_post("How GQA shrinks the KV cache", requester="alice")
     assert snap.waiting_for_human
+    default = get_settings().judge_prompt
+    assert default == "editor.judge@2"  # the hardened prompt (data blocks), by the setting's default
     (event,) = await _verdict_events(db, snap.thread_id)
-    assert event["detail"]["prompt"] == "editor.judge@1"
-    assert snap.values["reviews"][-1]["prompt"] == "editor.judge@1"
-    system = prompt_registry.load_prompt("editor.judge@1").system.split("{schema}")[0].strip()
+    assert event["detail"]["prompt"] == default
+    assert snap.values["reviews"][-1]["judge_prompt"] == default
+    system = prompt_registry.load_prompt(default).system.split("{")[0].strip()
     assert llm.requests_for(JUDGE)[-1].messages[0]["content"].startswith(system)
 
 
 async def test_a_new_version_becomes_the_default_only_when_the_config_names_it(db, llm, monkeypatch):  # noqa: F811
-    base = prompt_registry.load_prompt("editor.judge@1")
+    default = get_settings().judge_prompt
+    base = prompt_registry.load_prompt(default)
     # A newer version in the registry (as a new file would be): the highest version is NOT picked up ...
     monkeypatch.setitem(prompt_registry._LOADED, "editor.judge@9",
-                        PromptTemplate("editor.judge", 9, base.system + "\nVersion nine.", base.user))
+                        replace(base, version=9, system=base.system + "\nVersion nine."))
     monkeypatch.setitem(prompt_registry._LOADED, "editor.judge", prompt_registry._LOADED["editor.judge@9"])
     snap = await start_post("KV cache arithmetic", requester="alice")
-    assert (await _verdict_events(db, snap.thread_id))[0]["detail"]["prompt"] == "editor.judge@1"
+    assert (await _verdict_events(db, snap.thread_id))[0]["detail"]["prompt"] == default
     assert "Version nine." not in llm.requests_for(JUDGE)[-1].messages[0]["content"]
     # ... until the configuration names it.
     monkeypatch.setenv("NEWSROOM_JUDGE_PROMPT", "editor.judge@9")
