@@ -83,14 +83,8 @@ async def register_gate(
                               "draft_hash": draft_hash}
 
     async def _work(conn):
-        await conn.execute(q.INSERT_GATE, params)
-        if chat_id is not None or draft_hash is not None:
-            row = await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
-            if chat_id is not None:
-                await conn.execute(q.SET_GATE_CHAT, {"gate_id": row["gate_id"], "chat_id": chat_id})
-            if draft_hash is not None:
-                await conn.execute(q.SET_GATE_DRAFT_HASH, {"gate_id": row["gate_id"], "draft_hash": draft_hash})
-        return await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
+        row = await (await conn.execute(q.REGISTER_GATE, params)).fetchone()
+        return row or await (await conn.execute(q.SELECT_GATE_FOR_INTERRUPT, params)).fetchone()
 
     return Gate.model_validate(await db.transaction(_work))
 

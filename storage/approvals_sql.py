@@ -8,6 +8,21 @@ VALUES (%(gate_id)s, %(thread_id)s, %(interrupt_id)s, %(draft_version)s, %(draft
 ON CONFLICT (thread_id, interrupt_id) DO NOTHING
 RETURNING gate_id
 """
+# The gate of an interrupt in one statement: created on first sight, or, when a channel shows it
+# again, given the chat and draft hash it lacked (never replacing them). No read first: under
+# SERIALIZABLE a read of the (thread, interrupt) index page made registrations of gates on
+# different posts conflict. No row back = it existed and nothing changed (read it then).
+REGISTER_GATE = """
+INSERT INTO approval_gates (gate_id, thread_id, interrupt_id, draft_version, draft_hash, chat_id, waiting_since)
+VALUES (%(gate_id)s, %(thread_id)s, %(interrupt_id)s, %(draft_version)s, %(draft_hash)s, %(chat_id)s,
+        COALESCE(%(waiting_since)s, now()))
+ON CONFLICT (thread_id, interrupt_id) DO UPDATE
+   SET chat_id = COALESCE(approval_gates.chat_id, excluded.chat_id),
+       draft_hash = COALESCE(approval_gates.draft_hash, excluded.draft_hash)
+ WHERE (approval_gates.chat_id IS NULL AND excluded.chat_id IS NOT NULL)
+    OR (approval_gates.draft_hash IS NULL AND excluded.draft_hash IS NOT NULL)
+RETURNING *
+"""
 # A gate first registered without the hash of the draft it shows (a row from before migration 0014).
 SET_GATE_DRAFT_HASH = """
 UPDATE approval_gates SET draft_hash = COALESCE(draft_hash, %(draft_hash)s) WHERE gate_id = %(gate_id)s

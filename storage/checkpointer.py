@@ -68,6 +68,10 @@ def make_saver(pool: AsyncConnectionPool, dialect: str) -> BaseCheckpointSaver:
     return _retrying_postgres_saver_class()(pool, serde=make_serde())
 
 
+# Retries the Postgres saver made in this process, by SQLSTATE (the contention drill prints them).
+SAVER_RETRIES: dict[str, int] = {}
+
+
 @functools.lru_cache(maxsize=1)
 def _retrying_postgres_saver_class():
     """AsyncPostgresSaver whose writes and point reads survive a dropped connection.
@@ -80,9 +84,15 @@ def _retrying_postgres_saver_class():
 
     from storage.db import is_retryable
 
+    def _count(state) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        code = getattr(exc, "sqlstate", None) or type(exc).__name__
+        SAVER_RETRIES[code] = SAVER_RETRIES.get(code, 0) + 1
+
     def _retrying():
         return AsyncRetrying(retry=retry_if_exception(is_retryable), stop=stop_after_attempt(8),
-                             wait=wait_random_exponential(multiplier=0.05, max=2.0), reraise=True)
+                             wait=wait_random_exponential(multiplier=0.05, max=2.0), before_sleep=_count,
+                             reraise=True)
 
     class RetryingPostgresSaver(AsyncPostgresSaver):
         async def aput(self, config, checkpoint, metadata, new_versions):

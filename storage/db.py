@@ -223,11 +223,15 @@ class Database:
         await self.close()
 
     async def transaction(
-        self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]], *, attempts: int | None = None
+        self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]], *, attempts: int | None = None,
+        read_only: bool = False,
     ) -> T:
         """Run work(conn) in one transaction, retrying serialization and connection failures.
 
         work must be safe to run again from the start (it is, when it only touches the DB).
+        read_only: BEGIN ... READ ONLY. Under SERIALIZABLE a declared read-only transaction can
+        never be the one a conflict cycle runs through, and PostgreSQL drops its predicate locks
+        early when it can (its "safe snapshot" rule), so reads stop making writers retry.
         """
         max_attempts = attempts or self.settings.tx_max_attempts
 
@@ -248,8 +252,15 @@ class Database:
             ):
                 with attempt:
                     async with self.pool.connection() as conn:
-                        async with conn.transaction():
-                            result = await work(conn)
+                        if read_only:
+                            # Only changes the BEGIN psycopg sends (autocommit connection): no round trip.
+                            await conn.set_read_only(True)
+                        try:
+                            async with conn.transaction():
+                                result = await work(conn)
+                        finally:
+                            if read_only and not conn.closed:
+                                await conn.set_read_only(None)
                 used = attempt.retry_state.attempt_number
             self.stats.commits += 1
             self.stats.max_attempts = max(self.stats.max_attempts, used)
@@ -263,12 +274,12 @@ class Database:
             ) from last
 
     async def fetch(self, query: str, params: dict | tuple | None = None) -> list[dict]:
-        """A read outside any write transaction (retried like one)."""
+        """A read outside any write transaction (retried like one), declared READ ONLY."""
 
         async def _read(conn):
             return await (await conn.execute(query, params)).fetchall()
 
-        return await self.transaction(_read)
+        return await self.transaction(_read, read_only=True)
 
     async def fetchone(self, query: str, params: dict | tuple | None = None) -> dict | None:
         rows = await self.fetch(query, params)

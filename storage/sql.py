@@ -75,12 +75,12 @@ SELECT_POSTS_IN_STATUS = """
 SELECT thread_id, status, updated_at FROM posts
  WHERE status = ANY(%(statuses)s) ORDER BY updated_at
 """
-SELECT_POST_USAGE = """
-SELECT tokens_in, tokens_out, cost_usd, llm_calls FROM posts WHERE thread_id = %(thread_id)s
-"""
-SET_POST_USAGE = """
-UPDATE posts SET tokens_in = %(tokens_in)s, tokens_out = %(tokens_out)s,
-       cost_usd = %(cost_usd)s, llm_calls = %(llm_calls)s, updated_at = now()
+# One call's usage added to the post's running totals, in place: a single statement, no read of
+# the totals into the client (under SERIALIZABLE two writers on one post still conflict on its row
+# and one retries; under READ COMMITTED the increment cannot lose an update either).
+ADD_POST_USAGE = """
+UPDATE posts SET tokens_in = tokens_in + %(tokens_in)s, tokens_out = tokens_out + %(tokens_out)s,
+       cost_usd = cost_usd + %(cost_usd)s, llm_calls = llm_calls + 1, updated_at = now()
  WHERE thread_id = %(thread_id)s
 """
 
@@ -105,6 +105,17 @@ SELECT kind, from_status, to_status FROM events
 LIST_EVENTS = """
 SELECT id, thread_id, at, actor, kind, from_status, to_status, detail
   FROM events WHERE thread_id = %(thread_id)s ORDER BY at, id
+"""
+# A human decision, once per checkpoint it answered. PostgreSQL: one INSERT whose arbiter is the
+# unique partial index events_decision_once (migration 0015), so nothing is read first: the read
+# of the thread's events (an index range) made decisions on different posts conflict whenever
+# their events shared an index page. CockroachDB (which checks key spans, not pages, so reading
+# one thread's events does not conflict with another thread's writes) reads, then inserts.
+INSERT_DECISION_EVENT_POSTGRES = """
+INSERT INTO events (thread_id, actor, kind, from_status, to_status, detail)
+VALUES (%(thread_id)s, %(actor)s, 'human_decision', NULL, NULL, %(detail)s)
+ON CONFLICT (thread_id, (detail->>'checkpoint_id')) WHERE kind = 'human_decision' DO NOTHING
+RETURNING id
 """
 SELECT_DECISION_EVENT = """
 SELECT id, detail FROM events

@@ -248,3 +248,29 @@ async def test_add_post_usage_exactly_once_per_call_id(wide_db):
                                   latency_ms=1, outcome="ok", call_id=key, **usage)
     assert again == call_uuid(key)
     assert (await get_post(db, tid))["llm_calls"] == 2
+
+
+def test_writers_on_different_posts_do_not_conflict(pg_url, tmp_path):
+    """>= 4 processes, each running whole post lifecycles of its own at once (status moves, LLM call
+    rows, events, run leases, approval gates, the human decision, the publish ledger and the
+    saver's checkpoints: evals/chaos/writers.py), on a fresh database under SERIALIZABLE: no
+    operation may run out of its attempts, and retries stay rare. Before migration 0015 the same
+    run made ~1 retry per 6 transactions (half of all status moves; up to 20 attempts for one)."""
+    import asyncio as _asyncio
+
+    from evals.chaos import writers
+    from tests.storage_helpers import create_database, drop_database
+
+    name, url = create_database(pg_url, "writers")
+    try:
+        _asyncio.run(writers.prepare_schema(url))
+        fig = writers.run_processes(url, processes=4, posts_per_process=42, attempts=BUDGET)
+    finally:
+        drop_database(pg_url, name)
+    print("\n" + writers.report(fig))
+    assert fig["processes"] >= 4 and fig["transitions"] >= 1000
+    assert fig["failures"] == 0 and fig["posts_abandoned"] == 0, fig["errors"]
+    assert fig["calls_by_op"]["checkpoint"] == fig["posts"] * (len(writers.GRAPH_STEPS) + 1)
+    # Structural conflicts came back if this fails (measured after the fix: 8 retries in 6,240
+    # transactions with 8 processes; before it 1,050).
+    assert fig["retries"] <= 0.02 * fig["transactions"], fig["retries_by_op"]
