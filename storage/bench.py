@@ -116,3 +116,44 @@ async def server_settings(db: Database) -> dict[str, str]:
         else:
             out[r["name"]] = f"{r['setting']}{r['unit'] or ''}"
     return out
+
+
+# --- statement statistics (pg_stat_statements) -------------------------------------------------
+
+def enable_statement_stats_embedded(data_dir) -> None:
+    """Load pg_stat_statements into an embedded PostgreSQL (a restart: only for a private bench server)."""
+    from pathlib import Path
+
+    from storage.embedded import restart_embedded, start_embedded
+
+    uri = start_embedded(Path(data_dir), keep_running=True)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        current = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+        if "pg_stat_statements" not in current:
+            libs = ",".join(x for x in [current.strip(), "pg_stat_statements"] if x)
+            conn.execute(sql.SQL("ALTER SYSTEM SET shared_preload_libraries = {}").format(sql.Literal(libs)))
+            conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+            restart = True
+        else:
+            restart = False
+    if restart:
+        restart_embedded(Path(data_dir))
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def reset_statement_stats(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def statement_stats(url: str, *, like: str | None = None) -> list[dict]:
+    """pg_stat_statements rows of the database in `url` (calls, total/mean time in ms, query)."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return conn.execute(
+            "SELECT s.calls, s.total_exec_time AS total_ms, s.mean_exec_time AS mean_ms, s.rows, s.query "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = current_database() AND (%(like)s::text IS NULL OR s.query ILIKE %(like)s) "
+            "ORDER BY s.calls DESC", {"like": like}).fetchall()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 import weakref
@@ -142,8 +143,11 @@ class TxStats:
 
 async def _serializable(conn: psycopg.AsyncConnection) -> None:
     # psycopg then opens each conn.transaction() with BEGIN ISOLATION LEVEL SERIALIZABLE
-    # (CockroachDB's default and only level for our purposes; PostgreSQL's strictest).
+    # (CockroachDB's default and only level for our purposes; PostgreSQL's strictest), and the
+    # session default makes a single statement sent without BEGIN (Database.statement, its own
+    # implicit transaction) serializable too. One round trip per new connection.
     await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+    await conn.execute(sql.SET_SESSION_SERIALIZABLE)
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -223,45 +227,74 @@ class Database:
         await self.close()
 
     async def transaction(
-        self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]], *, attempts: int | None = None,
-        read_only: bool = False,
+        self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]], *, attempts: int | None = None
     ) -> T:
         """Run work(conn) in one transaction, retrying serialization and connection failures.
 
         work must be safe to run again from the start (it is, when it only touches the DB).
-        read_only: BEGIN ... READ ONLY. Under SERIALIZABLE a declared read-only transaction can
-        never be the one a conflict cycle runs through, and PostgreSQL drops its predicate locks
-        early when it can (its "safe snapshot" rule), so reads stop making writers retry.
         """
-        max_attempts = attempts or self.settings.tx_max_attempts
 
-        def _count(state) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            code = getattr(exc, "sqlstate", None) or type(exc).__name__
+        async def _once():
+            async with self.pool.connection() as conn:
+                async with conn.transaction():
+                    return await work(conn)
+
+        return await self._retrying(_once, attempts or self.settings.tx_max_attempts)
+
+    async def statement(self, query: str, params: dict | tuple | None = None, *,
+                        attempts: int | None = None) -> list[dict]:
+        """One statement sent without BEGIN/COMMIT: its own implicit transaction (SERIALIZABLE:
+        the session default), atomic however many rows or tables it writes (a data-modifying CTE
+        is one statement). Two round trips fewer than transaction() around it, retried the same
+        way; like there, the statement must be safe to run again. Returns its rows ([] if none)."""
+
+        async def _once():
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                return await cur.fetchall() if cur.description is not None else []
+
+        return await self._retrying(_once, attempts or self.settings.tx_max_attempts)
+
+    async def _retrying(self, once: Callable[[], Awaitable[T]], max_attempts: int) -> T:
+        # The first attempt runs bare (tenacity's bookkeeping cost more CPU than a statement on a
+        # held connection); only a retryable failure hands over to tenacity for the rest.
+        try:
+            result = await once()
+        except Exception as exc:  # noqa: BLE001 - classified right below
+            if not is_retryable(exc):
+                raise
+            first = exc
+        else:
+            self.stats.commits += 1
+            self.stats.max_attempts = max(self.stats.max_attempts, 1)
+            return result
+
+        def _count(code_of: BaseException | None, attempt_number: int) -> None:
+            code = getattr(code_of, "sqlstate", None) or type(code_of).__name__
             self.stats.retries += 1
             self.stats.by_sqlstate[code] = self.stats.by_sqlstate.get(code, 0) + 1
-            log.debug("transaction retry %d after %s", state.attempt_number, code)
+            log.debug("transaction retry %d after %s", attempt_number, code)
 
+        if max_attempts <= 1:
+            self.stats.exhausted += 1
+            raise TransactionRetryExhausted(
+                f"transaction failed after {max_attempts} attempts: {getattr(first, 'sqlstate', '')} {first}"
+            ) from first
+        _count(first, 1)
+        await asyncio.sleep(random.uniform(0, 0.01))  # what tenacity's wait below gives after attempt 1
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(is_retryable),
-                stop=stop_after_attempt(max_attempts),
-                wait=wait_random_exponential(multiplier=0.01, max=1.0),
-                before_sleep=_count,
+                stop=stop_after_attempt(max_attempts - 1),
+                # after attempt n (n >= 2) up to 0.01 * 2^(n-1) s, as one tenacity loop would wait
+                wait=wait_random_exponential(multiplier=0.02, max=1.0),
+                before_sleep=lambda state: _count(state.outcome.exception() if state.outcome else None,
+                                                  state.attempt_number + 1),
                 reraise=False,
             ):
                 with attempt:
-                    async with self.pool.connection() as conn:
-                        if read_only:
-                            # Only changes the BEGIN psycopg sends (autocommit connection): no round trip.
-                            await conn.set_read_only(True)
-                        try:
-                            async with conn.transaction():
-                                result = await work(conn)
-                        finally:
-                            if read_only and not conn.closed:
-                                await conn.set_read_only(None)
-                used = attempt.retry_state.attempt_number
+                    result = await once()
+                used = attempt.retry_state.attempt_number + 1
             self.stats.commits += 1
             self.stats.max_attempts = max(self.stats.max_attempts, used)
             return result
@@ -274,12 +307,11 @@ class Database:
             ) from last
 
     async def fetch(self, query: str, params: dict | tuple | None = None) -> list[dict]:
-        """A read outside any write transaction (retried like one), declared READ ONLY."""
-
-        async def _read(conn):
-            return await (await conn.execute(query, params)).fetchall()
-
-        return await self.transaction(_read, read_only=True)
+        """A read outside any write transaction: one statement, its own implicit (serializable)
+        transaction, retried like one. One round trip: with BEGIN and COMMIT around it a read cost
+        twice the CPU; in the contention drill (evals/chaos/writers.py) reads sent this way made
+        writers retry no more than reads in READ ONLY transactions did."""
+        return await self.statement(query, params)
 
     async def fetchone(self, query: str, params: dict | tuple | None = None) -> dict | None:
         rows = await self.fetch(query, params)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import uuid
+import weakref
+from collections import OrderedDict
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -68,6 +70,9 @@ async def create_post(
     run_overrides: the run's per-run settings, kept as metadata["run_overrides"] when the row is
     created, or added to a row created earlier without them (a post accepted before its run
     started); never replaced once kept."""
+    known = _ensured.setdefault(db, OrderedDict())
+    if thread_id in known:
+        return False  # created or pinned by an earlier call in this process: nothing left to do
     meta = dict(metadata or {})
     if run_overrides is not None:
         meta["run_overrides"] = run_overrides
@@ -86,7 +91,19 @@ async def create_post(
         await _insert_event(conn, thread_id, requester, "created", None, S.QUEUED, {"topic": topic, "source": source})
         return True
 
-    return await db.transaction(_work)
+    created = await db.transaction(_work)
+    if run_overrides is not None:  # the row exists and its overrides are kept: later calls change nothing
+        known[thread_id] = None
+        if len(known) > _ENSURED_MAX:
+            known.popitem(last=False)
+    return created
+
+
+# Threads whose create_post has nothing left to do, per Database: the supervisor calls it on every
+# visit (5 times in a post) and each call was a transaction of 4 round trips. A post row is never
+# deleted, so the memo cannot go stale; it is bounded, and a forgotten thread only costs the call.
+_ensured: "weakref.WeakKeyDictionary[Database, OrderedDict[str, None]]" = weakref.WeakKeyDictionary()
+_ENSURED_MAX = 10_000
 
 
 async def get_post(db: Database, thread_id: str) -> dict | None:
@@ -107,23 +124,52 @@ async def posts_in_status(db: Database, statuses: list[str]) -> list[dict]:
     return await db.fetch(sql.SELECT_POSTS_IN_STATUS, {"statuses": list(statuses)})
 
 
+def _event_params(thread_id, actor, kind, from_status, to_status, detail) -> dict:
+    return {"thread_id": thread_id, "actor": actor, "kind": kind,
+            "from_status": str(from_status) if from_status else None,
+            "to_status": str(to_status) if to_status else None, "detail": _jsonb(detail or {})}
+
+
 async def _insert_event(conn, thread_id, actor, kind, from_status, to_status, detail) -> dict:
-    cur = await conn.execute(
-        sql.INSERT_EVENT,
-        {"thread_id": thread_id, "actor": actor, "kind": kind,
-         "from_status": str(from_status) if from_status else None,
-         "to_status": str(to_status) if to_status else None, "detail": _jsonb(detail or {})},
-    )
+    cur = await conn.execute(sql.INSERT_EVENT, _event_params(thread_id, actor, kind, from_status, to_status, detail))
     return await cur.fetchone()
 
 
-async def _transition_in(conn, thread_id, to_status, actor, reason, detail, revision, unless_in=()) -> dict:
+def _movable_to(to: PostStatus, unless_in: tuple[PostStatus, ...]) -> list[str]:
+    """The statuses a move to `to` may start from; the post in `to` or in `unless_in` is left alone."""
+    return [str(s) for s, nxt in TRANSITIONS.items() if to in nxt and s != to and s not in unless_in]
+
+
+def _transition_params(thread_id, to, actor, reason, detail, revision, unless_in) -> dict:
+    return {"thread_id": thread_id, "to_status": str(to), "reason": reason, "revision": revision, "actor": actor,
+            "movable": _movable_to(to, unless_in), "detail": _jsonb({"reason": reason, **(detail or {})})}
+
+
+def _after_move(thread_id: str, to: PostStatus, row: dict | None, unless_in, reason) -> dict:
+    """What TRANSITION_POSTGRES did, as _transition_in reports it (or raises)."""
+    if row is None:
+        raise PostNotFound(f"no post for thread {thread_id}")
+    moved = row.pop("moved")
+    current = PostStatus(row["status"])
+    if moved:
+        return dict(row, status=str(to), status_reason=reason)
+    if current == to or current in unless_in:
+        return row  # idempotent: see _transition_in
+    raise IllegalTransition(thread_id, current, to)
+
+
+async def _transition_in(conn, thread_id, to_status, actor, reason, detail, revision, unless_in=(), *,
+                         dialect: str = "cockroachdb") -> dict:
+    to = PostStatus(to_status)
+    if dialect == "postgres":  # one statement (sql.TRANSITION_POSTGRES)
+        cur = await conn.execute(sql.TRANSITION_POSTGRES,
+                                 _transition_params(thread_id, to, actor, reason, detail, revision, unless_in))
+        return _after_move(thread_id, to, await cur.fetchone(), unless_in, reason)
     cur = await conn.execute(sql.SELECT_POST_FOR_UPDATE, {"thread_id": thread_id})
     post = await cur.fetchone()
     if post is None:
         raise PostNotFound(f"no post for thread {thread_id}")
     current = PostStatus(post["status"])
-    to = PostStatus(to_status)
     if current == to or current in unless_in:
         # Idempotent: a node that re-runs after a crash or resume repeats its transition; one whose
         # later step already committed (unless_in, e.g. published) leaves the post where it is.
@@ -146,9 +192,14 @@ async def transition(
     """Move a post to to_status, recording an event; illegal moves raise IllegalTransition.
     A post already in one of `unless_in` is left alone (a replayed step whose successor committed)."""
     skip = tuple(PostStatus(s) for s in unless_in)
+    to = PostStatus(to_status)
+    if db.dialect == "postgres":
+        rows = await db.statement(sql.TRANSITION_POSTGRES,
+                                  _transition_params(thread_id, to, actor, reason, detail, revision, skip))
+        return _after_move(thread_id, to, rows[0] if rows else None, skip, reason)
 
     async def _work(conn):
-        return await _transition_in(conn, thread_id, to_status, actor, reason, detail, revision, skip)
+        return await _transition_in(conn, thread_id, to, actor, reason, detail, revision, skip, dialect=db.dialect)
 
     return await db.transaction(_work)
 
@@ -184,10 +235,8 @@ async def reopen_failed(db: Database, thread_id: str, *, actor: str) -> str:
 
 
 async def record_event(db: Database, thread_id: str, *, actor: str, kind: str, detail: dict | None = None) -> dict:
-    async def _work(conn):
-        return await _insert_event(conn, thread_id, actor, kind, None, None, detail)
-
-    return await db.transaction(_work)
+    rows = await db.statement(sql.INSERT_EVENT, _event_params(thread_id, actor, kind, None, None, detail))
+    return rows[0]
 
 
 async def list_events(db: Database, thread_id: str) -> list[dict]:
@@ -250,7 +299,7 @@ async def record_publication(
         if await cur.fetchone() is None:
             return False
         await _transition_in(conn, thread_id, S.PUBLISHED, actor, None,
-                             {"publish_key": publish_key, "location": location}, None)
+                             {"publish_key": publish_key, "location": location}, None, dialect=db.dialect)
         return True
 
     return await db.transaction(_work)
@@ -286,8 +335,15 @@ async def record_llm_call(
               "model": model, "tokens_in": tokens_in, "tokens_out": tokens_out,
               "cost_usd": Decimal(str(round(cost_usd, 6))), "latency_ms": latency_ms, "outcome": outcome,
               "error": (error or None) and error[:2000]}
-    await db.transaction(lambda conn: _record_call_in(conn, params))
+    await _record_call(db, params)
     return call_id
+
+
+async def _record_call(db: Database, params: dict) -> bool:
+    if db.dialect == "postgres":  # one statement (sql.RECORD_LLM_CALL_POSTGRES)
+        rows = await db.statement(sql.RECORD_LLM_CALL_POSTGRES, params)
+        return bool(rows[0]["inserted"])
+    return await db.transaction(lambda conn: _record_call_in(conn, params))
 
 
 async def _record_call_in(conn, params: dict) -> bool:
@@ -319,7 +375,7 @@ async def add_post_usage(db: Database, thread_id: str, *, call_id: str, tokens_i
     params = {"id": call_uuid(call_id), "thread_id": thread_id, "role": role, "provider": provider,
               "endpoint": endpoint, "model": model, "tokens_in": tokens_in, "tokens_out": tokens_out,
               "cost_usd": Decimal(str(round(cost_usd, 6))), "latency_ms": 0, "outcome": "ok", "error": None}
-    return await db.transaction(lambda conn: _record_call_in(conn, params))
+    return await _record_call(db, params)
 
 
 async def llm_calls_for(db: Database, thread_id: str) -> list[dict]:

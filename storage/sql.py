@@ -5,6 +5,8 @@ constant carries a dialect suffix and the caller picks by Database.dialect.
 """
 
 SELECT_VERSION = "SELECT version() AS version"
+# Per pooled connection: statements sent without BEGIN are serializable too (both dialects).
+SET_SESSION_SERIALIZABLE = "SET default_transaction_isolation = 'serializable'"
 
 # --- migrations -------------------------------------------------------------------------
 # A lease row instead of advisory locks (CockroachDB has none): a process owns the migration
@@ -52,6 +54,29 @@ UPDATE posts SET metadata = metadata || %(pinned)s
  WHERE thread_id = %(thread_id)s AND metadata->'run_overrides' IS NULL
 """
 SELECT_POST = "SELECT * FROM posts WHERE thread_id = %(thread_id)s"
+# A status move as ONE statement (PostgreSQL): the post as it was, the move if its status is one
+# of `movable` (the statuses from which the move is legal), and its event if it moved. Sent on its
+# own it is its own implicit transaction: one round trip instead of five (BEGIN, SELECT ... FOR
+# UPDATE, UPDATE, INSERT, COMMIT). All parts read the same snapshot, so `cur` is the status before
+# the move; a concurrent move of the same post makes the UPDATE fail with 40001 (retried).
+# CockroachDB runs the same steps as separate statements in a transaction (posts.py).
+TRANSITION_POSTGRES = """
+WITH cur AS (
+    SELECT * FROM posts WHERE thread_id = %(thread_id)s
+), moved AS (
+    UPDATE posts
+       SET status = %(to_status)s, status_reason = %(reason)s,
+           revision = COALESCE(%(revision)s, revision), updated_at = now()
+     WHERE thread_id = %(thread_id)s AND status = ANY(%(movable)s)
+    RETURNING thread_id
+), logged AS (
+    INSERT INTO events (thread_id, actor, kind, from_status, to_status, detail)
+    SELECT cur.thread_id, %(actor)s, 'transition', cur.status, %(to_status)s, %(detail)s
+      FROM cur JOIN moved ON moved.thread_id = cur.thread_id
+    RETURNING id
+)
+SELECT cur.*, (SELECT count(*) FROM logged) AS moved FROM cur
+"""
 SELECT_POST_RUN_OVERRIDES = """
 SELECT metadata->'run_overrides' AS run_overrides FROM posts WHERE thread_id = %(thread_id)s
 """
@@ -147,6 +172,25 @@ VALUES (%(id)s, %(thread_id)s, %(role)s, %(provider)s, %(endpoint)s, %(model)s, 
         %(tokens_out)s, %(cost_usd)s, %(latency_ms)s, %(outcome)s, %(error)s)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
+"""
+# One LLM call's row and, only if the row is new, its usage added to the post: one statement
+# (PostgreSQL; see TRANSITION_POSTGRES). CockroachDB runs INSERT_LLM_CALL + ADD_POST_USAGE in a
+# transaction.
+RECORD_LLM_CALL_POSTGRES = """
+WITH call AS (
+    INSERT INTO llm_calls (id, thread_id, role, provider, endpoint, model, tokens_in, tokens_out,
+                           cost_usd, latency_ms, outcome, error)
+    VALUES (%(id)s, %(thread_id)s, %(role)s, %(provider)s, %(endpoint)s, %(model)s, %(tokens_in)s,
+            %(tokens_out)s, %(cost_usd)s, %(latency_ms)s, %(outcome)s, %(error)s)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), usage AS (
+    UPDATE posts SET tokens_in = tokens_in + %(tokens_in)s, tokens_out = tokens_out + %(tokens_out)s,
+           cost_usd = cost_usd + %(cost_usd)s, llm_calls = llm_calls + 1, updated_at = now()
+     WHERE thread_id = %(thread_id)s AND EXISTS (SELECT 1 FROM call)
+    RETURNING thread_id
+)
+SELECT (SELECT count(*) FROM call) AS inserted, (SELECT count(*) FROM usage) AS counted
 """
 LIST_LLM_CALLS = """
 SELECT role, provider, endpoint, model, tokens_in, tokens_out, cost_usd, latency_ms, outcome, error, at

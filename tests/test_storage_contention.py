@@ -168,9 +168,14 @@ async def test_without_the_retry_helper_updates_are_lost_or_refused(wide_db):
     assert committed + failures == 80
 
 
+async def _first(conn, query: str) -> dict:
+    return await (await conn.execute(query)).fetchone()
+
+
 async def test_serializable_even_where_the_server_defaults_to_read_committed(pg_url):
     """An external PostgreSQL defaults to READ COMMITTED, where this read-modify-write loses
-    updates silently (measured: 31 of 160 kept). The pool pins SERIALIZABLE per connection."""
+    updates silently (measured: 31 of 160 kept). The pool pins SERIALIZABLE per connection, for
+    its transactions and for statements sent on their own."""
     from storage.migrate import migrate
     from tests.storage_helpers import create_database, drop_database, set_default_isolation
 
@@ -180,11 +185,16 @@ async def test_serializable_even_where_the_server_defaults_to_read_committed(pg_
     try:
         async with Database(url, s, name="read-committed") as db:
             await migrate(db)
-            async with db.pool.connection() as conn:  # outside a transaction: the server default
-                server_default = (await (await conn.execute("SHOW default_transaction_isolation")).fetchone())
-            assert server_default["default_transaction_isolation"] == "read committed"
-            ours = await db.fetchone("SHOW transaction_isolation")  # inside Database.transaction
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(url) as plain:  # not ours: the server default
+                server_default = (await (await plain.execute("SHOW default_transaction_isolation")).fetchone())[0]
+            assert server_default == "read committed"
+            ours = await db.fetchone("SHOW transaction_isolation")  # a statement on its own (Database.statement)
             assert ours["transaction_isolation"] == "serializable"
+            in_tx = await db.transaction(
+                lambda conn: _first(conn, "SHOW transaction_isolation"))  # inside Database.transaction
+            assert in_tx["transaction_isolation"] == "serializable"
 
             tid = f"rc-{uuid.uuid4().hex[:8]}"
             await create_post(db, tid, "contention", "tester")

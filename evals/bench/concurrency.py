@@ -27,8 +27,11 @@ import os
 import statistics
 import time
 
+from contextlib import nullcontext
+
 import psutil
 
+from evals.bench.profile import PySpy, breakdown, format_breakdown
 from evals.chaos.support import private_postgres
 
 CALLS_PER_POST = 3  # researcher notes, draft, verdict
@@ -48,6 +51,25 @@ def _tree_cpu(pid: int) -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def statements_per_post(rows: list[dict], n: int) -> dict:
+    """What the server sent the database per post, from pg_stat_statements: transaction control
+    (BEGIN/COMMIT), the checkpoint saver's statements, ours; and the most frequent of ours."""
+    kinds = {"transaction control": 0.0, "checkpoint saver": 0.0, "newsroom": 0.0}
+    ours = []
+    for r in rows:
+        q = " ".join(r["query"].split())
+        per = r["calls"] / n
+        if q.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SET ", "SELECT PG_STAT_STATEMENTS")):
+            kinds["transaction control"] += per
+        elif "checkpoint" in q.lower():
+            kinds["checkpoint saver"] += per
+        else:
+            kinds["newsroom"] += per
+            ours.append((round(per, 2), q[:90]))
+    return {"total": round(sum(kinds.values()), 1), **{k: round(v, 1) for k, v in kinds.items()},
+            "top_newsroom": sorted(ours, reverse=True)[:12]}
 
 
 async def _batch(client, n: int, tag: str) -> tuple[float, list[dict]]:
@@ -147,15 +169,19 @@ async def _noop_floor(sizes: list[int], jobs: int, workdir) -> list[dict]:
         proc.wait(20)
 
 
-async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], floor: bool = True) -> dict:
+async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], floor: bool = True,
+              profile: bool = False) -> dict:
     from langgraph_sdk import get_client
 
     from tests.engine_fixtures import JUDGE, PASSING, WRITER, writer_reply
     from tests.scripted_llm import Reply, ScriptedLLM
     from tests.server_fixtures import SERVICE_TOKEN, AgentServer, free_port
 
+    from storage import bench as dbbench
+
     delay = llm_ms / 1000
     with private_postgres() as (url, state_dir), ScriptedLLM(models=[WRITER, JUDGE]) as llm:
+        dbbench.enable_statement_stats_embedded(state_dir / "pg")
         llm.on_chat(lambda req: writer_reply(req, delay_s=delay), model=WRITER)
         llm.on_chat(lambda req: Reply.json(PASSING, delay_s=delay), model=JUDGE)
         env = dict(os.environ, DATABASE_URL=url, NEWSROOM_LLM_BASE_URL=llm.base_url, NEWSROOM_LLM_PROVIDER="llamacpp",
@@ -172,9 +198,13 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
             critical = statistics.median(alone)
             sizes = []
             for n in [*extra_sizes, n_posts]:
-                cpu0 = _tree_cpu(server.proc.pid)
-                wall, res = await _batch(client, n, f"batch-{n}")
-                cpu = _tree_cpu(server.proc.pid) - cpu0
+                spy = PySpy(server.proc.pid, state_dir / "py-spy.txt") if profile and n == n_posts else nullcontext()
+                dbbench.reset_statement_stats(url)
+                with spy:
+                    cpu0 = _tree_cpu(server.proc.pid)
+                    wall, res = await _batch(client, n, f"batch-{n}")
+                    cpu = _tree_cpu(server.proc.pid) - cpu0
+                statements = statements_per_post(dbbench.statement_stats(url), n)
                 done = sum(1 for r in res if r["outcome"] == "published")
                 cpu_per_post = cpu / n
                 sizes.append({
@@ -183,11 +213,15 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
                     "server_cpu_s_per_post": round(cpu_per_post, 3),
                     # One process, one core at a time: N posts need at least N x cpu seconds.
                     "efficiency_bound_by_cpu": round(min(1.0, critical / max(critical, n * cpu_per_post)), 3),
+                    "statements_per_post": statements,
                 })
                 print(f"{n:>3} posts at once: wall {wall:.2f}s, {done}/{n} published, efficiency {critical / wall:.3f} "
-                      f"(critical path {critical:.2f}s), server CPU {cpu_per_post * 1000:.0f} ms/post", flush=True)
+                      f"(critical path {critical:.2f}s), server CPU {cpu_per_post * 1000:.0f} ms/post; statements "
+                      f"per post {statements['total']} (BEGIN/COMMIT {statements['transaction control']}, saver "
+                      f"{statements['checkpoint saver']}, ours {statements['newsroom']})", flush=True)
         finally:
             server.stop()
+        cpu_breakdown = breakdown(state_dir / "py-spy.txt") if profile else None
         noop = await _noop_floor([s["posts"] for s in sizes], jobs, state_dir) if floor else []
     main_size = sizes[-1]
     met = [s["posts"] for s in sizes if s["efficiency"] >= 0.9]
@@ -199,7 +233,7 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
             # What 0.9 at n_posts would need: all n posts' server CPU inside critical/0.9 seconds.
             "server_cpu_ms_per_post_needed_for_goal": round(critical / 0.9 / n_posts * 1000, 1),
             "server_cpu_ms_per_post": round(cpu_main * 1000, 1),
-            "noop_floor": noop, "cores": psutil.cpu_count(), "sizes": sizes}
+            "noop_floor": noop, "cores": psutil.cpu_count(), "sizes": sizes, "cpu_breakdown": cpu_breakdown}
 
 
 QUICK_ARGS = ["--posts", "20", "--also", "--no-floor"]  # evals.bench.run_all --quick
@@ -212,8 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=100)
     ap.add_argument("--also", type=int, nargs="*", default=[10, 25, 50], help="smaller batches measured first")
     ap.add_argument("--no-floor", dest="floor", action="store_false", help="skip the no-op graph floor")
+    ap.add_argument("--profile", action="store_true", help="py-spy on the server during the main batch")
     args = ap.parse_args(argv)
-    f = asyncio.run(run(args.posts, args.llm_ms, args.jobs, args.also, args.floor))
+    f = asyncio.run(run(args.posts, args.llm_ms, args.jobs, args.also, args.floor, args.profile))
+    if f["cpu_breakdown"]:
+        print(format_breakdown(f["cpu_breakdown"]))
     print(f"{f['posts']} posts at once: efficiency {f['efficiency']} (goal 0.9); largest batch meeting the goal: "
           f"{f['largest_batch_meeting_goal']}; server CPU {f['server_cpu_ms_per_post']} ms/post, the goal at "
           f"{f['posts']} posts needs <= {f['server_cpu_ms_per_post_needed_for_goal']} ms/post"
