@@ -57,7 +57,7 @@ def statements_per_post(rows: list[dict], n: int) -> dict:
     """What the server sent the database per post, from pg_stat_statements: transaction control
     (BEGIN/COMMIT), the checkpoint saver's statements, ours; and the most frequent of ours."""
     kinds = {"transaction control": 0.0, "checkpoint saver": 0.0, "newsroom": 0.0}
-    ours = []
+    ours, saver = [], []
     for r in rows:
         q = " ".join(r["query"].split())
         per = r["calls"] / n
@@ -65,11 +65,12 @@ def statements_per_post(rows: list[dict], n: int) -> dict:
             kinds["transaction control"] += per
         elif "checkpoint" in q.lower():
             kinds["checkpoint saver"] += per
+            saver.append((round(per, 2), q[:90]))
         else:
             kinds["newsroom"] += per
             ours.append((round(per, 2), q[:90]))
     return {"total": round(sum(kinds.values()), 1), **{k: round(v, 1) for k, v in kinds.items()},
-            "top_newsroom": sorted(ours, reverse=True)[:12]}
+            "top_newsroom": sorted(ours, reverse=True)[:12], "top_saver": sorted(saver, reverse=True)[:6]}
 
 
 async def _batch(client, n: int, tag: str) -> tuple[float, list[dict]]:
