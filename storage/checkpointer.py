@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -74,41 +75,119 @@ SAVER_RETRIES: dict[str, int] = {}
 
 @functools.lru_cache(maxsize=1)
 def _retrying_postgres_saver_class():
-    """AsyncPostgresSaver whose writes and point reads survive a dropped connection.
+    """AsyncPostgresSaver with a cheaper write path, whose writes and point reads survive a dropped
+    connection.
 
-    Its writes are upserts (safe to repeat) and the pool replaces a broken connection on the next
-    checkout, so a database restart mid-write costs a retry instead of the run.
+    - No saver-wide lock: the library takes one asyncio.Lock around EVERY call, even on a pool, so
+      all runs of a server queued behind each other's checkpoint writes. Each call here gets its
+      own pooled connection, which needs no lock.
+    - One statement per checkpoint (with its blobs) and one per task's writes (storage/
+      checkpoint_sql.py), serialised inline: the library sends a statement per blob and per write
+      and hands each serialisation to a thread (asyncio.to_thread), which for a state of a few kB
+      cost more than the work.
+    - Retries: its writes are upserts (safe to repeat) and the pool replaces a broken connection on
+      the next checkout, so a database restart mid-write costs a retry instead of the run; the first
+      attempt runs outside tenacity.
+    Same tables and conflict rules as the library (tests/test_storage_conformance.py runs the
+    checkpointer conformance suite against this class).
     """
+    from langgraph.checkpoint.base import WRITES_IDX_MAP, get_serializable_checkpoint_metadata
+    from langgraph.checkpoint.postgres import _ainternal
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.serde.types import _DeltaSnapshot
+    from psycopg.types.json import Jsonb
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+    from storage import checkpoint_sql as q
     from storage.db import is_retryable
 
-    def _count(state) -> None:
-        exc = state.outcome.exception() if state.outcome else None
+    def _note(exc: BaseException | None) -> None:
         code = getattr(exc, "sqlstate", None) or type(exc).__name__
         SAVER_RETRIES[code] = SAVER_RETRIES.get(code, 0) + 1
 
-    def _retrying():
-        return AsyncRetrying(retry=retry_if_exception(is_retryable), stop=stop_after_attempt(8),
-                             wait=wait_random_exponential(multiplier=0.05, max=2.0), before_sleep=_count,
-                             reraise=True)
+    async def _retrying(call):
+        try:
+            return await call()
+        except Exception as exc:  # noqa: BLE001 - classified right below
+            if not is_retryable(exc):
+                raise
+            _note(exc)
+        await asyncio.sleep(random.uniform(0, 0.05))  # then as tenacity below: 8 attempts in all
+        async for attempt in AsyncRetrying(retry=retry_if_exception(is_retryable), stop=stop_after_attempt(7),
+                                           wait=wait_random_exponential(multiplier=0.1, max=2.0),
+                                           before_sleep=lambda state: _note(state.outcome.exception()),
+                                           reraise=True):
+            with attempt:
+                return await call()
 
     class RetryingPostgresSaver(AsyncPostgresSaver):
+        @asynccontextmanager
+        async def _cursor(self, *, pipeline: bool = False):
+            if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
+                async with super()._cursor(pipeline=pipeline) as cur:  # a single connection: the lock is needed
+                    yield cur
+                return
+            async with _ainternal.get_connection(self.conn) as conn:
+                if pipeline:
+                    async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
+                else:
+                    async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
+
         async def aput(self, config, checkpoint, metadata, new_versions):
-            async for attempt in _retrying():
-                with attempt:
-                    return await super().aput(config, checkpoint, metadata, new_versions)
+            return await _retrying(lambda: self._put(config, checkpoint, metadata, new_versions))
+
+        async def _put(self, config, checkpoint, metadata, new_versions):
+            # What AsyncPostgresSaver.aput does, as one statement.
+            configurable = config["configurable"].copy()
+            thread_id = configurable.pop("thread_id")
+            checkpoint_ns = configurable.pop("checkpoint_ns")
+            parent_id = configurable.pop("checkpoint_id", None)
+            copy = checkpoint.copy()
+            copy["channel_values"] = copy["channel_values"].copy()
+            blob_values = {}
+            for k, v in checkpoint["channel_values"].items():
+                if isinstance(v, _DeltaSnapshot):
+                    blob_values[k] = copy["channel_values"].pop(k)
+                    copy["channel_values"][k] = True
+                elif v is None or isinstance(v, (str, int, float, bool)):
+                    pass
+                else:
+                    blob_values[k] = copy["channel_values"].pop(k)
+            blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
+            blobs = self._dump_blobs(thread_id, checkpoint_ns, blob_values, blob_versions)
+            params = {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": checkpoint["id"],
+                      "parent_checkpoint_id": parent_id, "checkpoint": Jsonb(copy),
+                      "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+                      "channels": [b[2] for b in blobs], "versions": [b[3] for b in blobs],
+                      "types": [b[4] for b in blobs], "blobs": [b[5] for b in blobs]}
+            async with self._cursor() as cur:
+                await cur.execute(q.PUT_CHECKPOINT, params)
+            return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
+                                     "checkpoint_id": checkpoint["id"]}}
 
         async def aput_writes(self, config, writes, task_id, task_path=""):
-            async for attempt in _retrying():
-                with attempt:
-                    return await super().aput_writes(config, writes, task_id, task_path)
+            return await _retrying(lambda: self._put_writes(config, writes, task_id, task_path))
+
+        async def _put_writes(self, config, writes, task_id, task_path):
+            if not writes:
+                return
+            upsert = all(w[0] in WRITES_IDX_MAP for w in writes)
+            c = config["configurable"]
+            rows = self._dump_writes(c["thread_id"], c["checkpoint_ns"], c["checkpoint_id"], task_id, task_path,
+                                     writes)
+            if upsert:  # one-by-one upserts: the last write of an idx wins
+                rows = list({r[5]: r for r in rows}.values())
+            params = {"thread_id": c["thread_id"], "checkpoint_ns": c["checkpoint_ns"],
+                      "checkpoint_id": c["checkpoint_id"], "task_id": task_id, "task_path": task_path,
+                      "idx": [r[5] for r in rows], "channels": [r[6] for r in rows], "types": [r[7] for r in rows],
+                      "blobs": [r[8] for r in rows]}
+            async with self._cursor() as cur:
+                await cur.execute(q.PUT_WRITES_UPSERT if upsert else q.PUT_WRITES_INSERT, params)
 
         async def aget_tuple(self, config):
-            async for attempt in _retrying():
-                with attempt:
-                    return await super().aget_tuple(config)
+            return await _retrying(lambda: super(RetryingPostgresSaver, self).aget_tuple(config))
 
     return RetryingPostgresSaver
 
