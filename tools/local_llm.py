@@ -45,7 +45,7 @@ class LocalLLMError(RuntimeError):
     pass
 
 
-def gguf_path(model: str = "smollm2", cache_dir: Path | None = None) -> Path:
+def gguf_path(model: str, cache_dir: Path | None = None) -> Path:
     """The verified GGUF of local model `model` (NEWSROOM_LOCAL_MODEL), or LocalLLMError saying how to get it."""
     from tools.model_store import ModelStoreError, model_spec, require
 

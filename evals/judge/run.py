@@ -56,7 +56,7 @@ def _weights_of(settings: Settings, endpoint: str) -> str | None:
     if not is_on_demand_server(settings, endpoint):
         return None
     try:
-        path = gguf_path()
+        path = gguf_path(settings.local_model, settings.model_cache_dir)
     except LocalLLMError:
         return None
     return f"{path.name} ({path.stat().st_size} bytes)"
