@@ -161,7 +161,7 @@ async def test_annotation_queue_labels_come_back_into_the_set(db, lf, llm, tmp_p
     assert pulled.human_scores == labels and pulled.flag == "confident_hallucination"
     assert pulled.human_decision == "reject"
     assert pulled.reasons.technical_accuracy == "technical_accuracy: checked against the notes"
-    assert pulled.notes == snap.values["research"].notes  # what the writer had, from the researcher span
+    assert pulled.notes == snap.values["research"]["notes"]  # what the writer had, from the researcher span
     assert (pulled.origin, pulled.trace_id, pulled.queue_id) == ("langfuse", trace_id, QUEUE)
     reads = lf.requests_to("GET", "/api/public/v3/scores")
     assert reads and reads[0]["query"]["queueId"] == QUEUE and reads[0]["query"]["source"] == "ANNOTATION"

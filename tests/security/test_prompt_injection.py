@@ -95,9 +95,11 @@ def test_every_prompt_fences_its_untrusted_inputs():
         assert OBEYED not in outside_data("\n".join(m["content"] for m in messages)).lower()
     # Whatever version the desks use, each prompt that takes untrusted text declares it as data.
     from agents import editor, researcher
+    from config import get_settings
+
     untrusted = {"notes", "draft", "body", "topic", "feedback", "outline", "claims", "questions"}
     in_use = [writer.DRAFT_PROMPT, writer.REVISE_PROMPT, writer.OUTLINE_PROMPT, researcher.NOTES_PROMPT,
-              researcher.PLAN_PROMPT, editor.DEFAULT_JUDGE_PROMPT, editor.CLAIMS_PROMPT]
+              researcher.PLAN_PROMPT, get_settings().judge_prompt, editor.CLAIMS_PROMPT]
     for ref in in_use:
         tpl = prompts.load_prompt(ref)
         placeholders = set(re.findall(r"{(\w+)}", tpl.system + tpl.user))
