@@ -100,6 +100,7 @@ async def evaluate_writer(gateway, model: str, items: list[EvalItem], *, max_tok
     from agents import editor
     from agents.models import ResearchNotes
     from agents.writer import draft_messages, split_title
+    from config import get_settings
     from tools.llm import LLMOutputInvalid, LLMUnavailable
 
     rows = []
@@ -111,7 +112,8 @@ async def evaluate_writer(gateway, model: str, items: list[EvalItem], *, max_tok
             title, body = split_title(result.text, fallback=item.topic)
             try:
                 verdict, _ = await gateway.complete_json(
-                    "judge", editor.judge_messages(item.topic, title, body, item.notes), editor.EditorVerdict)
+                    "judge", editor.judge_messages(item.topic, title, body, item.notes, prompt_ref=get_settings().judge_prompt),
+                    editor.EditorVerdict)
                 row["judge_mean"] = verdict.mean
             except (LLMOutputInvalid, LLMUnavailable) as err:
                 row["judge_mean"], row["judge_error"] = 1.0, str(err)[:200]
