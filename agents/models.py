@@ -116,7 +116,9 @@ class Draft(BaseModel):
     body: str
     prompt: str  # name@version of the template that produced it
     model: str
-    reason: Literal["first", "editor_feedback", "citation_feedback", "human_feedback"] = "first"
+    reason: Literal["first", "editor_feedback", "citation_feedback", "human_feedback", "human_edit"] = "first"
+    edited_by: str | None = None  # human_edit: the reviewer who wrote this version (prompt "human-edit")
+    section: str | None = None  # human_feedback on one section: the heading the Writer rewrote (the rest is kept)
     dropped_citations: list[int] = Field(default_factory=list)  # [n] the model wrote for no source: removed
     kept_claims: int = 0  # sentences that passed the last citation check and are still in this draft
 
@@ -147,9 +149,13 @@ class Review(BaseModel):
 
 
 class HumanDecision(BaseModel):
-    decision: Literal["approve", "revise", "reject"]
+    # edit: the human's text becomes the next draft version, checked, then asked again;
+    # approve_with_edits: the same, published at once when its citation check passes.
+    decision: Literal["approve", "revise", "reject", "edit", "approve_with_edits"]
     reviewer: str = "unknown"
     feedback: str | None = None  # revise: what to change; reject: the reason
+    section: str | None = None  # revise: the one section heading to rewrite (None: the whole draft)
+    edited_version: int | None = None  # edit / approve_with_edits: the draft version the edit became
     payload_hash: str = ""
     answered_checkpoint: str | None = None
     draft_version: int = 0

@@ -6,7 +6,10 @@ import hashlib
 import json
 from typing import Literal
 
+from pydantic import BaseModel
+
 from agents.editor import next_step_after_review
+from agents.writer import sections_of
 from tools.tracing import record_scores
 
 Next = Literal["researcher", "writer", "editor", "prepare_approval", "publisher", "finish"]
@@ -22,8 +25,17 @@ def route_next(state, *, max_revisions: int, policy: str) -> Next:
     if draft is None:
         return "writer"
     if decision is not None and decision.draft_version == draft.version:
-        # A human answered about this draft.
+        # A human answered about this draft (an edit makes the next version: never about this one).
         return {"approve": "publisher", "revise": "writer", "reject": "finish"}[decision.decision]
+    if draft.reason == "human_edit":
+        # A human's own text: the Editor's citation check only (no judge, no automatic revision);
+        # then published at once (approve_with_edits, check passed) or shown at the gate again.
+        check = state.citation_check_for(draft.version)
+        if check is None:
+            return "editor"
+        approved = (decision is not None and decision.decision == "approve_with_edits"
+                    and decision.edited_version == draft.version)
+        return "publisher" if approved and check.passed else "prepare_approval"
     if review is None or review.draft_version != draft.version:
         check = state.citation_check_for(draft.version)
         if check is None or check.passed:
@@ -41,6 +53,13 @@ def route_next(state, *, max_revisions: int, policy: str) -> Next:
 def escalation(state, *, max_revisions: int) -> tuple[bool, str | None]:
     """(escalated, why) for the draft at the gate: anything but an Editor approval of it is escalated."""
     draft, review = state.latest_draft, state.latest_review
+    if draft.reason == "human_edit":
+        check = state.citation_check_for(draft.version)
+        if check is None or check.passed:
+            return False, None
+        return True, (f"the edit by {draft.edited_by or 'a human'} (v{draft.version}) has {len(check.failures)} "
+                      "claim(s) the citation check does not find supported: approve to publish it anyway, "
+                      "edit again, revise or reject")
     if review is not None and review.draft_version == draft.version:
         if review.decision == "approve":
             return False, None
@@ -72,12 +91,13 @@ def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max
         review = None  # a verdict on an earlier draft says nothing about this one
     escalated, reason = escalation(state, max_revisions=max_revisions)
     research = state.research
-    return {
+    payload = {
         "thread_id": thread_id,
         "topic": state.topic,
         "requester": state.requester,
         "draft": {"version": draft.version, "title": draft.title, "body": draft.body, "model": draft.model,
-                  "prompt": draft.prompt},
+                  "prompt": draft.prompt, "edited_by": draft.edited_by},
+        "sections": [sec.heading for sec in sections_of(draft.body)],  # what a revise may name
         "scores": review.verdict.scores if review and review.verdict else None,
         "flag": review.verdict.flag if review and review.verdict else None,
         "mean": review.mean if review else None,
@@ -93,9 +113,51 @@ def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max
         "escalation_reason": reason,
         "cost_usd": round(cost_usd, 6),
         "tokens": tokens,
-        "resume_values": [{"action": "approve"}, {"action": "revise", "feedback": "..."},
-                          {"action": "reject", "reason": "..."}],
+        "resume_values": list(RESUME_VALUES),
     }
+    payload.update(hitl_request(payload))
+    return payload
+
+
+# The resume values the gate understands (besides the HITL / Agent Inbox responses, hitl_request).
+RESUME_VALUES = (
+    {"action": "approve"},
+    {"action": "revise", "feedback": "...", "section": "(optional) one section heading"},
+    {"action": "reject", "reason": "..."},
+    {"action": "edit", "draft": "<the full Markdown: '# Title' line, then the body>"},
+    {"action": "approve_with_edits", "draft": "<the full Markdown>"},
+)
+HITL_ACTION = "publish_post"  # action_request.action of our gate in the Agent Inbox shape
+HITL_CONFIG = {"allow_accept": True, "allow_edit": True, "allow_respond": True, "allow_ignore": True}
+
+
+def hitl_request(payload: dict) -> dict:
+    """The LangGraph HITL / Agent Inbox HumanInterrupt keys of the gate, on top of our own payload
+    (agent-inbox reads an interrupt value carrying action_request + config as one HumanInterrupt):
+    action_request {action, args}, config {allow_accept, allow_edit, allow_respond, allow_ignore},
+    description. args.draft is the draft as Markdown, the one field an edit changes. The answers
+    (HumanResponse {type, args}) are mapped by parse_answer: accept -> approve, edit -> edit,
+    response -> revise (args: the feedback), ignore -> reject."""
+    d = payload["draft"]
+    lines = [f"**Draft v{d['version']}: {d['title']}** (topic: {payload['topic']})"]
+    if payload.get("escalated"):
+        lines.append(f"ESCALATED: {payload.get('escalation_reason')}")
+    if payload.get("scores"):
+        lines.append("Editor: " + ", ".join(f"{k} {v}" for k, v in payload["scores"].items())
+                     + f"; mean {payload['mean']:.2f}, {str(payload.get('editor_decision')).upper()}")
+    check = payload.get("citation_check")
+    if check:
+        rate = "-" if check.get("support_rate") is None else f"{check['support_rate']:.0%}"
+        lines.append(f"Citation check: {check['supported']}/{check['checked']} supported ({rate}), "
+                     + ("passed" if check["passed"] else "UNSUPPORTED CLAIMS"))
+        lines += [f"- unsupported: {c['sentence'][:200]}" for c in (check.get("unsupported") or [])[:5]]
+    if not payload.get("grounded"):
+        lines.append(f"UNGROUNDED: {payload.get('ungrounded_reason') or 'no sources'}")
+    lines.append("Accept publishes this draft. Edit the draft field to make your text the next version (its "
+                 "citations are checked, then it is shown again). Respond with feedback to send it back to the "
+                 "Writer. Ignore rejects it.")
+    return {"action_request": {"action": HITL_ACTION, "args": {"draft": f"# {d['title']}\n\n{d['body']}"}},
+            "config": dict(HITL_CONFIG), "description": "\n\n".join(lines)}
 
 
 def payload_hash(payload: dict) -> str:
@@ -106,14 +168,58 @@ class ResumeValueError(ValueError):
     pass
 
 
-def parse_resume(value) -> tuple[str, str | None, str]:
-    """Accept 'approve' | {'action': 'approve'|'revise'|'reject', 'feedback'|'reason': str, 'reviewer': str}.
+class ResumeAnswer(BaseModel):
+    """A human's answer at the gate, whatever shape it came in."""
 
-    Returns (decision, feedback, reviewer); raises ResumeValueError with what is expected.
-    """
-    expected = ("resume with 'approve', {'action': 'revise', 'feedback': '...'} or "
-                "{'action': 'reject', 'reason': '...'}")
-    reviewer = "unknown"
+    action: Literal["approve", "revise", "reject", "edit", "approve_with_edits"]
+    text: str | None = None  # revise: the feedback; reject: the reason
+    reviewer: str = "unknown"
+    draft: str | None = None  # edit / approve_with_edits: the full Markdown
+    section: str | None = None  # revise: the one section heading to rewrite
+
+
+HITL_TYPES = {"accept": "approve", "edit": "edit", "response": "revise", "ignore": "reject"}
+_EXPECTED = ("resume with 'approve', {'action': 'revise', 'feedback': '...', 'section': '(optional)'}, "
+             "{'action': 'reject', 'reason': '...'}, {'action': 'edit' | 'approve_with_edits', 'draft': '<Markdown>'} "
+             "or an Agent Inbox response [{'type': 'accept' | 'edit' | 'response' | 'ignore', 'args': ...}]")
+
+
+def _hitl_answer(item: dict) -> ResumeAnswer:
+    """A HumanResponse {type, args}: accept, edit (args: an ActionRequest {action, args: {draft}}),
+    response (args: the feedback text), ignore."""
+    kind = str(item.get("type") or "").strip().lower()
+    if kind not in HITL_TYPES:
+        raise ResumeValueError(f"unknown response type {kind!r}: {_EXPECTED}")
+    args = item.get("args")
+    if kind == "edit":
+        edited = args.get("args") if isinstance(args, dict) and isinstance(args.get("args"), dict) else args
+        draft = edited.get("draft") if isinstance(edited, dict) else None
+        if not isinstance(draft, str) or not draft.strip():
+            raise ResumeValueError("an edit response needs args {'action': ..., 'args': {'draft': '<Markdown>'}}")
+        return ResumeAnswer(action="edit", draft=draft)
+    if kind == "response":
+        text = args if isinstance(args, str) else (args or {}).get("feedback") if isinstance(args, dict) else None
+        if not (text and str(text).strip()):
+            raise ResumeValueError("a response needs the feedback for the Writer as its args")
+        section = args.get("section") if isinstance(args, dict) else None
+        return ResumeAnswer(action="revise", text=str(text).strip()[:4000],
+                            section=str(section).strip()[:200] if section else None)
+    if kind == "ignore":
+        return ResumeAnswer(action="reject", text="ignored in the inbox")
+    return ResumeAnswer(action="approve")
+
+
+def parse_answer(value) -> ResumeAnswer:
+    """Accept 'approve' | 'revise: text' | {'action': ..., 'feedback'|'reason': str, 'draft': str,
+    'section': str, 'reviewer': str} | a HITL / Agent Inbox response ({'type': ..., 'args': ...}, or
+    a one-item list of it, as agent-inbox sends). Raises ResumeValueError with what is expected."""
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], dict):
+            raise ResumeValueError(f"a list answer holds exactly one response: {_EXPECTED}")
+        value = value[0]
+    if isinstance(value, dict) and "type" in value and not (value.get("action") or value.get("decision")):
+        return _hitl_answer(value)
+    reviewer, draft, section = "unknown", None, None
     if isinstance(value, str):
         action, text = value.strip().lower(), None
         if ":" in action:
@@ -123,13 +229,28 @@ def parse_resume(value) -> tuple[str, str | None, str]:
         action = str(value.get("action") or value.get("decision") or "").strip().lower()
         text = value.get("feedback") or value.get("reason")
         reviewer = str(value.get("reviewer") or value.get("by") or reviewer)[:200]
+        draft = value.get("draft")
+        section = value.get("section")
     else:
-        raise ResumeValueError(f"unsupported resume value {type(value).__name__}: {expected}")
-    if action not in {"approve", "revise", "reject"}:
-        raise ResumeValueError(f"unknown action {action!r}: {expected}")
+        raise ResumeValueError(f"unsupported resume value {type(value).__name__}: {_EXPECTED}")
+    if action not in HUMAN_ACTIONS:
+        raise ResumeValueError(f"unknown action {action!r}: {_EXPECTED}")
     if action == "revise" and not (text and str(text).strip()):
         raise ResumeValueError("revise needs feedback: {'action': 'revise', 'feedback': 'what to change'}")
-    return action, (str(text).strip()[:4000] if text else None), reviewer
+    if action in ("edit", "approve_with_edits") and not (isinstance(draft, str) and draft.strip()):
+        raise ResumeValueError(f"{action} needs the edited draft: {{'action': '{action}', 'draft': '<Markdown>'}}")
+    return ResumeAnswer(action=action, text=str(text).strip()[:4000] if text and action in ("revise", "reject") else None,
+                        reviewer=reviewer, draft=draft if action in ("edit", "approve_with_edits") else None,
+                        section=str(section).strip()[:200] if section and action == "revise" else None)
+
+
+HUMAN_ACTIONS = ("approve", "revise", "reject", "edit", "approve_with_edits")
+
+
+def parse_resume(value) -> tuple[str, str | None, str]:
+    """(decision, feedback, reviewer) of an answer (parse_answer without the draft and section)."""
+    answer = parse_answer(value)
+    return answer.action, answer.text, answer.reviewer
 
 
 # What the gate needs from a resume: nothing but the token the approvals ledger issued when the
@@ -144,9 +265,10 @@ def gate_token_of(answer) -> str | None:
 
 
 async def ledger_decision(thread_id: str, interrupt_id: str, answer, *, checkpoint_id: str | None,
-                          draft_hash: str) -> tuple[str, str | None, str] | None:
-    """(decision, feedback, reviewer) the ledger claimed for this interrupt, if `answer` carries
-    the token it issued and the gate showed this draft; None for any other resume."""
+                          draft_hash: str) -> ResumeAnswer | None:
+    """The answer the ledger claimed for this interrupt (decision, feedback, reviewer, the edit's
+    Markdown, the section), if `answer` carries the token it issued and the gate showed this draft;
+    None for any other resume."""
     from storage import approvals
     from storage.db import get_database
 
@@ -157,7 +279,10 @@ async def ledger_decision(thread_id: str, interrupt_id: str, answer, *, checkpoi
     text = gate.feedback
     if gate.decision == "reject" and not text:
         text = "rejected"
-    return gate.decision, text, gate.decided_by or "unknown"
+    if gate.decision in approvals.EDIT_DECISIONS and not gate.edited_draft:
+        return None  # an edit claimed without its text: nothing to apply
+    return ResumeAnswer(action=gate.decision, text=text, reviewer=gate.decided_by or "unknown",
+                        draft=gate.edited_draft, section=gate.section)
 
 
 async def publication_refused(thread_id: str, draft, *, default_policy: str) -> str | None:
@@ -173,6 +298,10 @@ async def publication_refused(thread_id: str, draft, *, default_policy: str) -> 
     written = any(e["kind"] == "draft_written" and (e["detail"] or {}).get("hash") == draft.content_hash
                   for e in events)
     for gate in await approvals.approved_gates(db, thread_id):
+        if gate["decision"] == "approve_with_edits":
+            if gate["edited_hash"] == draft.content_hash:
+                return None  # the very text the human edited and approved
+            continue
         if gate["draft_hash"] == draft.content_hash or (
                 gate["draft_hash"] is None and gate["draft_version"] == draft.version and written):
             return None
@@ -181,8 +310,8 @@ async def publication_refused(thread_id: str, draft, *, default_policy: str) -> 
         editor_approved = any(
             e["kind"] == "verdict" and (e["detail"] or {}).get("decision") == "approve"
             and (e["detail"] or {}).get("draft_hash") == draft.content_hash for e in events)
-        revised = any(e["kind"] == "human_decision" and (e["detail"] or {}).get("decision") == "revise"
-                      for e in events)
+        revised = any(e["kind"] == "human_decision" and (e["detail"] or {}).get("decision") in
+                      ("revise", "edit", "approve_with_edits") for e in events)
         if written and editor_approved and not revised:
             return None
     return (f"publish refused: draft v{draft.version} was neither approved by a human through the approvals "
@@ -276,4 +405,5 @@ async def record_draft(thread_id: str, draft, messages: list[dict]) -> None:
 
     await training.record_draft(await get_database(), thread_id=thread_id, version=draft.version, title=draft.title,
                                 body=draft.body, content_hash=draft.content_hash, model=draft.model,
-                                prompt=draft.prompt, reason=draft.reason, messages=messages)
+                                prompt=draft.prompt, reason=draft.reason, messages=messages,
+                                author="human" if draft.reason == "human_edit" else "writer")

@@ -2,10 +2,12 @@
 check's, the Editor's or a human's feedback, keeping the sentences whose citations passed."""
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import logging
 import re
+from dataclasses import dataclass
 
 from agents.models import Draft, DraftOutline, Outline, ResearchNotes
 from agents.prompts import load_prompt
@@ -14,9 +16,14 @@ log = logging.getLogger(__name__)
 # @2 (security) fenced the data; @3 adds the outline and the citation rules; @4 adds a worked [n] example
 DRAFT_PROMPT = "writer.draft@4"
 REVISE_PROMPT = "writer.revise@3"
+REVISE_SECTION_PROMPT = "writer.revise_section@1"  # a human's revise naming one section: only it is rewritten
 OUTLINE_PROMPT = "writer.outline@1"
+HUMAN_EDIT_PROMPT = "human-edit"  # Draft.prompt of a version a human wrote (no template behind it)
+HUMAN_EDIT_MODEL = "human"
 _TITLE_OPEN = re.compile(r"[ \t]*#{1,3}[ \t]+")  # a line's opening only: linear on any draft
 _MARKER = re.compile(r"\s?\[(\d{1,3}(?:\s{0,2}[,;]\s{0,2}\d{1,3}){0,9})\]")
+_HEADING_OPEN = re.compile(r"[ \t]{0,3}(#{1,6})[ \t]+")  # matched at a line's start only: linear
+_FENCE = ("```", "~~~")
 
 
 def split_title(text: str, fallback: str) -> tuple[str, str]:
@@ -127,3 +134,145 @@ async def write_draft(
         version=(previous.version + 1) if previous else 1, title=title, body=body,
         prompt=prompt, model=result.model, reason=reason, dropped_citations=dropped, kept_claims=kept,
     )
+
+
+# --- the human's desk: a draft as Markdown, edits, sections ---------------------------------------------
+
+def draft_markdown(draft: Draft) -> str:
+    """The draft as one Markdown text, the form a human edits (title line, then the body)."""
+    return f"# {draft.title}\n\n{draft.body}"
+
+
+class EditRefused(ValueError):
+    """An edited draft that cannot become a draft version (the message says why; nothing changed)."""
+
+
+def checked_edit(markdown: object, *, max_chars: int) -> str:
+    """The edited Markdown, or EditRefused: text, not empty, no NUL (PostgreSQL text cannot hold
+    it), at most `max_chars` characters (NEWSROOM_EDIT_MAX_CHARS)."""
+    if not isinstance(markdown, str):
+        raise EditRefused("the edited draft must be Markdown text")
+    text = markdown.replace("\r\n", "\n").strip()
+    if not text:
+        raise EditRefused("the edited draft is empty")
+    if len(text) > max_chars:
+        raise EditRefused(f"the edited draft has {len(text)} characters; the limit is {max_chars} "
+                          "(NEWSROOM_EDIT_MAX_CHARS)")
+    if "\x00" in text:
+        raise EditRefused("the edited draft holds a NUL character")
+    return text
+
+
+def human_edit(previous: Draft, markdown: str, *, reviewer: str) -> Draft:
+    """The next draft version, written by a human: the first heading is its title (the previous
+    title when there is none). Its [n] markers are kept as typed: the citation check judges them."""
+    title, body = split_title(markdown, fallback=previous.title)
+    return Draft(version=previous.version + 1, title=title, body=body or markdown.strip(), prompt=HUMAN_EDIT_PROMPT,
+                 model=HUMAN_EDIT_MODEL, reason="human_edit", edited_by=reviewer[:200])
+
+
+def edit_hash(previous: Draft, markdown: str) -> str:
+    """The content hash of the draft an edit of `previous` becomes (what the ledger records)."""
+    return human_edit(previous, markdown, reviewer="-").content_hash
+
+
+def edit_size(before: Draft, after: Draft) -> dict:
+    """How much a human changed: lines added / removed (a unified diff of the Markdown), characters."""
+    added = removed = 0
+    for line in difflib.unified_diff(draft_markdown(before).splitlines(), draft_markdown(after).splitlines(),
+                                     lineterm="", n=0):
+        if line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed += 1
+    return {"lines_added": added, "lines_removed": removed, "chars_before": len(draft_markdown(before)),
+            "chars_after": len(draft_markdown(after))}
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str  # the heading's text, without its #s
+    level: int
+    start: int  # line index of the heading
+    end: int  # line index after the section's last line (the next heading of its level or higher)
+
+
+def sections_of(body: str) -> list[Section]:
+    """The body's ATX headings (# to ######) as sections, outside fenced code blocks. Line by
+    line with str methods and an anchored match per line: linear on any text."""
+    lines = body.split("\n")
+    found: list[tuple[str, int, int]] = []
+    fenced = False
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(_FENCE):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        m = _HEADING_OPEN.match(line)
+        if m:
+            text = line[m.end():].strip().rstrip("#").strip()
+            if text:
+                found.append((text, len(m.group(1)), i))
+    out = []
+    for k, (text, level, start) in enumerate(found):
+        end = next((s for _, lv, s in found[k + 1:] if lv <= level), len(lines))
+        out.append(Section(heading=text, level=level, start=start, end=end))
+    return out
+
+
+def _heading_key(text: str) -> str:
+    return " ".join(text.strip().strip("#*_ ").casefold().split())
+
+
+def find_section(body: str, name: str) -> Section | None:
+    """The section whose heading is `name` (case, spacing and emphasis ignored), or None."""
+    key = _heading_key(name)
+    return next((s for s in sections_of(body) if _heading_key(s.heading) == key), None) if key else None
+
+
+def section_text(body: str, section: Section) -> str:
+    return "\n".join(body.split("\n")[section.start:section.end]).strip()
+
+
+def replace_section(body: str, section: Section, new_text: str) -> str:
+    """`body` with the section's content (below its heading line) replaced by `new_text`; a heading
+    line the model repeated at the top of its answer is dropped, the rest of the draft is untouched."""
+    lines = body.split("\n")
+    new_lines = new_text.strip().split("\n")
+    if new_lines and _HEADING_OPEN.match(new_lines[0]):
+        new_lines = new_lines[1:]
+    while new_lines and not new_lines[0].strip():
+        new_lines = new_lines[1:]
+    tail = lines[section.end:]
+    return "\n".join([*lines[:section.start + 1], "", *new_lines, *([""] if tail else []), *tail]).strip()
+
+
+def section_revision_messages(topic: str, notes: ResearchNotes, previous: Draft, section: Section,
+                              feedback: str) -> list[dict]:
+    return load_prompt(REVISE_SECTION_PROMPT).messages(
+        topic=topic, notes=notes.notes, draft=draft_markdown(previous), section=section_text(previous.body, section),
+        feedback=feedback)
+
+
+async def rewrite_section(gateway, *, topic: str, notes: ResearchNotes, previous: Draft, section_name: str,
+                          feedback: str, thread_id: str | None, max_tokens: int,
+                          passed_sentences: list[str] | None = None,
+                          sent_messages: list[dict] | None = None) -> Draft | None:
+    """Version n+1 with only the named section rewritten (the rest kept byte for byte), or None
+    when the draft has no such section (the caller revises the whole draft instead)."""
+    section = find_section(previous.body, section_name)
+    if section is None:
+        return None
+    messages = section_revision_messages(topic, notes, previous, section, feedback)
+    if sent_messages is not None:
+        sent_messages[:] = messages
+    result = await gateway.complete_text("writer", messages, thread_id=thread_id, max_tokens=max_tokens)
+    if not result.text.strip():
+        raise ValueError("the writer model returned an empty section")
+    new_text, dropped = keep_known_citations(result.text, notes)
+    body = replace_section(previous.body, section, new_text)
+    kept = sum(1 for s in (passed_sentences or []) if s and s in body)
+    return Draft(version=previous.version + 1, title=previous.title, body=body, prompt=REVISE_SECTION_PROMPT,
+                 model=result.model, reason="human_feedback", section=section.heading, dropped_citations=dropped,
+                 kept_claims=kept)

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     # --- engine -----------------------------------------------------------------------
     max_revisions: int = Field(default=3, ge=0, le=10, description="Editor revision cycles before escalation to a human")
     approval_policy: Literal["human", "escalations_only"] = Field(default="human", description="human: every approved draft waits for a person; escalations_only: approved drafts publish directly, except drafts revised at a human's request")
+    edit_max_chars: int = Field(default=20000, ge=1000, le=200000,
+                                description="longest edited draft a human may submit (every channel: Studio/SDK, web, "
+                                            "CLI, Telegram); longer edits are refused and nothing changes")
     site_dir: Path = Field(default=Path("site"), description="static-site publish folder")
     retrieval_top_k: int = Field(default=5, ge=1, le=50, description="chunks cited per post")
 

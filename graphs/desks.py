@@ -196,13 +196,19 @@ def _writer_task(state: PostState) -> tuple[str | None, str, int, list[str]]:
         return None, "first", state.revision, []
     check = state.citation_check_for(previous.version)
     passed = [c.sentence for c in check.claims if c.status == "supported"] if check else []
-    if decision is not None and decision.draft_version == previous.version and decision.decision == "revise":
+    if _human_revise(state):
         return f"From the human reviewer: {decision.feedback}", "human_feedback", state.revision, passed
     if review is not None and review.draft_version == previous.version:
         return editor.feedback_for_writer(review.verdict, review.error), "editor_feedback", state.revision + 1, passed
     if check is not None and not check.passed:
         return editor.citation_feedback(check), "citation_feedback", state.revision + 1, passed
     return None, "first", state.revision, passed
+
+
+def _human_revise(state: PostState) -> bool:
+    decision, previous = state.latest_decision, state.latest_draft
+    return (previous is not None and decision is not None and decision.draft_version == previous.version
+            and decision.decision == "revise")
 
 
 @traced_desk("writer.outline")
@@ -234,8 +240,17 @@ async def write(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     feedback, reason, revision, passed = _writer_task(state)
     sent: list[dict] = []
+    section = state.latest_decision.section if _human_revise(state) else None
     try:
-        draft = await writer.write_draft(
+        draft = None
+        if section:
+            # A human named one section: only it is rewritten (None: the draft has no such heading,
+            # so the whole draft is revised on the same feedback).
+            draft = await writer.rewrite_section(
+                get_gateway(), topic=_topic(state), notes=state.research, previous=state.latest_draft,
+                section_name=section, feedback=feedback, thread_id=tid, max_tokens=setting(config, "writer_max_tokens"),
+                passed_sentences=passed, sent_messages=sent)
+        draft = draft or await writer.write_draft(
             get_gateway(), topic=_topic(state), notes=state.research, previous=state.latest_draft, feedback=feedback,
             reason=reason, thread_id=tid, max_tokens=setting(config, "writer_max_tokens"),
             outline=state.outline_for(1), passed_sentences=passed, sent_messages=sent,
@@ -247,7 +262,7 @@ async def write(state: PostState, config: RunnableConfig) -> dict:
                                        detail={"version": draft.version, "reason": reason, "model": draft.model,
                                                "prompt": draft.prompt, "hash": draft.content_hash,
                                                "dropped_citations": draft.dropped_citations,
-                                               "kept_claims": draft.kept_claims})
+                                               "kept_claims": draft.kept_claims, "section": draft.section})
     return {"drafts": [draft.model_dump(mode="json")], "revision": revision}
 
 
@@ -282,7 +297,10 @@ async def check_citations(state: PostState, config: RunnableConfig) -> dict:
 
 
 def after_citations(state: PostState) -> str:
-    """A draft with unsupported claims goes back to the Writer (via the supervisor) unjudged."""
+    """A draft with unsupported claims goes back to the Writer (via the supervisor) unjudged; a
+    human's edit is checked, never judged (the supervisor takes it to the gate or the Publisher)."""
+    if state.latest_draft.reason == "human_edit":
+        return END
     report = state.citation_check_for(state.latest_draft.version)
     return "judge" if report is None or report.passed else END
 

@@ -11,7 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Interrupt, interrupt
 
-from agents import supervisor
+from agents import supervisor, writer
 from graphs.desks import editor_desk, publisher_desk, researcher_desk, setting, thread_id_of, writer_desk
 from graphs.state import HumanDecision, PostInput, PostState
 from tools.tracing import install_log_redaction
@@ -65,30 +65,48 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
     conf = config.get("configurable") or {}
     # The checkpoint this answer resumed from (the one holding the interrupt).
     checkpoint_id = (conf.get("checkpoint_map") or {}).get("") or conf.get("checkpoint_id")
-    try:
-        supervisor.parse_resume(answer)
-    except supervisor.ResumeValueError as err:
+    if supervisor.gate_token_of(answer) is None:
+        try:
+            supervisor.parse_answer(answer)
+            error = supervisor.NOT_FROM_LEDGER
+        except supervisor.ResumeValueError as err:
+            error = str(err)
         await supervisor.record_desk_event(tid, actor="human", kind="invalid_resume",
-                                           detail={"error": str(err), "value": _shown(answer)})
+                                           detail={"error": error, "value": _shown(answer)})
         return {}  # the supervisor routes back to the gate, which asks again
-    # Only a resume the approvals ledger issued decides: its token names the claimed decision.
+    # Only a resume the approvals ledger issued decides: its token names the claimed decision, and the
+    # decision, its text, an edit's Markdown and the reviewer are the ledger's, not the resume's.
     # The id of this interrupt is the one interrupt() gave it (its task's namespace, answer slot 0).
     interrupt_id = Interrupt.from_ns(None, conf.get("checkpoint_ns") or "").id
+    shown = state.latest_draft
     claimed = await supervisor.ledger_decision(tid, interrupt_id, answer, checkpoint_id=checkpoint_id,
-                                               draft_hash=state.latest_draft.content_hash)
+                                               draft_hash=shown.content_hash)
     if claimed is None:
         await supervisor.record_desk_event(tid, actor="human", kind="invalid_resume",
                                            detail={"error": supervisor.NOT_FROM_LEDGER, "value": _shown(answer)})
         return {}
-    decision, feedback, reviewer = claimed
-    await supervisor.record_decision(
-        tid, reviewer=reviewer, decision=decision, payload_hash=p_hash, checkpoint_id=checkpoint_id,
-        detail={"feedback": feedback, "draft_version": state.latest_draft.version, "escalated": state.escalated},
-    )
+    decision, feedback, reviewer = claimed.action, claimed.text, claimed.reviewer
+    update: dict = {}
+    edited = None
+    detail = {"feedback": feedback, "draft_version": shown.version, "escalated": state.escalated,
+              "section": claimed.section}
+    if claimed.draft is not None:
+        # The human's text becomes the next draft version (the Editor's citation check is next).
+        edited = writer.human_edit(shown, claimed.draft, reviewer=reviewer)
+        size = writer.edit_size(shown, edited)
+        detail.update(edited_version=edited.version, edited_hash=edited.content_hash, **size)
+        await supervisor.record_draft(tid, edited, [])
+        await supervisor.record_desk_event(tid, actor=reviewer, kind="draft_edited", detail={
+            "version": edited.version, "from_version": shown.version, "reviewer": reviewer, "hash": edited.content_hash,
+            "payload_hash": p_hash, "approve": decision == "approve_with_edits", **size})
+        update["drafts"] = [edited.model_dump(mode="json")]
+    await supervisor.record_decision(tid, reviewer=reviewer, decision=decision, payload_hash=p_hash,
+                                     checkpoint_id=checkpoint_id, detail=detail)
     # As the model dumps it, with its key: the keyed append reducer tells decisions apart by it.
     answered = HumanDecision(decision=decision, reviewer=reviewer, feedback=feedback, payload_hash=p_hash,
-                             answered_checkpoint=checkpoint_id, draft_version=state.latest_draft.version)
-    update: dict = {"decisions": [answered.model_dump(mode="json")]}
+                             answered_checkpoint=checkpoint_id, draft_version=shown.version,
+                             section=claimed.section, edited_version=edited.version if edited else None)
+    update["decisions"] = [answered.model_dump(mode="json")]
     if decision == "reject":
         await supervisor.advance_post(tid, "rejected", actor=reviewer, reason=feedback)
         update["outcome"] = "rejected"

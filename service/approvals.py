@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from config import Settings
+from agents import writer
+from agents.models import Draft
+from config import Settings, get_settings
 from storage import approvals, posts
 from storage.approvals import Gate, OpenGate
 from storage.db import Database
@@ -26,7 +28,8 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 GRAPH_ID = "newsroom"
-ACTIONS = ("approve", "revise", "reject")
+ACTIONS = ("approve", "revise", "reject", "edit", "approve_with_edits")
+EDIT_ACTIONS = ("edit", "approve_with_edits")
 WAITING_STATUSES = ["awaiting_approval", "escalated"]
 
 
@@ -47,6 +50,54 @@ class PendingInterrupt(BaseModel):
         """The shown draft's hash, as agents.models.Draft.content_hash computes it."""
         d = self.payload.get("draft") or {}
         return hashlib.sha256(f"{d.get('title', '')}\n\n{d.get('body', '')}".encode()).hexdigest()
+
+    @property
+    def draft(self) -> Draft:
+        """The shown draft (what an edit edits)."""
+        d = self.payload.get("draft") or {}
+        return Draft(version=self.draft_version, title=str(d.get("title", "")), body=str(d.get("body", "")),
+                     prompt=str(d.get("prompt", "")), model=str(d.get("model", "")))
+
+    @property
+    def sections(self) -> list[str]:
+        return [str(h) for h in self.payload.get("sections") or []]
+
+
+class CheckedAnswer(BaseModel):
+    """An answer ready to be claimed: an edit's Markdown bounded and hashed, a section that exists."""
+
+    text: str | None = None
+    edited_draft: str | None = None
+    edited_hash: str | None = None
+    section: str | None = None
+
+
+class AnswerRefused(ValueError):
+    """An answer that cannot be claimed for this gate (the message says why; nothing changed)."""
+
+
+def checked_answer(pending: PendingInterrupt, action: str, *, text: str | None, draft: str | None,
+                   section: str | None, max_edit_chars: int | None = None) -> CheckedAnswer:
+    """Validate what an answer carries against the draft it answers, before anything is claimed."""
+    if action in EDIT_ACTIONS:
+        try:
+            markdown = writer.checked_edit(draft, max_chars=max_edit_chars or get_settings().edit_max_chars)
+        except writer.EditRefused as err:
+            raise AnswerRefused(f"{err}. Nothing changed.") from None
+        shown = pending.draft
+        edited_hash = writer.edit_hash(shown, markdown)
+        if edited_hash == shown.content_hash:
+            raise AnswerRefused("The edit changes nothing in the draft: approve it instead. Nothing changed.")
+        return CheckedAnswer(edited_draft=markdown, edited_hash=edited_hash)
+    section = (section or "").strip() or None
+    if section is not None and action == "revise":
+        found = writer.find_section(pending.draft.body, section)
+        if found is None:
+            heads = ", ".join(f"“{h}”" for h in pending.sections) or "none"
+            raise AnswerRefused(f"The draft has no section “{section[:100]}” (its sections: {heads[:600]}). "
+                                "Nothing changed.")
+        section = found.heading
+    return CheckedAnswer(text=text, section=section if action == "revise" else None)
 
 
 async def pending_interrupt(client, thread_id: str) -> PendingInterrupt | None:
@@ -106,14 +157,18 @@ class DecisionResult(BaseModel):
         return self.outcome == Outcome.RESUMED
 
 
-def resume_value(action: str, text: str | None, reviewer: str, token: str | None = None) -> dict[str, Any]:
-    """The exact value the graph's gate accepts (agents/supervisor.parse_resume), with the gate
-    token the ledger issued when the decision was claimed (without it the gate refuses it)."""
+def resume_value(action: str, text: str | None, reviewer: str, token: str | None = None,
+                 section: str | None = None) -> dict[str, Any]:
+    """The exact value the graph's gate accepts, with the gate token the ledger issued when the
+    decision was claimed (without it the gate refuses it). The gate applies what the ledger holds
+    for that token (an edit's Markdown included), so an edit's value need not carry its text."""
     value: dict[str, Any] = {"action": action, "reviewer": reviewer}
     if token:
         value["gate_token"] = token
     if action == "revise":
         value["feedback"] = text
+        if section:
+            value["section"] = section
     elif action == "reject":
         value["reason"] = text or "rejected"
     return value
@@ -164,15 +219,18 @@ def _already(gate: Gate) -> str:
 
 async def decide(
     client, db: Database, gate_id: str, *, action: str, text: str | None, reviewer: str, via: str,
-    start_run: StartRun | None = None,
+    start_run: StartRun | None = None, draft: str | None = None, section: str | None = None,
 ) -> DecisionResult:
     """Answer one gate once. Checks the thread really waits at THIS interrupt, claims the decision,
-    then starts the resume run; a failed start releases the claim so the human can try again."""
+    then starts the resume run; a failed start releases the claim so the human can try again.
+    edit / approve_with_edits carry the edited Markdown (`draft`); a revise may name one `section`."""
     if action not in ACTIONS:
         return DecisionResult(outcome=Outcome.INVALID, message=f"unknown action {action!r}: use {', '.join(ACTIONS)}")
     text = (text or "").strip() or None
     if action == "revise" and not text:
         return DecisionResult(outcome=Outcome.INVALID, message="Revise needs feedback for the writer.")
+    if action in EDIT_ACTIONS and not (draft or "").strip():
+        return DecisionResult(outcome=Outcome.INVALID, message="An edit needs the edited draft. Nothing changed.")
     gate = await approvals.get_gate(db, gate_id)
     if gate is None:
         return DecisionResult(outcome=Outcome.NOT_FOUND, message="This approval is unknown (it may belong to another server).")
@@ -185,14 +243,19 @@ async def decide(
         await approvals.claim_gate(db, gate_id, decision="superseded", decided_by="newsroom", decided_via="state-check")
         gate = await approvals.get_gate(db, gate_id)
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
+    try:
+        checked = checked_answer(pending, action, text=text, draft=draft, section=section)
+    except AnswerRefused as err:
+        return DecisionResult(outcome=Outcome.INVALID, message=str(err), gate=gate)
     # The text goes into the ledger with the claim: if this process dies before the resume runs,
     # recovery re-delivers exactly this answer instead of asking the human again.
     token = await approvals.claim_gate(db, gate_id, decision=action, decided_by=reviewer, decided_via=via,
-                                       feedback=text)
+                                       feedback=checked.text, edited_draft=checked.edited_draft,
+                                       edited_hash=checked.edited_hash, section=checked.section)
     if not token:
         gate = await approvals.get_gate(db, gate_id)
         return DecisionResult(outcome=Outcome.ALREADY_DECIDED, message=_already(gate), gate=gate)
-    value = resume_value(action, text, reviewer, token)
+    value = resume_value(action, checked.text, reviewer, token, checked.section)
     # The run goes on with the settings it started with (`newsroom post --policy`, Studio's
     # configurable), not the server's environment.
     overrides = await posts.run_overrides_of(db, gate.thread_id)
@@ -210,13 +273,15 @@ async def decide(
 
 
 async def claim_interrupt(db: Database, pending: PendingInterrupt, *, action: str, text: str | None, reviewer: str,
-                          via: str) -> tuple[Gate, str | None]:
+                          via: str, draft: str | None = None, section: str | None = None) -> tuple[Gate, str | None]:
     """For a caller that drives the graph itself (the CLI, scripts, benchmarks): the gate of this
     interrupt registered and claimed. Returns the gate and the token, None when another channel
-    decided it first."""
+    decided it first. Raises AnswerRefused for an edit or section the gate cannot take."""
+    checked = checked_answer(pending, action, text=text, draft=draft, section=section)
     gate = await gate_for(db, pending)
     token = None if gate.decided else await approvals.claim_gate(
-        db, gate.gate_id, decision=action, decided_by=reviewer, decided_via=via, feedback=text)
+        db, gate.gate_id, decision=action, decided_by=reviewer, decided_via=via, feedback=checked.text,
+        edited_draft=checked.edited_draft, edited_hash=checked.edited_hash, section=checked.section)
     return (gate if token else await approvals.get_gate(db, gate.gate_id)), token
 
 
@@ -247,15 +312,16 @@ async def claim_raw_resume(client, db: Database, thread_id: str, resume: Any, *,
     never a name typed into the value), and the value the run will carry is the ledger-issued one.
     An answer that does not parse goes on unclaimed: the graph records it as invalid and asks again.
     Raises ResumeRefused when the gate is already decided or nothing waits."""
-    from agents.supervisor import ResumeValueError, parse_resume
+    from agents.supervisor import ResumeValueError, parse_answer
 
     value = raw_resume_value(resume)
     if isinstance(value, dict) and value.get("gate_token"):
         return resume  # issued by the ledger already (a channel's decide()); the graph checks it
     try:
-        action, text, _typed_reviewer = parse_resume(value)
+        answer = parse_answer(value)  # ours, or a HITL / Agent Inbox response
     except ResumeValueError:
         return resume
+    action, text = answer.action, answer.text
     pending = await pending_interrupt(client, thread_id)
     if pending is None:
         raise ResumeRefused(409, "This thread is not waiting for approval: nothing to resume.")
@@ -264,11 +330,17 @@ async def claim_raw_resume(client, db: Database, thread_id: str, resume: Any, *,
     gate, pending = await follow_gate(client, db, await gate_for(db, pending))
     if gate.decided:
         raise ResumeRefused(409, _already(gate))
+    try:
+        checked = checked_answer(pending or await pending_interrupt(client, thread_id), action, text=text,
+                                 draft=answer.draft, section=answer.section)
+    except AnswerRefused as err:
+        raise ResumeRefused(422, str(err)) from None
     token = await approvals.claim_gate(db, gate.gate_id, decision=action, decided_by=reviewer, decided_via=via,
-                                       feedback=text, run_id=run_id)
+                                       feedback=checked.text, run_id=run_id, edited_draft=checked.edited_draft,
+                                       edited_hash=checked.edited_hash, section=checked.section)
     if not token:
         raise ResumeRefused(409, _already(await approvals.get_gate(db, gate.gate_id)))
-    return resume_value(action, text, reviewer, token)
+    return resume_value(action, checked.text, reviewer, token, checked.section)
 
 
 # --- retrying a failed post ------------------------------------------------------------------------

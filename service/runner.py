@@ -270,23 +270,25 @@ async def _through_the_ledger(snap: RunSnapshot, value: Any) -> Any:
     claimed for this reviewer (so Telegram, the web page or Studio cannot decide it too) and the
     resume carries the gate token. An answer that does not parse goes as typed: the graph records
     it as invalid and asks again. A gate another channel decided meanwhile refuses the answer."""
-    from agents.supervisor import ResumeValueError, parse_resume
+    from agents.supervisor import ResumeValueError, parse_answer
     from service.approvals import PendingInterrupt, claim_interrupt, resume_value
 
     if isinstance(value, dict) and value.get("gate_token"):
         return value  # claimed already by a channel (service.approvals.decide): the graph checks the token
     try:
-        action, text, reviewer = parse_resume(value)
+        answer = parse_answer(value)
     except ResumeValueError:
         return value
     pending = PendingInterrupt(thread_id=snap.thread_id, interrupt_id=snap.interrupt_id or "", payload=snap.interrupt)
-    gate, token = await claim_interrupt(await get_database(), pending, action=action, text=text, reviewer=reviewer,
-                                        via="cli")
+    # An edit too long or changing nothing, a section the draft lacks: AnswerRefused, nothing claimed.
+    gate, token = await claim_interrupt(await get_database(), pending, action=answer.action, text=answer.text,
+                                        reviewer=answer.reviewer, via="cli", draft=answer.draft, section=answer.section)
+    action, text, reviewer = answer.action, answer.text, answer.reviewer
     if not token:
         raise DraftChanged(f"thread {snap.thread_id}: the approval this answered was decided elsewhere meanwhile "
                            f"({gate.decision} by {gate.decided_by} via {gate.decided_via}); nothing changed "
                            f"(newsroom status {snap.thread_id})")
-    return resume_value(action, text, reviewer, token)
+    return resume_value(action, text, reviewer, token, answer.section)
 
 
 class NothingToRetry(RuntimeError):

@@ -37,6 +37,9 @@ class Gate(BaseModel):
     draft_hash: str | None = None  # hash of the draft this gate showed (title + body)
     resume_token: str | None = Field(default=None, repr=False)  # issued with the claim: the only accepted resume
     resumed_at: datetime | None = None  # when the interrupt consumed the token
+    edited_draft: str | None = Field(default=None, repr=False)  # edit / approve_with_edits: the human's Markdown
+    edited_hash: str | None = None  # the hash of the draft version that edit becomes
+    section: str | None = None  # revise: the one section heading to rewrite
 
     @property
     def decided(self) -> bool:
@@ -60,7 +63,8 @@ class Prompt(BaseModel):
 # decided_via of a gate closed because its draft was asked again at a new interrupt (reask_gate):
 # a press on its buttons follows to the gate now asked, instead of answering "already decided".
 REASKED = "reasked"
-HUMAN_DECISIONS = ("approve", "revise", "reject")
+HUMAN_DECISIONS = ("approve", "revise", "reject", "edit", "approve_with_edits")
+EDIT_DECISIONS = ("edit", "approve_with_edits")
 
 
 def new_gate_id() -> str:
@@ -115,10 +119,12 @@ async def add_gate_messages(db: Database, gate_id: str, message_ids: list[int]) 
 
 
 async def claim_gate(db: Database, gate_id: str, *, decision: str, decided_by: str, decided_via: str,
-                     feedback: str | None = None, run_id: str | None = None) -> str | None:
+                     feedback: str | None = None, run_id: str | None = None, edited_draft: str | None = None,
+                     edited_hash: str | None = None, section: str | None = None) -> str | None:
     """The gate token for exactly one caller per gate (the one allowed to resume the run), None for
     the others. `feedback` is the decision's text (revise: for the writer, reject: the reason),
-    kept for recovery's re-delivery. The token is what the resume value must carry: the graph's
+    kept for recovery's re-delivery; an edit keeps its Markdown (`edited_draft`) and the hash of the
+    draft it becomes, a revise the one `section` to rewrite, the same way. The token is what the resume value must carry: the graph's
     interrupt accepts no other answer (graphs/engine.human_approval)."""
     # "superseded" (the sweep or a state check closing a gate) is no decision: no token to resume with.
     token = new_resume_token() if decision in HUMAN_DECISIONS else None
@@ -126,7 +132,9 @@ async def claim_gate(db: Database, gate_id: str, *, decision: str, decided_by: s
     async def _work(conn):
         cur = await conn.execute(q.CLAIM_GATE, {"gate_id": gate_id, "decision": decision, "decided_by": decided_by,
                                                 "decided_via": decided_via, "feedback": feedback,
-                                                "resume_token": token, "run_id": run_id})
+                                                "resume_token": token, "run_id": run_id,
+                                                "edited_draft": edited_draft, "edited_hash": edited_hash,
+                                                "section": section})
         return (token or decision) if await cur.fetchone() is not None else None
 
     return await db.transaction(_work)
@@ -200,7 +208,8 @@ async def reask_gate(db: Database, gate_id: str, interrupt_id: str) -> Gate | No
                 await conn.execute(q.ADD_GATE_MESSAGES, {"gate_id": new["gate_id"], "message_ids": Jsonb(moved)})
             await conn.execute(q.CLAIM_GATE, {"gate_id": old["gate_id"], "decision": "superseded",
                                               "decided_by": "newsroom", "decided_via": REASKED, "feedback": None,
-                                              "resume_token": None, "run_id": None})
+                                              "resume_token": None, "run_id": None, "edited_draft": None,
+                                              "edited_hash": None, "section": None})
         return await (await conn.execute(q.SELECT_GATE, {"gate_id": new["gate_id"]})).fetchone()
 
     row = await db.transaction(_work)
@@ -281,6 +290,6 @@ async def resolve_thread_id(db: Database, text: str) -> str | None:
 
 __all__ = ["Gate", "OpenGate", "Prompt", "register_gate", "get_gate", "gate_for_interrupt", "gates_for_thread",
            "open_gates", "add_gate_messages", "claim_gate", "issue_missing_token", "consume_gate_token",
-           "approved_gates", "new_resume_token", "reask_gate", "REASKED", "release_gate", "set_gate_run", "mark_reminded",
+           "approved_gates", "new_resume_token", "reask_gate", "REASKED", "HUMAN_DECISIONS", "EDIT_DECISIONS", "release_gate", "set_gate_run", "mark_reminded",
            "mark_escalated", "add_prompt", "get_prompt", "posts_for_chat", "resolve_thread_id",
            "thread_ids_matching"]

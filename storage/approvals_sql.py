@@ -49,10 +49,13 @@ UPDATE approval_gates SET message_ids = message_ids || %(message_ids)s WHERE gat
 # The one place a decision is taken: only the first claimant gets a row back. The feedback (revise)
 # or reason (reject) is kept with it, so recovery can re-deliver the same answer after a crash.
 # The claim also issues the gate token: the only resume value the interrupt accepts for this gate.
+# An edit (edit / approve_with_edits) is claimed with its text and the hash of the draft it becomes;
+# a revise may name the one section to rewrite.
 CLAIM_GATE = """
 UPDATE approval_gates
    SET decision = %(decision)s, decided_by = %(decided_by)s, decided_via = %(decided_via)s, decided_at = now(),
-       feedback = %(feedback)s, resume_token = %(resume_token)s, run_id = COALESCE(%(run_id)s, run_id)
+       feedback = %(feedback)s, resume_token = %(resume_token)s, run_id = COALESCE(%(run_id)s, run_id),
+       edited_draft = %(edited_draft)s, edited_hash = %(edited_hash)s, section = %(section)s
  WHERE gate_id = %(gate_id)s AND decided_at IS NULL
 RETURNING gate_id
 """
@@ -71,17 +74,18 @@ UPDATE approval_gates
    AND (resumed_checkpoint IS NULL OR resumed_checkpoint = %(checkpoint)s)
 RETURNING gate_id
 """
-# The gates a human approved for a thread, with the draft each showed (the Publisher's check).
+# The gates a human approved for a thread, with the draft each showed (the Publisher's check); an
+# approve_with_edits approved the text of its edit (edited_hash), not the draft it showed.
 SELECT_APPROVED_GATES = """
-SELECT gate_id, draft_version, draft_hash, decided_by, decided_via, resumed_at
+SELECT gate_id, decision, draft_version, draft_hash, edited_hash, decided_by, decided_via, resumed_at
   FROM approval_gates
- WHERE thread_id = %(thread_id)s AND decision = 'approve' AND resumed_at IS NOT NULL
+ WHERE thread_id = %(thread_id)s AND decision IN ('approve', 'approve_with_edits') AND resumed_at IS NOT NULL
 """
 # Undo a claim whose resume could not be started, so the gate can be answered again.
 RELEASE_GATE = """
 UPDATE approval_gates
    SET decision = NULL, decided_by = NULL, decided_via = NULL, decided_at = NULL, feedback = NULL,
-       resume_token = NULL, run_id = NULL
+       resume_token = NULL, run_id = NULL, edited_draft = NULL, edited_hash = NULL, section = NULL
  WHERE gate_id = %(gate_id)s AND decided_by = %(decided_by)s AND resumed_at IS NULL
    AND (run_id IS NULL OR run_id = %(run_id)s)
 """

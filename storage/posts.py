@@ -36,8 +36,9 @@ TRANSITIONS: dict[PostStatus, frozenset[PostStatus]] = {
     S.RESEARCHING: frozenset({S.DRAFTING, S.REJECTED, S.FAILED}),
     S.DRAFTING: frozenset({S.EDITING, S.REJECTED, S.FAILED}),
     S.EDITING: frozenset({S.DRAFTING, S.AWAITING_APPROVAL, S.ESCALATED, S.PUBLISHING, S.REJECTED, S.FAILED}),
-    S.AWAITING_APPROVAL: frozenset({S.PUBLISHING, S.DRAFTING, S.REJECTED, S.ESCALATED, S.FAILED}),
-    S.ESCALATED: frozenset({S.PUBLISHING, S.DRAFTING, S.REJECTED, S.FAILED}),
+    # -> editing: a human's edit of the draft goes through the Editor's citation check (issue 16).
+    S.AWAITING_APPROVAL: frozenset({S.PUBLISHING, S.DRAFTING, S.EDITING, S.REJECTED, S.ESCALATED, S.FAILED}),
+    S.ESCALATED: frozenset({S.PUBLISHING, S.DRAFTING, S.EDITING, S.REJECTED, S.FAILED}),
     S.PUBLISHING: frozenset({S.PUBLISHED, S.FAILED}),
     S.PUBLISHED: frozenset(),
     S.REJECTED: frozenset(),

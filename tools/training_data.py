@@ -69,7 +69,8 @@ def build_export(data: dict[str, list[dict]]) -> Export:
         if not prompt:
             out.skipped.append({"thread_id": tid, "reason": "the first draft's prompt was not kept"})
             continue
-        approvals = [e for e in decisions if e["decision"] == "approve"]
+        # approve_with_edits approves the human's edit of the shown draft (the edit is the final text below).
+        approvals = [e for e in decisions if e["decision"] in ("approve", "approve_with_edits")]
         if post["status"] != "published" or not approvals:
             out.skipped.append({"thread_id": tid, "reason": f"{post['status']}: no approved text to learn from"
                                                               + (" (DPO needs one)" if decisions else "")})
@@ -96,7 +97,7 @@ def build_export(data: dict[str, list[dict]]) -> Export:
                            "human_edited": final["author"] != "writer"},
         })
         for e in decisions:
-            if e["decision"] not in ("revise", "reject"):
+            if e["decision"] not in ("revise", "reject", "edit", "approve_with_edits"):  # an edited draft lost too
                 continue
             d = by_version.get(int(e["draft_version"] or 0))
             if d is None or d["content_hash"] == final["content_hash"]:
