@@ -60,7 +60,9 @@ def _print_gate(snap) -> None:
     d = p["draft"]
     label = "ESCALATED to human review" if p.get("escalated") else "waiting for approval"
     click.echo(f"\nthread {snap.thread_id}: {label}" + (f" ({p['escalation_reason']})" if p.get("escalated") else ""))
-    click.echo(f"draft v{d['version']}: {d['title']}")
+    click.echo(f"draft v{d['version']}: {d['title']}" + (f"  (edited by {d['edited_by']})" if d.get("edited_by") else ""))
+    if p.get("sections"):
+        click.echo("sections: " + " | ".join(p["sections"]))
     opening = textwrap.shorten(d["body"].replace("\n", " "), width=600, placeholder=" ...")
     click.echo(textwrap.indent(textwrap.fill(opening, 96), "  | "))
     if p.get("scores"):
@@ -170,6 +172,8 @@ def _print_next(snap) -> None:
     if snap.waiting_for_human:
         v = f" --version {snap.interrupt['draft']['version']}"  # refused if another draft waits by then
         click.echo(f"\nnext: newsroom approve {snap.thread_id}{v}\n   or newsroom revise {snap.thread_id}{v} --feedback '...'"
+                   " [--section HEADING]"
+                   f"\n   or newsroom edit {snap.thread_id}{v} [--file F] [--approve]"
                    f"\n   or newsroom reject {snap.thread_id}{v} --reason '...'")
     elif (snap.values or {}).get("outcome") == "failed":
         click.echo(f"\nonce the cause is fixed: newsroom retry {snap.thread_id}")
@@ -202,14 +206,17 @@ def _full_thread_id(text: str) -> str:
 
 
 def _resume(thread_id: str, value: dict, draft_version: int | None = None) -> None:
+    from service.approvals import AnswerRefused
     from service.runner import NothingToResume, ThreadBusy, resume
     from tools.local_llm import local_llm_if_needed
 
     thread_id = _full_thread_id(thread_id)
-    with _resumable_on_interrupt(thread_id), local_llm_if_needed(get_settings()) if value["action"] == "revise" else _null():
+    # revise asks the Writer, an edit the Editor's claim check: both may need the local LLM.
+    needs_llm = value["action"] in ("revise", "edit", "approve_with_edits")
+    with _resumable_on_interrupt(thread_id), local_llm_if_needed(get_settings()) if needs_llm else _null():
         try:
             snap = _run(resume(thread_id, value, progress=_progress, expected_version=draft_version))
-        except (NothingToResume, ThreadBusy) as err:
+        except (NothingToResume, ThreadBusy, AnswerRefused) as err:
             raise click.ClickException(str(err)) from None
     _print_outcome(snap)
     _print_next(snap)
@@ -235,11 +242,57 @@ def approve(thread_id: str, reviewer: str, draft_version: int | None) -> None:
 @main.command()
 @click.argument("thread_id")
 @click.option("--feedback", required=True, help="what the Writer should change")
+@click.option("--section", default=None, metavar="HEADING",
+              help="rewrite only this section of the draft (a heading of it); the rest is kept as it is")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
 @_VERSION_OPTION
-def revise(thread_id: str, feedback: str, reviewer: str, draft_version: int | None) -> None:
+def revise(thread_id: str, feedback: str, section: str | None, reviewer: str, draft_version: int | None) -> None:
     """Send the draft back to the Writer with FEEDBACK; the new draft goes through the Editor again."""
-    _resume(thread_id, {"action": "revise", "feedback": feedback, "reviewer": reviewer}, draft_version)
+    value = {"action": "revise", "feedback": feedback, "reviewer": reviewer}
+    if section:
+        value["section"] = section
+    _resume(thread_id, value, draft_version)
+
+
+@main.command()
+@click.argument("thread_id")
+@click.option("--file", "path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="the edited Markdown from this file ('-': standard input) instead of opening $EDITOR")
+@click.option("--approve", "approve_now", is_flag=True,
+              help="approve with the edits: published at once if the citation check passes (else shown again)")
+@click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@_VERSION_OPTION
+def edit(thread_id: str, path: str | None, approve_now: bool, reviewer: str, draft_version: int | None) -> None:
+    """Edit the waiting draft of THREAD_ID yourself: $EDITOR opens it as Markdown ('# Title', then the
+    body); what you save becomes the next draft version, checked by the Editor's citation check, then
+    waiting for approval again (--approve: published in the same step when the check passes)."""
+    from service.runner import current
+
+    tid = _full_thread_id(thread_id)
+    snap = _run(current(tid))
+    if not snap.waiting_for_human:
+        raise click.ClickException(f"thread {tid} is not waiting for approval: nothing to edit "
+                                   f"(newsroom status {tid})")
+    shown = snap.interrupt["draft"]
+    if draft_version is not None and shown["version"] != draft_version:
+        raise click.ClickException(f"thread {tid} waits at draft v{shown['version']}, not v{draft_version}: nothing "
+                                   f"changed; read it first (newsroom status {tid})")
+    original = f"# {shown['title']}\n\n{shown['body']}\n"
+    if path is not None:
+        try:
+            text = click.open_file(path, encoding="utf-8").read(get_settings().edit_max_chars * 4 + 1)
+        except (OSError, UnicodeDecodeError) as err:
+            raise click.BadParameter(f"cannot read {path}: {err}", param_hint="'--file'") from None
+    else:
+        text = click.edit(original, extension=".md", require_save=True)
+        if text is None:
+            click.echo("not saved: nothing changed")
+            return
+    if text.strip() == original.strip():
+        raise click.ClickException("the edit changes nothing in the draft: nothing changed "
+                                   f"(newsroom approve {tid} approves it as it is)")
+    action = "approve_with_edits" if approve_now else "edit"
+    _resume(tid, {"action": action, "draft": text, "reviewer": reviewer}, shown["version"])
 
 
 @main.command()

@@ -43,6 +43,9 @@ def body_limit(path: str, default: int) -> int:
         return min(WEBHOOK_MAX_BYTES, default)
     if path == "/newsroom/ui/login":
         return LOGIN_MAX_BYTES
+    if path.startswith("/newsroom/ui/runs/") and path.endswith("/decide"):
+        # A decision may carry an edited draft: its character limit, URL-encoded (9 bytes a character at worst).
+        return min(max(WEB_FORM_MAX_BYTES, 9 * get_settings().edit_max_chars + 16 * 1024), default)
     if path.startswith("/newsroom/ui"):
         return min(WEB_FORM_MAX_BYTES, default)
     return default

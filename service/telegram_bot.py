@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4096  # Telegram's limit per message, in UTF-16 code units
 CALLBACK_PREFIX = "nr"
-BUTTON_CODES = {"a": "approve", "v": "revise", "x": "reject"}
+BUTTON_CODES = {"a": "approve", "v": "revise", "x": "reject", "e": "edit", "w": "approve_with_edits"}
+EDIT_FILE_TYPES = (".md", ".markdown", ".txt")  # an edited draft sent back as a document
 ACTION_CODES = {v: k for k, v in BUTTON_CODES.items()}
 HELP = """<b>newsroom</b> — posts written by four desks (research, writing, editing, publishing), approved by you.
 
@@ -50,7 +51,11 @@ HELP = """<b>newsroom</b> — posts written by four desks (research, writing, ed
 /help — this text
 
 Approve / Revise / Reject buttons come with each draft. Revise and Reject ask for feedback or a reason:
-answer by replying to my question. THREAD may be a thread id or its last 8 characters."""
+answer by replying to my question (a revise starting with a line “section: HEADING” rewrites only that
+section). Edit and Approve with edits send you the draft as a .md file: reply with the edited text or
+an edited .md document; it becomes the next version, the citation check runs on it, then it waits for
+approval again (Edit) or is published at once when the check passes (Approve with edits).
+THREAD may be a thread id or its last 8 characters."""
 
 
 # --- text helpers (pure) ------------------------------------------------------------------------------
@@ -96,6 +101,8 @@ def gate_summary(payload: dict, *, max_citations: int = 10) -> str:
     """The approval message (HTML): title, scores, citations, cost; the draft goes before it."""
     d = payload.get("draft") or {}
     lines = [f"<b>Draft v{esc(d.get('version'))} ready for approval</b>: {esc(d.get('title', ''))}"]
+    if d.get("edited_by"):
+        lines.append(f"✍️ edited by {esc(d['edited_by'])}")
     if payload.get("escalated"):
         lines.append(f"⚠️ <b>ESCALATED</b>: {esc(payload.get('escalation_reason') or 'needs a human')}")
     lines.append(f"topic: {esc(payload.get('topic', ''))} · requested by {esc(payload.get('requester', ''))}")
@@ -152,7 +159,21 @@ def gate_buttons(gate_id: str) -> InlineKeyboardMarkup:
         InlineKeyboardButton("✅ Approve", callback_data=f"{CALLBACK_PREFIX}:a:{gate_id}"),
         InlineKeyboardButton("✏️ Revise", callback_data=f"{CALLBACK_PREFIX}:v:{gate_id}"),
         InlineKeyboardButton("❌ Reject", callback_data=f"{CALLBACK_PREFIX}:x:{gate_id}"),
+    ], [
+        InlineKeyboardButton("📝 Edit", callback_data=f"{CALLBACK_PREFIX}:e:{gate_id}"),
+        InlineKeyboardButton("📝 Approve with edits", callback_data=f"{CALLBACK_PREFIX}:w:{gate_id}"),
     ]])
+
+
+SECTION_LINE = "section:"
+
+
+def revise_reply(text: str) -> tuple[str, str | None]:
+    """(feedback, section) of a revise reply: a first line "section: HEADING" names the one section."""
+    first, _, rest = text.strip().partition("\n")
+    if first.strip().lower().startswith(SECTION_LINE):
+        return rest.strip(), first.strip()[len(SECTION_LINE):].strip() or None
+    return text, None
 
 
 class ButtonPress(BaseModel):
@@ -225,8 +246,16 @@ def describe_desk(node: str, update: Any) -> str | None:
             d = update["drafts"][-1]
             why = {"editor_feedback": f" — revision {update.get('revision', '?')} after the Editor's notes",
                    "citation_feedback": f" — revision {update.get('revision', '?')} after the citation check",
-                   "human_feedback": " — revised on your feedback"}.get(d.get("reason"), "")
+                   "human_feedback": " — revised on your feedback",
+                   "human_edit": f" — edited by {esc(d.get('edited_by') or 'a human')}"}.get(d.get("reason"), "")
             return f"✓ Draft v{d['version']}: {len(str(d.get('body', '')).split())} words{why}"
+        if node == "human_approval" and update.get("drafts"):
+            d = update["drafts"][-1]
+            return f"✓ Edit: draft v{d['version']} by {esc(d.get('edited_by') or 'a human')}"
+        if node == "editor" and update.get("citation_checks") and (update.get("drafts") or [{}])[-1].get(
+                "reason") == "human_edit":
+            c = update["citation_checks"][-1]
+            return f"✓ {citation_line(c | {'unverifiable': 0})} on the edit v{c['draft_version']}"
         if node == "editor" and update.get("citation_checks") and not any(
                 r.get("draft_version") == update["citation_checks"][-1].get("draft_version")
                 for r in update.get("reviews") or []):
@@ -281,6 +310,7 @@ class NewsroomBot:
         app.add_handler(CommandHandler("retry", self.cmd_retry))
         app.add_handler(CallbackQueryHandler(self.on_button))
         app.add_handler(MessageHandler(filters.REPLY & filters.TEXT & ~filters.COMMAND, self.on_reply))
+        app.add_handler(MessageHandler(filters.REPLY & filters.Document.ALL, self.on_reply))  # an edited .md
         app.add_handler(MessageHandler(filters.COMMAND, self.on_unknown_command))
         app.add_error_handler(self.on_error)
         return app
@@ -538,7 +568,11 @@ class NewsroomBot:
                                             reviewer=reviewer, via="telegram")  # answers "already decided"
             await query.answer(result.message[:200], show_alert=True)
             return
-        question = ("✏️ What should the writer change? Reply to this message with your feedback."
+        if press.action in decisions.EDIT_ACTIONS:
+            await self.ask_for_edit(query, gate, pending, press.action, reviewer)
+            return
+        question = ("✏️ What should the writer change? Reply to this message with your feedback (a first line "
+                    "“section: HEADING” rewrites only that section)."
                     if press.action == "revise" else "❌ Why reject it? Reply to this message with the reason.")
         asked = await self.app.bot.send_message(
             chat_id, f"{question}\n(draft v{gate.draft_version}, thread {gate.thread_id[-8:]}, asked of {reviewer})",
@@ -547,6 +581,44 @@ class NewsroomBot:
         await approvals.add_prompt(db, chat_id=chat_id, message_id=asked.message_id, gate_id=gate.gate_id,
                                    action=press.action, asked_user=query.from_user.id)
         await query.answer("Reply to my question with your " + ("feedback." if press.action == "revise" else "reason."))
+
+    async def ask_for_edit(self, query, gate: Gate, pending: PendingInterrupt, action: str, reviewer: str) -> None:
+        """The draft as a .md document, asking (ForceReply) for the edited text or document back."""
+        chat_id = query.message.chat.id
+        d = pending.payload.get("draft") or {}
+        markdown = f"# {d.get('title', '')}\n\n{d.get('body', '')}\n"
+        what = ("it becomes the next version and waits for approval again" if action == "edit" else
+                "it is published at once if the citation check passes (else shown to you again)")
+        asked = await self.app.bot.send_document(
+            chat_id, InputFile(markdown.encode(), filename=f"draft-v{gate.draft_version}.md"),
+            caption=(f"📝 Draft v{gate.draft_version} (thread {gate.thread_id[-8:]}, asked of {reviewer}): reply to "
+                     f"this message with the edited text, or with the edited .md file; {what}. At most "
+                     f"{self.settings.edit_max_chars} characters.")[:1024],
+            reply_markup=ForceReply(selective=True, input_field_placeholder="the edited draft"),
+            reply_parameters=ReplyParameters(message_id=query.message.message_id, allow_sending_without_reply=True))
+        await approvals.add_prompt(await self.db(), chat_id=chat_id, message_id=asked.message_id,
+                                   gate_id=gate.gate_id, action=action, asked_user=query.from_user.id)
+        await query.answer("Reply to the draft I sent with your edited text or .md file.")
+
+    async def edited_text(self, msg: Message) -> str:
+        """The edited draft of a reply: its text, or its .md document (bounded, UTF-8). Raises
+        decisions.AnswerRefused with what to send instead."""
+        if msg.document is None:
+            return msg.text or ""
+        doc, limit = msg.document, 4 * self.settings.edit_max_chars
+        if not str(doc.file_name or "").lower().endswith(EDIT_FILE_TYPES):
+            raise decisions.AnswerRefused(f"Send the edited draft as a {' / '.join(EDIT_FILE_TYPES)} file or as text. "
+                                          "Nothing changed.")
+        if doc.file_size is not None and doc.file_size > limit:
+            raise decisions.AnswerRefused(f"That file has {doc.file_size} bytes; an edited draft has at most "
+                                          f"{self.settings.edit_max_chars} characters. Nothing changed.")
+        data = await (await doc.get_file()).download_as_bytearray()
+        if len(data) > limit:
+            raise decisions.AnswerRefused(f"That file is over {limit} bytes. Nothing changed.")
+        try:
+            return bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise decisions.AnswerRefused("That file is not UTF-8 text. Nothing changed.") from None
 
     async def on_reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         msg, chat, user = update.effective_message, update.effective_chat, update.effective_user
@@ -566,13 +638,27 @@ class NewsroomBot:
             return
         reviewer = who(user)
         post = await posts.get_post(db, (await approvals.get_gate(db, prompt.gate_id)).thread_id) or {}
-        verb = "revision requested" if prompt.action == "revise" else "rejected"
-        result = await decisions.decide(self.client, db, prompt.gate_id, action=prompt.action, text=msg.text,
-                                        reviewer=reviewer, via="telegram",
+        text, draft, section = msg.text, None, None
+        if prompt.action in decisions.EDIT_ACTIONS:
+            try:
+                text, draft = None, await self.edited_text(msg)
+            except decisions.AnswerRefused as err:
+                await msg.reply_text(str(err))
+                return
+        elif msg.document is not None:
+            await msg.reply_text("Reply with text to this question. Nothing changed.")
+            return
+        elif prompt.action == "revise":
+            text, section = revise_reply(msg.text or "")
+        verb = {"revise": "revision requested", "reject": "rejected", "edit": "edited",
+                "approve_with_edits": "approved with edits"}[prompt.action]
+        result = await decisions.decide(self.client, db, prompt.gate_id, action=prompt.action, text=text,
+                                        reviewer=reviewer, via="telegram", draft=draft, section=section,
                                         start_run=self.start_and_follow(chat.id, post.get("topic", ""), verb, reviewer,
                                                                          reply_to=msg.message_id))
         if result.resumed:
-            mark = "✏️ Revision requested" if prompt.action == "revise" else "❌ Rejected"
+            mark = {"revise": "✏️ Revision requested", "reject": "❌ Rejected", "edit": "📝 Edited",
+                    "approve_with_edits": "📝 Approved with edits"}[prompt.action]
             await self.close_gate_messages(result.gate, f"{mark} by {esc(reviewer)}")
         else:
             await msg.reply_text(result.message)

@@ -309,7 +309,9 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                       check=check, claims=[c for c in (check or {}).get("claims") or [] if c.get("status") != "not_a_claim"],
                       ungrounded=research.get("ungrounded_reason"), fetch_errors=research.get("fetch_errors") or [],
                       events=events, calls=await posts.llm_calls_for(db, tid), pubs=await posts.publications_for(db, tid),
-                      can_decide=request.user.who.can_decide, shared_login=request.user.shared)
+                      can_decide=request.user.who.can_decide, shared_login=request.user.shared,
+                      edit_text=f"# {draft.get('title', '')}\n\n{draft.get('body', '')}" if draft else "",
+                      edit_max_chars=get_settings().edit_max_chars)
         resp.delete_cookie(FLASH_COOKIE, path=BASE)
         return resp
 
@@ -323,7 +325,9 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         if not same_origin(request):
             return message(request, "Refused", "Cross-site form post. Nothing changed.", 403)
         tid = request.path_params["thread_id"]
-        async with request.form(max_files=0, max_fields=20, max_part_size=16 * 1024) as data:
+        # A part as large as an edited draft may be (NEWSROOM_EDIT_MAX_CHARS, 4 bytes a character at most).
+        part_limit = max(16 * 1024, 4 * get_settings().edit_max_chars)
+        async with request.form(max_files=0, max_fields=20, max_part_size=part_limit) as data:
             form = {k: str(v) for k, v in data.items()}
         if "\x00" in tid or any("\x00" in v for v in form.values()):
             return message(request, "Refused", "The request holds a NUL character. Nothing changed.", 400)
@@ -342,6 +346,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         action = form.get("action", "")
         reviewer = reviewer_of(request, form)
         text = form.get("feedback") if action == "revise" else form.get("reason")
+        edited = form.get("draft") if action in decisions.EDIT_ACTIONS else None
         db = await get_database()
         gate = await approvals.get_gate(db, form.get("gate_id", ""))
         if gate is not None and gate.thread_id != tid:
@@ -350,13 +355,20 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         start_run = None
         if start_run_hook is not None:
             chat = (post.get("metadata") or {}).get("chat_id")
-            verb = {"approve": "approved", "revise": "revision requested", "reject": "rejected"}.get(action, action)
+            verb = {"approve": "approved", "revise": "revision requested", "reject": "rejected", "edit": "edited",
+                    "approve_with_edits": "approved with edits"}.get(action, action)
             start_run = await start_run_hook(int(chat) if chat is not None else None, post.get("topic", ""), verb, reviewer)
         result = await decisions.decide(client_factory(), db, form.get("gate_id", ""), action=action, text=text,
-                                        reviewer=reviewer, via="web", start_run=start_run)
+                                        reviewer=reviewer, via="web", start_run=start_run, draft=edited,
+                                        section=form.get("section") if action == "revise" else None)
         msg = {"approve": "Approved: the Publisher is publishing it.",
-               "revise": "Sent back to the Writer with your feedback.",
-               "reject": "Rejected: nothing will be published."}.get(action, "") if result.resumed else result.message
+               "revise": "Sent back to the Writer with your feedback"
+                         + (f" (only the section “{result.gate.section}”)." if result.gate and result.gate.section else "."),
+               "reject": "Rejected: nothing will be published.",
+               "edit": "Your edit is the new version: the citation check runs on it, then it waits here again.",
+               "approve_with_edits": "Approved with your edits: published once the citation check passes "
+                                     "(if it finds unsupported claims, it waits here again showing them)."
+               }.get(action, "") if result.resumed else result.message
         return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", public_reason(msg))
 
     async def retry(request: Request) -> Response:
