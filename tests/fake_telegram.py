@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.server_fixtures import free_port
@@ -82,7 +82,8 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "FakeTelegram":
-        app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])])
+        app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"]),
+                                Route("/file/bot{token}/{path:path}", self._file, methods=["GET"])])
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                      lifespan="off"))
         # Its own thread and loop: a test blocked in sync code never stalls the bot's HTTP calls.
@@ -125,6 +126,22 @@ class FakeTelegram:
         except _BadRequest as err:
             return JSONResponse({"ok": False, "error_code": 400, "description": f"Bad Request: {err}"}, status_code=400)
         return self._ok(result)
+
+    async def _file(self, request: Request) -> Response:
+        """A file download, as Telegram serves getFile's file_path under /file/bot<token>/."""
+        if request.path_params["token"] != self.token:
+            return JSONResponse({"ok": False, "error_code": 401, "description": "Unauthorized"}, status_code=401)
+        file_id = request.path_params["path"].rsplit("/", 1)[-1]
+        if file_id not in self.documents:
+            return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, status_code=404)
+        return Response(self.documents[file_id], media_type="application/octet-stream")
+
+    def _m_getFile(self, params) -> dict:
+        file_id = str(params.get("file_id") or "")
+        if file_id not in self.documents:
+            raise _BadRequest("invalid file_id")
+        return {"file_id": file_id, "file_unique_id": file_id, "file_size": len(self.documents[file_id]),
+                "file_path": f"documents/{file_id}"}
 
     @staticmethod
     def _ok(result: Any) -> JSONResponse:
@@ -253,6 +270,19 @@ class FakeTelegram:
         if reply_to is not None:
             msg["reply_to_message"] = reply_to
         return self.new_update(message=msg)
+
+    def send_document(self, chat_id: int, user_id: int, filename: str, content: bytes, *,
+                      reply_to: dict | None = None) -> dict:
+        """A user's message with a document (stored here, so getFile and the download serve it)."""
+        file_id = f"user-doc-{len(self.documents) + 1}"
+        self.documents[file_id] = content
+        msg: dict[str, Any] = {"message_id": 100000 + next(self._update_ids), "date": int(time.time()),
+                               "chat": self._chat(chat_id), "from": self.user(user_id),
+                               "document": {"file_id": file_id, "file_unique_id": file_id, "file_name": filename,
+                                            "mime_type": "text/markdown", "file_size": len(content)}}
+        if reply_to is not None:
+            msg["reply_to_message"] = reply_to
+        return self.inject(self.new_update(message=msg))
 
     def send_text(self, chat_id: int, user_id: int, text: str, *, reply_to: dict | None = None) -> dict:
         return self.inject(self.message_update(chat_id, user_id, text, reply_to=reply_to))
