@@ -58,7 +58,7 @@ SELECT_DECIDED_GATES = """
 SELECT g.gate_id, g.thread_id, g.interrupt_id, g.decision, g.decided_by, g.decided_via, g.decided_at,
        g.feedback, g.resume_token
   FROM approval_gates g JOIN posts p ON p.thread_id = g.thread_id
- WHERE g.decided_at IS NOT NULL AND g.decision IN ('approve', 'revise', 'reject')
+ WHERE g.decided_at IS NOT NULL AND g.decision IN ('approve', 'revise', 'reject', 'edit', 'approve_with_edits')
    AND p.status IN ('awaiting_approval', 'escalated')
  ORDER BY g.decided_at
 """

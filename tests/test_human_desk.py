@@ -158,6 +158,15 @@ async def test_approve_with_edits_publishes_the_edit_in_one_action(db, llm):
     assert [(d["decision"], d["draft_version"], d["edited_version"]) for d in done.values["decisions"]] == \
         [("approve_with_edits", 1, 2)]
     assert len(await posts.publications_for(db, tid)) == 1
+    # The learning loop: the human's published text is the SFT answer, and the Writer's v1 lost to it.
+    from tools.training_data import build_export
+
+    export = build_export(await training.decided_posts(db))
+    sft = [r for r in export.sft if r["provenance"]["thread_id"] == tid]
+    assert len(sft) == 1 and sft[0]["provenance"]["human_edited"] is True
+    assert sft[0]["messages"][-1]["content"].startswith("# Approved as edited")
+    dpo = [r for r in export.dpo if r["provenance"]["thread_id"] == tid]
+    assert [r["provenance"]["rejected"]["version"] for r in dpo] == [1]
 
 
 async def test_approve_with_edits_with_an_unsupported_claim_waits_showing_it_and_may_still_be_approved(db, llm):
@@ -228,3 +237,26 @@ async def test_revise_naming_one_section_rewrites_only_that_section(db, llm):
     assert any(" feedback>>>" in b and "Llama 3.1 8B" in b for b in blocks)
     assert (await _events(db, tid, "human_decision"))[0]["detail"]["section"] == "What it saves"
     assert (await _events(db, tid, "draft_written"))[-1]["detail"]["section"] == "What it saves"
+
+
+async def test_a_claimed_edit_whose_process_died_is_redelivered_with_its_text(db, llm):
+    """The web page claimed an approve_with_edits, then its process died before the resume ran: recovery
+    applies exactly the edit the ledger holds, and publishes it once."""
+    from service.approvals import decide, gate_for, pending_interrupt
+    from service.recovery import recover
+    from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts
+
+    snap = await start_post("An edit lost in a crash")
+    client = InProcessServer()
+    gate = await gate_for(db, await pending_interrupt(client, snap.thread_id))
+    edited = "# Recovered edit\n\nGrouped-query attention shares key/value heads between query heads."
+    with pytest.raises(ProcessKilled):
+        await decide(client, db, gate.gate_id, action="approve_with_edits", text=None, draft=edited,
+                     reviewer="erin (web)", via="web", start_run=die_before_the_resume_starts)
+    claimed = await approvals.get_gate(db, gate.gate_id)
+    assert (claimed.decision, claimed.edited_draft, claimed.run_id) == ("approve_with_edits", edited, None)
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.redelivered == [snap.thread_id] and report.errors == {}
+    pubs = await posts.publications_for(db, snap.thread_id)
+    assert [p["title"] for p in pubs] == ["Recovered edit"]
+    assert (await recover(thread_ids=[snap.thread_id])).acted == 0
