@@ -69,6 +69,8 @@ def _print_gate(snap) -> None:
         s = p["scores"]
         click.echo("scores: " + "  ".join(f"{k}={v}" for k, v in s.items())
                    + f"  mean={p['mean']:.2f}  flag={p['flag']}  editor={p['editor_decision']}")
+    elif d.get("edited_by"):
+        click.echo("scores: none (a human's edit: citation check only, no rubric verdict)")
     else:
         click.echo("scores: none (the judge's verdict did not validate)" if p.get("editor_decision") == "invalid"
                    else "scores: none (not judged: the citation check failed)")

@@ -112,6 +112,8 @@ def gate_summary(payload: dict, *, max_citations: int = 10) -> str:
         mean = payload.get("mean")
         lines.append(f"Editor: {s} — mean {mean:.2f}, flag {esc(payload.get('flag'))}, "
                      f"{esc(str(payload.get('editor_decision', '')).upper())}" if mean is not None else f"Editor: {s}")
+    elif d.get("edited_by"):
+        lines.append("Editor: a human's edit — citation check only, no rubric verdict")
     else:
         lines.append("Editor: no valid verdict (the judge's output did not validate)"
                      if payload.get("editor_decision") == "invalid" else "Editor: not judged (see the citation check)")
