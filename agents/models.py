@@ -174,3 +174,4 @@ class Publication(BaseModel):
     draft_hash: str
     title: str
     replayed: bool = False  # True when the ledger already held this key (nothing published again)
+    destinations: list[dict] = Field(default_factory=list)  # every destination's row (destination, location, key)

@@ -21,6 +21,7 @@ class ConfigError(RuntimeError):
 # Secrets shorter than this are refused wherever they are set (an empty NEWSROOM_WEB_TOKEN once
 # opened the web page): 32 characters of `secrets.token_urlsafe(24)` are 192 bits.
 MIN_SECRET_LENGTH = 32
+PUBLISH_DESTINATIONS = ("static_site", "webhook")
 FRONT_MATTER_OPTIONAL = ("thread_id", "publish_key", "draft_version", "model", "requester", "grounded", "scores")
 Role = Literal["service", "approver", "viewer"]
 
@@ -326,6 +327,25 @@ class Settings(BaseSettings):
                     "draft_version, model, requester, grounded, scores (always: title, date, sources)",
     )
 
+    publish_destinations: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["static_site"],
+        description="comma-separated destinations each post is published to, each exactly once (one ledger row "
+                    f"per post and destination), from: {', '.join(PUBLISH_DESTINATIONS)}",
+    )
+    webhook_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]{1,2000}$",
+        description="the webhook destination: POSTed a JSON body per post, with an HMAC-SHA256 signature and an "
+                    "Idempotency-Key header (README, Destinations)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="the webhook's HMAC-SHA256 signing key (at least 32 characters)")
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20,
+                                      description="webhook attempts per publish (retried with backoff on a network "
+                                                  "error, 408, 429 or 5xx; any other answer but 2xx fails at once)")
+    webhook_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0,
+                                     description="the first retry's wait; it doubles per attempt (capped at 30 s)")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120.0, description="per webhook request")
+
     # --- prompts -----------------------------------------------------------------------------------
     judge_prompt: str = Field(
         default="editor.judge@2", pattern=r"^editor\.judge@[0-9]{1,4}$",
@@ -382,7 +402,15 @@ class Settings(BaseSettings):
             return [v]
         return v
 
-    @field_validator("cors_origins", "allowed_hosts", "publish_front_matter", mode="before")
+    @field_validator("publish_destinations")
+    @classmethod
+    def _check_destinations(cls, v: list[str]) -> list[str]:
+        unknown = [x for x in v if x not in PUBLISH_DESTINATIONS]
+        if unknown or not v or len(set(v)) != len(v):
+            raise ValueError(f"{', '.join(v) or '(none)'}: name each destination once, from {', '.join(PUBLISH_DESTINATIONS)}")
+        return v
+
+    @field_validator("cors_origins", "allowed_hosts", "publish_front_matter", "publish_destinations", mode="before")
     @classmethod
     def _split_names(cls, v):
         if v is None:
@@ -407,7 +435,8 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown field(s) {', '.join(unknown)}: choose from {', '.join(FRONT_MATTER_OPTIONAL)}")
         return v
 
-    @field_validator("web_token", "service_token", "telegram_webhook_secret", "session_secret", mode="before")
+    @field_validator("web_token", "service_token", "telegram_webhook_secret", "session_secret", "webhook_secret",
+                     mode="before")
     @classmethod
     def _strong_secret(cls, v):
         # Set means set: an empty or short value is an error, never "no secret" or a weak one.
@@ -450,6 +479,13 @@ class Settings(BaseSettings):
         if (self.local_model == "qwen2.5-coder-1.5b" and self.llm_provider == "llamacpp"
                 and "llm_timeout_s" not in self.model_fields_set):
             self.llm_timeout_s = 600.0
+        return self
+
+    @model_validator(mode="after")
+    def _check_webhook(self) -> "Settings":
+        if "webhook" in self.publish_destinations and (self.webhook_url is None or self.webhook_secret is None):
+            raise ValueError("NEWSROOM_PUBLISH_DESTINATIONS names webhook: set NEWSROOM_WEBHOOK_URL and "
+                             "NEWSROOM_WEBHOOK_SECRET (a webhook is never sent unsigned)")
         return self
 
     @model_validator(mode="after")

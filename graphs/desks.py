@@ -12,7 +12,7 @@ from agents.prompts import PromptNotFound
 from config import ConfigError, get_settings, validate_override
 from graphs.state import PostState
 from tools.llm import LLMUnavailable, get_gateway
-from tools.publish import destination_from_settings, publish_once
+from tools.publish import PublishFailed, destinations_from_settings, publish_everywhere
 from tools.tracing import record_scores, traced_desk
 
 log = logging.getLogger(__name__)
@@ -364,10 +364,20 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
     item = publisher.render_post(tid, draft, state.research, requester=state.requester,
                                  scores=review.verdict.scores if review and review.verdict else None,
                                  front_matter_extra=get_settings().publish_front_matter)
-    row, now = await publish_once(await get_database(), destination_from_settings(get_settings()),
-                                  thread_id=tid, item=item, draft_hash=draft.content_hash)
+    try:
+        done = await publish_everywhere(await get_database(), destinations_from_settings(get_settings()),
+                                        thread_id=tid, item=item, draft_hash=draft.content_hash)
+    except PublishFailed as err:
+        # The destinations before it keep their ledger rows: a retry publishes only the missing ones.
+        return await _fail_post(tid, "publisher", str(err))
+    (row, now), rest = done[0], done[1:]
     pub = {"publish_key": row["publish_key"], "destination": row["destination"], "location": row["location"],
-           "draft_hash": row["draft_hash"], "title": row["title"], "replayed": not now}
+           "draft_hash": row["draft_hash"], "title": row["title"], "replayed": not now,
+           "destinations": [{"destination": r["destination"], "location": r["location"], "publish_key": r["publish_key"],
+                             "replayed": not fresh} for r, fresh in done]}
+    if rest:
+        await supervisor.record_desk_event(tid, actor="publisher", kind="published_everywhere",
+                                           detail={"destinations": pub["destinations"]})
     return {"publication": pub, "outcome": "published"}
 
 

@@ -759,9 +759,11 @@ class NewsroomBot:
             pub = values.get("publication") or {}
             progress.finish("📣 Published")
             await self._edit_progress(chat_id, message_id, progress, shown)
+            more = "".join(f"\nalso {esc(d.get('destination'))}: {esc(d.get('location'))}"
+                           for d in (pub.get("destinations") or [])[1:])
             await self.app.bot.send_message(
                 chat_id, f"📣 Published “{esc(pub.get('title', ''))}” to {esc(pub.get('destination', ''))}:\n"
-                         f"{esc(pub.get('location', ''))}", parse_mode=ParseMode.HTML)
+                         f"{esc(pub.get('location', ''))}{more}", parse_mode=ParseMode.HTML)
         elif outcome == "rejected":
             decision = (values.get("decisions") or [{}])[-1]
             progress.finish(f"❌ Rejected: {esc(decision.get('feedback') or '')}")

@@ -284,9 +284,10 @@ async def count_publications(db: Database) -> int:
 
 async def record_publication(
     db: Database, *, publish_key: str, thread_id: str, destination: str, location: str,
-    draft_hash: str, title: str, actor: str = "publisher",
+    draft_hash: str, title: str, actor: str = "publisher", complete: bool = True,
 ) -> bool:
-    """Insert the ledger row and mark the post published in ONE transaction.
+    """Insert the ledger row and, when it completes the post (`complete`: every other destination
+    has its row), mark the post published, in ONE transaction.
 
     Returns False if this publish key was already recorded (a replay): nothing changes.
     """
@@ -299,8 +300,9 @@ async def record_publication(
         )
         if await cur.fetchone() is None:
             return False
-        await _transition_in(conn, thread_id, S.PUBLISHED, actor, None,
-                             {"publish_key": publish_key, "location": location}, None, dialect=db.dialect)
+        if complete:
+            await _transition_in(conn, thread_id, S.PUBLISHED, actor, None,
+                                 {"publish_key": publish_key, "location": location}, None, dialect=db.dialect)
         return True
 
     return await db.transaction(_work)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import html
 import json
 import logging
@@ -128,21 +130,130 @@ class StaticSiteDestination:
         _atomic_write(self.site_dir / "index.html", page)
 
 
+class PublishFailed(RuntimeError):
+    """A destination refused or never took the post (after its retries): the reason, no secret in it."""
+
+
+SIGNATURE_HEADER = "X-Newsroom-Signature"
+TIMESTAMP_HEADER = "X-Newsroom-Timestamp"
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """'sha256=<hex>' of HMAC-SHA256(secret, "<timestamp>.<body>"): the receiver recomputes it (and
+    refuses an old timestamp, so a captured request cannot be replayed later)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class _Retryable(Exception):
+    pass
+
+
+class WebhookDestination:
+    """POST the post as JSON to a configured URL, signed (HMAC-SHA256 over timestamp + body) with an
+    Idempotency-Key (the post's key for this destination), so a receiver that sees a retry or a replay
+    after a crash can drop the duplicate. A 2xx is success; a network error, 408, 429 or 5xx is retried
+    with exponential backoff (tenacity); any other status fails at once."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, secret: str, *, max_attempts: int = 5, backoff_s: float = 1.0,
+                 timeout_s: float = 10.0):
+        self.url, self._secret = url, secret
+        self.max_attempts, self.backoff_s, self.timeout_s = max_attempts, backoff_s, timeout_s
+
+    def body(self, item: Rendered) -> bytes:
+        return json.dumps({"publish_key": item.publish_key, "title": item.title, "slug": item.slug,
+                           "markdown": item.markdown, "html": item.html}, ensure_ascii=False,
+                          sort_keys=True).encode()
+
+    def publish(self, item: Rendered, *, idempotency_key: str | None = None) -> str:
+        import httpx
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        body = self.body(item)
+        key = idempotency_key or item.publish_key
+        last: list[str] = []
+        with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as http:
+            def attempt() -> str:
+                ts = str(int(time.time()))
+                headers = {"Content-Type": "application/json", "Idempotency-Key": key, TIMESTAMP_HEADER: ts,
+                           SIGNATURE_HEADER: webhook_signature(self._secret, ts, body)}
+                try:
+                    resp = http.post(self.url, content=body, headers=headers)
+                except httpx.TransportError as err:
+                    last.append(f"{type(err).__name__}: {err}")
+                    raise _Retryable from err
+                if 200 <= resp.status_code < 300:
+                    return resp.headers.get("location") or f"{self.url} (HTTP {resp.status_code})"
+                last.append(f"HTTP {resp.status_code}")
+                if resp.status_code in (408, 429) or resp.status_code >= 500:
+                    raise _Retryable
+                raise PublishFailed(f"webhook {self.url} answered HTTP {resp.status_code}: {resp.text[:200]}")
+
+            try:
+                for tried in Retrying(stop=stop_after_attempt(self.max_attempts), reraise=True,
+                                      retry=retry_if_exception_type(_Retryable),
+                                      wait=wait_exponential(multiplier=self.backoff_s, max=30)):
+                    with tried:
+                        return attempt()
+            except _Retryable:
+                raise PublishFailed(f"webhook {self.url}: no 2xx after {self.max_attempts} attempts "
+                                    f"({'; '.join(last[-3:])})") from None
+        raise PublishFailed("webhook: not attempted")  # unreachable: Retrying returns or raises
+
+
 def destination_from_settings(settings) -> Destination:
-    return StaticSiteDestination(settings.site_dir)
+    return destinations_from_settings(settings)[0]
+
+
+def destinations_from_settings(settings) -> list[Destination]:
+    """NEWSROOM_PUBLISH_DESTINATIONS, in order (each published exactly once per post)."""
+    out: list[Destination] = []
+    for name in settings.publish_destinations:
+        if name == "static_site":
+            out.append(StaticSiteDestination(settings.site_dir))
+        elif name == "webhook":
+            out.append(WebhookDestination(settings.webhook_url, settings.webhook_secret.get_secret_value(),
+                                          max_attempts=settings.webhook_max_attempts,
+                                          backoff_s=settings.webhook_backoff_s, timeout_s=settings.webhook_timeout_s))
+    return out
+
+
+def destination_key(publish_key: str, destination: str) -> str:
+    """The ledger key of one destination's publication: the post's key for the static site (the one
+    key the ledger has always held), "<key>:<destination>" for the others."""
+    return publish_key if destination == StaticSiteDestination.name else f"{publish_key}:{destination}"
 
 
 async def publish_once(db: Database, destination: Destination, *, thread_id: str, item: Rendered,
                        draft_hash: str) -> tuple[dict, bool]:
     """Publish unless the ledger already has this key. Returns (ledger row, published_now)."""
-    existing = await posts.get_publication(db, item.publish_key)
-    if existing is not None:
-        log.info("publish key %s already in the ledger: not publishing again", item.publish_key)
-        return existing, False
-    location = await asyncio.to_thread(destination.publish, item)  # file I/O off the event loop
-    recorded = await posts.record_publication(
-        db, publish_key=item.publish_key, thread_id=thread_id, destination=destination.name,
-        location=location, draft_hash=draft_hash, title=item.title,
-    )
-    row = await posts.get_publication(db, item.publish_key)
-    return row, recorded
+    rows = await publish_everywhere(db, [destination], thread_id=thread_id, item=item, draft_hash=draft_hash)
+    return rows[0]
+
+
+async def publish_everywhere(db: Database, destinations: list[Destination], *, thread_id: str, item: Rendered,
+                             draft_hash: str) -> list[tuple[dict, bool]]:
+    """Each destination exactly once: one ledger row per (post, destination), written right after
+    that destination took the post; a destination whose row exists is skipped (a replay, or a retry
+    after another destination failed). The post is marked published in the same transaction as the
+    last missing row. A destination that fails raises PublishFailed; the ones before it stay done."""
+    out: list[tuple[dict, bool]] = []
+    keys = [destination_key(item.publish_key, d.name) for d in destinations]
+    for i, (dest, key) in enumerate(zip(destinations, keys)):
+        existing = await posts.get_publication(db, key)
+        if existing is not None:
+            log.info("publish key %s already in the ledger: not publishing to %s again", key, dest.name)
+            out.append((existing, False))
+            continue
+        if isinstance(dest, WebhookDestination):
+            location = await asyncio.to_thread(dest.publish, item, idempotency_key=key)
+        else:
+            location = await asyncio.to_thread(dest.publish, item)  # file I/O off the event loop
+        rest_done = all([await posts.get_publication(db, k) is not None for k in keys[i + 1:]])
+        recorded = await posts.record_publication(
+            db, publish_key=key, thread_id=thread_id, destination=dest.name, location=location,
+            draft_hash=draft_hash, title=item.title, complete=rest_done)
+        out.append((await posts.get_publication(db, key), recorded))
+    return out
