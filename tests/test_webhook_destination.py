@@ -106,3 +106,56 @@ async def test_a_failed_webhook_fails_the_post_and_retry_publishes_only_it(db, l
     assert site_page.stat().st_mtime_ns == written  # the site was not published again
     assert len(receiver.deliveries) == attempts + 1 and receiver.deliveries[-1].status == 201
     assert (await posts.get_post(db, tid))["status"] == "published"
+
+
+@pytest.mark.parametrize("killed", ["before the webhook answered", "after the receiver kept the post"])
+async def test_sigkill_between_two_destinations_publishes_each_exactly_once(db, llm, two_destinations, pg_url, killed):
+    """Crash drill: `newsroom approve` is SIGKILLed while the webhook request is in flight (the static
+    site is published and in the ledger by then). Recovery publishes what is missing and never
+    repeats a done destination; a webhook the receiver had already kept is sent again with the same
+    Idempotency-Key, so the receiver keeps it once."""
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from service.recovery import recover
+
+    receiver = two_destinations
+    receiver.hang_s, receiver.hang_when = 300.0, ("before" if killed.startswith("before") else "after")
+    snap = await start_post(f"Crash between destinations ({killed})")
+    tid = snap.thread_id
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "approve", tid, "--reviewer", "drill"], cwd=root,
+                            env=dict(os.environ, DATABASE_URL=pg_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        for _ in range(600):
+            if receiver.in_flight:
+                break
+            await asyncio.sleep(0.05)
+        assert receiver.in_flight, "the webhook request never arrived"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    rows = await posts.publications_for(db, tid)
+    assert [r["destination"] for r in rows] == ["static_site"]  # the first destination done, the second not
+    assert (await posts.get_post(db, tid))["status"] == "publishing"
+    site_page = Path(rows[0]["location"])
+    written = site_page.stat().st_mtime_ns
+    receiver.hang_s = 0.0
+
+    report = await recover(thread_ids=[tid])
+    assert report.resumed == [tid] and report.errors == {}
+    rows = await posts.publications_for(db, tid)
+    assert sorted(r["destination"] for r in rows) == ["static_site", "webhook"]
+    assert site_page.stat().st_mtime_ns == written  # the site was not published again
+    hook_key = next(r["publish_key"] for r in rows if r["destination"] == "webhook")
+    assert list(receiver.accepted) == [hook_key]  # the receiver kept the post once
+    sent = [d for d in receiver.deliveries if d.idempotency_key == hook_key]
+    assert [d.status for d in sent] == ([201] if killed.startswith("before") else [201, 200])
+    assert (await posts.get_post(db, tid))["status"] == "published"
+    assert (await recover(thread_ids=[tid])).acted == 0

@@ -36,6 +36,9 @@ class WebhookReceiver:
         self.accepted: dict[str, dict] = {}  # Idempotency-Key -> body, each kept once
         self.fail_next = 0
         self.fail_status = 503
+        # Crash drills: hold a request for this long, before ("before") or after ("after") keeping it.
+        self.hang_s, self.hang_when = 0.0, "before"
+        self.in_flight = 0
         self._server: uvicorn.Server | None = None
         self._lock = threading.Lock()
 
@@ -50,7 +53,12 @@ class WebhookReceiver:
         return fresh and hmac.compare_digest(expected, signature)
 
     async def _hook(self, request: Request) -> JSONResponse:
+        import asyncio
+
         body = await request.body()
+        if self.hang_s and self.hang_when == "before":
+            self.in_flight += 1
+            await asyncio.sleep(self.hang_s)
         key = request.headers.get("idempotency-key", "")
         ok = self._signed(request.headers.get("x-newsroom-timestamp", ""), body,
                           request.headers.get("x-newsroom-signature", ""))
@@ -64,13 +72,16 @@ class WebhookReceiver:
                 status = 200 if key in self.accepted else 201
                 self.accepted.setdefault(key, json.loads(body))
             self.deliveries.append(Delivery(key, ok, json.loads(body) if body else {}, status))
+        if self.hang_s and self.hang_when == "after":
+            self.in_flight += 1
+            await asyncio.sleep(self.hang_s)
         headers = {"location": f"http://127.0.0.1:{self.port}/posts/{key}"} if status in (200, 201) else {}
         return JSONResponse({"ok": status < 300}, status_code=status, headers=headers)
 
     def start(self) -> "WebhookReceiver":
         app = Starlette(routes=[Route("/hooks/posts", self._hook, methods=["POST"])])
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off"))
+                                                     lifespan="off", timeout_graceful_shutdown=1))
         self._thread = threading.Thread(target=self._server.run, name="webhook-receiver", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
