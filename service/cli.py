@@ -359,7 +359,7 @@ def status(thread_id: str, as_json: bool) -> None:
         detail = {k: v for k, v in (e["detail"] or {}).items() if v not in (None, "", [], {})}
         click.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S}  {e['actor']:<12} {what}  {json.dumps(detail, default=str)[:160]}")
     for p in pubs:
-        click.echo(f"published: {p['location']} (key {p['publish_key']})")
+        click.echo(f"published: {p['location']} ({p['destination']}, key {p['publish_key']})")
     if post_row["status"] == "failed":
         click.echo(f"failed: {post_row['status_reason']}\nonce the cause is fixed: newsroom retry {post_row['thread_id']}")
 
