@@ -196,3 +196,34 @@ async def test_approve_a_run_from_the_web_page_in_chromium(browser, approval_ser
     decisions = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
     assert [d["actor"] for d in decisions] == ["web (web)"]
     assert len(await posts.publications_for(db, tid)) == 1
+
+
+async def test_edit_the_draft_in_the_textarea_in_chromium(browser, approval_server, approval_script, db):
+    """The edit form as a browser submits it: the textarea holds the draft as Markdown; the reviewer
+    changes it and saves; the page then shows the human's version waiting, with its citation check."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tid = await _run_to_gate(approval_server.url, "Edited in the browser")
+    wait = WebDriverWait(browser, 20)
+    browser.get(f"{approval_server.url}/newsroom/ui/runs/{tid}")
+    if browser.find_elements(By.ID, "token"):  # not logged in yet (this test run alone)
+        browser.find_element(By.ID, "token").send_keys(WEB_TOKEN)
+        browser.find_element(By.ID, "login").click()
+        wait.until(EC.presence_of_element_located((By.ID, "runs")))
+        browser.get(f"{approval_server.url}/newsroom/ui/runs/{tid}")
+    area = wait.until(EC.presence_of_element_located((By.ID, "edit-draft")))
+    assert area.get_attribute("value").startswith("# GQA and the KV cache\n\n")
+    area.send_keys("\n\nA line typed in the browser.")
+    browser.find_element(By.ID, "edit").click()
+    flash = wait.until(EC.presence_of_element_located((By.ID, "flash")))
+    assert flash.text.startswith("Your edit is the new version")
+    deadline = time.monotonic() + 30
+    while "Draft v2" not in browser.page_source and time.monotonic() < deadline:
+        time.sleep(0.3)
+        browser.refresh()
+    assert "A line typed in the browser." in browser.find_element(By.ID, "draft").text
+    assert "edited by web (web)" in browser.page_source and browser.find_elements(By.ID, "citation-support")
+    edits = [e for e in await posts.list_events(db, tid) if e["kind"] == "draft_edited"]
+    assert [(e["actor"], e["detail"]["lines_added"]) for e in edits] == [("web (web)", 2)]
