@@ -21,7 +21,7 @@ class ConfigError(RuntimeError):
 # Secrets shorter than this are refused wherever they are set (an empty NEWSROOM_WEB_TOKEN once
 # opened the web page): 32 characters of `secrets.token_urlsafe(24)` are 192 bits.
 MIN_SECRET_LENGTH = 32
-PUBLISH_DESTINATIONS = ("static_site", "webhook")
+PUBLISH_DESTINATIONS = ("static_site", "webhook", "git")
 FRONT_MATTER_OPTIONAL = ("thread_id", "publish_key", "draft_version", "model", "requester", "grounded", "scores")
 Role = Literal["service", "approver", "viewer"]
 
@@ -345,6 +345,16 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0,
                                      description="the first retry's wait; it doubles per attempt (capped at 30 s)")
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120.0, description="per webhook request")
+    git_remote: str | None = Field(
+        default=None, min_length=1, max_length=2000,
+        description="the git destination's remote (a path or URL git can push to): each post is committed as "
+                    "Markdown with front matter and pushed")
+    git_branch: str = Field(default="main", pattern=r"^[A-Za-z0-9._/-]{1,100}$",
+                            description="the branch the git destination commits to")
+    git_content_dir: str = Field(default="content/posts", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+                                 description="the Hugo/Jekyll-style folder of the posts in that repository")
+    git_author: str = Field(default="newsroom <newsroom@localhost>", pattern=r"^[^<>\n]{1,100} <[^<>\s]{1,200}>$",
+                            description="author and committer of the git destination's commits")
 
     # --- prompts -----------------------------------------------------------------------------------
     judge_prompt: str = Field(
@@ -486,6 +496,8 @@ class Settings(BaseSettings):
         if "webhook" in self.publish_destinations and (self.webhook_url is None or self.webhook_secret is None):
             raise ValueError("NEWSROOM_PUBLISH_DESTINATIONS names webhook: set NEWSROOM_WEBHOOK_URL and "
                              "NEWSROOM_WEBHOOK_SECRET (a webhook is never sent unsigned)")
+        if "git" in self.publish_destinations and self.git_remote is None:
+            raise ValueError("NEWSROOM_PUBLISH_DESTINATIONS names git: set NEWSROOM_GIT_REMOTE")
         return self
 
     @model_validator(mode="after")

@@ -203,6 +203,67 @@ class WebhookDestination:
         raise PublishFailed("webhook: not attempted")  # unreachable: Retrying returns or raises
 
 
+class GitDestination:
+    """Each post committed as Markdown with front matter (`<content_dir>/<slug>.md`, a Hugo/Jekyll-style
+    content folder) to a clone of a configured remote, then pushed (GitPython over the git binary).
+    Idempotent per key: the clone is reset to the remote branch first, and a post whose file already
+    holds this text (a replay after a crash between the push and the ledger row) makes no new commit.
+    One publisher at a time per clone (a file lock): several processes may share a data dir."""
+
+    name = "git"
+
+    def __init__(self, remote: str, work_dir: Path, *, branch: str = "main", content_dir: str = "content/posts",
+                 author: str = "newsroom <newsroom@localhost>"):
+        self.remote, self.work_dir, self.branch, self.content_dir = remote, Path(work_dir), branch, content_dir
+        name, _, email = author.partition(" <")
+        self.author_name, self.author_email = name.strip(), email.rstrip(">").strip()
+
+    def _synced_repo(self):
+        import git
+
+        if (self.work_dir / ".git").exists():
+            repo = git.Repo(self.work_dir)
+        else:
+            self.work_dir.parent.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.clone_from(self.remote, self.work_dir, env={"GIT_TERMINAL_PROMPT": "0"})
+        repo.git.update_environment(GIT_TERMINAL_PROMPT="0")
+        origin = repo.remote("origin")
+        origin.fetch()
+        remote_ref = f"origin/{self.branch}"
+        if any(ref.name == remote_ref for ref in origin.refs):
+            repo.git.checkout("-B", self.branch, remote_ref)
+            repo.git.reset("--hard", remote_ref)  # a commit of ours the remote never took is dropped, then redone
+        elif repo.head.is_valid():
+            repo.git.checkout("-B", self.branch)
+        else:
+            repo.git.symbolic_ref("HEAD", f"refs/heads/{self.branch}")  # an empty remote: our first commit
+        return repo
+
+    def publish(self, item: Rendered) -> str:
+        import git
+
+        rel = f"{self.content_dir}/{item.slug}.md"
+        lock_path = self.work_dir.parent / f".{self.work_dir.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(lock_path, "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                repo = self._synced_repo()
+                _atomic_write(self.work_dir / rel, item.markdown)
+                repo.index.add([rel])
+                if repo.head.is_valid() and not repo.index.diff("HEAD"):
+                    sha = repo.head.commit.hexsha  # already committed and pushed (a replay)
+                else:
+                    who = git.Actor(self.author_name, self.author_email)
+                    sha = repo.index.commit(f"Publish: {item.title[:100]}\n\nPublish-Key: {item.publish_key}\n",
+                                            author=who, committer=who).hexsha
+                repo.remote("origin").push(f"refs/heads/{self.branch}:refs/heads/{self.branch}").raise_if_error()
+        except git.GitError as err:
+            raise PublishFailed(f"git {self.remote} ({self.branch}): {type(err).__name__}: "
+                                f"{str(err).strip()[:300]}") from None
+        return f"{self.remote}#{self.branch}:{rel}@{sha[:12]}"
+
+
 def destination_from_settings(settings) -> Destination:
     return destinations_from_settings(settings)[0]
 
@@ -217,6 +278,10 @@ def destinations_from_settings(settings) -> list[Destination]:
             out.append(WebhookDestination(settings.webhook_url, settings.webhook_secret.get_secret_value(),
                                           max_attempts=settings.webhook_max_attempts,
                                           backoff_s=settings.webhook_backoff_s, timeout_s=settings.webhook_timeout_s))
+        elif name == "git":
+            out.append(GitDestination(settings.git_remote, settings.data_dir / "git-destination",
+                                      branch=settings.git_branch, content_dir=settings.git_content_dir,
+                                      author=settings.git_author))
     return out
 
 
