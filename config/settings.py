@@ -21,7 +21,7 @@ class ConfigError(RuntimeError):
 # Secrets shorter than this are refused wherever they are set (an empty NEWSROOM_WEB_TOKEN once
 # opened the web page): 32 characters of `secrets.token_urlsafe(24)` are 192 bits.
 MIN_SECRET_LENGTH = 32
-PUBLISH_DESTINATIONS = ("static_site", "webhook", "git")
+PUBLISH_DESTINATIONS = ("static_site", "webhook", "git", "telegram_channel")
 FRONT_MATTER_OPTIONAL = ("thread_id", "publish_key", "draft_version", "model", "requester", "grounded", "scores")
 Role = Literal["service", "approver", "viewer"]
 
@@ -345,6 +345,14 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0,
                                      description="the first retry's wait; it doubles per attempt (capped at 30 s)")
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120.0, description="per webhook request")
+    publish_telegram_chat: str | None = Field(
+        default=None, pattern=r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64})$",
+        description="the telegram_channel destination: the channel (@name or chat id) the bot posts each post's "
+                    "title, summary and link to (the bot must be an admin of it; TELEGRAM_BOT_TOKEN)")
+    publish_link_base: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]{1,1000}$",
+        description="public URL of the static site's posts/ folder: the Telegram channel post links "
+                    "<this><slug>.html")
     git_remote: str | None = Field(
         default=None, min_length=1, max_length=2000,
         description="the git destination's remote (a path or URL git can push to): each post is committed as "
@@ -496,6 +504,10 @@ class Settings(BaseSettings):
         if "webhook" in self.publish_destinations and (self.webhook_url is None or self.webhook_secret is None):
             raise ValueError("NEWSROOM_PUBLISH_DESTINATIONS names webhook: set NEWSROOM_WEBHOOK_URL and "
                              "NEWSROOM_WEBHOOK_SECRET (a webhook is never sent unsigned)")
+        if "telegram_channel" in self.publish_destinations and (self.publish_telegram_chat is None
+                                                                or self.telegram_bot_token is None):
+            raise ValueError("NEWSROOM_PUBLISH_DESTINATIONS names telegram_channel: set NEWSROOM_PUBLISH_TELEGRAM_CHAT "
+                             "and TELEGRAM_BOT_TOKEN")
         if "git" in self.publish_destinations and self.git_remote is None:
             raise ValueError("NEWSROOM_PUBLISH_DESTINATIONS names git: set NEWSROOM_GIT_REMOTE")
         return self

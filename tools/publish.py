@@ -264,6 +264,74 @@ class GitDestination:
         return f"{self.remote}#{self.branch}:{rel}@{sha[:12]}"
 
 
+TELEGRAM_TEXT_LIMIT = 4096
+
+
+def summary_of(markdown: str, limit: int = 700) -> str:
+    """The first paragraph of a rendered post's body (after its front matter and title), cut at a word."""
+    text = markdown
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        text = text[end + 5:] if end >= 0 else text
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip() and not p.strip().startswith("#")]
+    first = paragraphs[0] if paragraphs else ""
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + " …"
+
+
+class TelegramChannelDestination:
+    """The post's title, summary and link sent to a Telegram channel by the bot (Bot API sendMessage,
+    plain text: nothing in the post is parsed as markup). Retried with backoff on a network error, 429
+    (its retry_after) or 5xx. The Bot API has no idempotency key: a crash after Telegram took the
+    message and before its ledger row is written sends it again on the replay (README, Destinations)."""
+
+    name = "telegram_channel"
+
+    def __init__(self, token: str, chat: str, *, api_base_url: str = "https://api.telegram.org",
+                 link_base: str | None = None, max_attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 15.0):
+        self._token, self.chat, self.api_base_url = token, chat, api_base_url.rstrip("/")
+        self.link_base, self.max_attempts, self.backoff_s, self.timeout_s = link_base, max_attempts, backoff_s, timeout_s
+
+    def text(self, item: Rendered) -> str:
+        link = f"\n\n{self.link_base.rstrip('/')}/{item.slug}.html" if self.link_base else ""
+        return (f"{item.title}\n\n{summary_of(item.markdown)}"[:TELEGRAM_TEXT_LIMIT - len(link)] + link).strip()
+
+    def publish(self, item: Rendered) -> str:
+        import httpx
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        url = f"{self.api_base_url}/bot{self._token}/sendMessage"
+        data = {"chat_id": self.chat, "text": self.text(item), "link_preview_options": json.dumps({"is_disabled": False})}
+        last: list[str] = []
+        with httpx.Client(timeout=self.timeout_s) as http:
+            def attempt() -> str:
+                try:
+                    resp = http.post(url, data=data)
+                except httpx.TransportError as err:
+                    last.append(type(err).__name__)  # never the URL: it holds the bot token
+                    raise _Retryable from None
+                answer = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+                if resp.status_code == 200 and answer.get("ok"):
+                    return f"telegram:{self.chat}/{answer['result']['message_id']}"
+                last.append(f"HTTP {resp.status_code} {str(answer.get('description') or '')[:120]}")
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    wait = (answer.get("parameters") or {}).get("retry_after")
+                    if wait:
+                        time.sleep(min(float(wait), 30.0))
+                    raise _Retryable
+                raise PublishFailed(f"telegram channel {self.chat}: {last[-1]}")
+
+            try:
+                for tried in Retrying(stop=stop_after_attempt(self.max_attempts), reraise=True,
+                                      retry=retry_if_exception_type(_Retryable),
+                                      wait=wait_exponential(multiplier=self.backoff_s, max=30)):
+                    with tried:
+                        return attempt()
+            except _Retryable:
+                raise PublishFailed(f"telegram channel {self.chat}: not sent after {self.max_attempts} attempts "
+                                    f"({'; '.join(last[-3:])})") from None
+        raise PublishFailed("telegram channel: not attempted")
+
+
 def destination_from_settings(settings) -> Destination:
     return destinations_from_settings(settings)[0]
 
@@ -278,6 +346,12 @@ def destinations_from_settings(settings) -> list[Destination]:
             out.append(WebhookDestination(settings.webhook_url, settings.webhook_secret.get_secret_value(),
                                           max_attempts=settings.webhook_max_attempts,
                                           backoff_s=settings.webhook_backoff_s, timeout_s=settings.webhook_timeout_s))
+        elif name == "telegram_channel":
+            out.append(TelegramChannelDestination(settings.telegram_bot_token.get_secret_value(),
+                                                  settings.publish_telegram_chat,
+                                                  api_base_url=settings.telegram_api_base_url,
+                                                  link_base=settings.publish_link_base,
+                                                  backoff_s=settings.webhook_backoff_s))
         elif name == "git":
             out.append(GitDestination(settings.git_remote, settings.data_dir / "git-destination",
                                       branch=settings.git_branch, content_dir=settings.git_content_dir,
