@@ -84,3 +84,25 @@ def test_published_files_are_readable_like_any_new_file(tmp_path):
     for path in (tmp_path / "index.html", tmp_path / "posts" / "post-0.html", tmp_path / "posts" / "post-0.md",
                  tmp_path / "posts" / "manifest.json"):
         assert os.stat(path).st_mode & 0o777 == publish._FILE_MODE, path
+
+
+def test_the_atom_feed_lists_posts_newest_first_escaped_with_absolute_links_when_configured(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    dest = StaticSiteDestination(tmp_path, link_base="https://blog.example/posts/")
+    for n in range(3):
+        dest.publish(_item(n))
+    dest.publish(_item(1))  # republished: one entry, its place kept
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    feed = ET.fromstring((tmp_path / "feed.xml").read_bytes())  # well-formed XML, titles escaped
+    entries = feed.findall("a:entry", ns)
+    assert [e.find("a:title", ns).text for e in entries] == [f"Post number {n} <&>" for n in (2, 1, 0)]
+    assert [e.find("a:link", ns).get("href") for e in entries] == [
+        f"https://blog.example/posts/post-{n}.html" for n in (2, 1, 0)]
+    assert entries[0].find("a:summary", ns).text == "body 2"
+    assert len({e.find("a:id", ns).text for e in entries}) == 3
+    assert 'href="feed.xml"' in (tmp_path / "index.html").read_text()
+    relative = StaticSiteDestination(tmp_path / "other")
+    relative.publish(_item(7))
+    assert ET.fromstring((tmp_path / "other" / "feed.xml").read_bytes()).find("a:entry/a:link", ns).get("href") \
+        == "posts/post-7.html"

@@ -77,8 +77,9 @@ class StaticSiteDestination:
     name = "static_site"
     MANIFEST = "manifest.json"
 
-    def __init__(self, site_dir: Path):
+    def __init__(self, site_dir: Path, link_base: str | None = None):
         self.site_dir = Path(site_dir)
+        self.link_base = link_base  # the public URL of posts/ (NEWSROOM_PUBLISH_LINK_BASE): absolute feed links
 
     def publish(self, item: Rendered) -> str:
         posts_dir = self.site_dir / "posts"
@@ -89,6 +90,7 @@ class StaticSiteDestination:
             manifest = self._load_manifest()
             entry = manifest.setdefault(item.slug, {"published_at": time.time()})
             entry["title"] = item.title
+            entry["summary"] = summary_of(item.markdown, limit=400)
             _atomic_write(posts_dir / self.MANIFEST, json.dumps(manifest, ensure_ascii=False, sort_keys=True))
             self._write_index(manifest)
         return str(html_path.resolve())
@@ -125,9 +127,41 @@ class StaticSiteDestination:
         newest_first = sorted(manifest.items(), key=lambda kv: kv[1].get("published_at", 0), reverse=True)
         entries = [f'<li><a href="posts/{html.escape(slug)}.html">{html.escape(e.get("title") or slug)}</a></li>'
                    for slug, e in newest_first]
-        page = ("<!doctype html><meta charset=utf-8><title>newsroom</title><h1>Posts</h1><ul>"
+        page = ("<!doctype html><meta charset=utf-8><title>newsroom</title>"
+                '<link rel=alternate type="application/atom+xml" href="feed.xml"><h1>Posts</h1><ul>'
                 + "".join(entries) + "</ul>\n")
         _atomic_write(self.site_dir / "index.html", page)
+        _atomic_write(self.site_dir / "feed.xml", atom_feed(newest_first[:FEED_ENTRIES], self.link_base))
+
+
+FEED_ENTRIES = 50
+
+
+def atom_feed(entries: list[tuple[str, dict]], link_base: str | None = None) -> str:
+    """An Atom feed (RFC 4287) of (slug, manifest entry) newest first: title, link, id, updated,
+    summary, every text XML-escaped. Links are relative to the site (posts/<slug>.html) unless the
+    site's public URL is configured."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    def stamp(ts: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+    base = (link_base.rstrip("/") + "/") if link_base else "posts/"
+    updated = stamp(entries[0][1].get("published_at", 0)) if entries else stamp(0)
+    items = []
+    for slug, e in entries:
+        items.append(
+            "<entry>"
+            f"<title>{escape(e.get('title') or slug)}</title>"
+            f"<link rel=\"alternate\" href={quoteattr(base + slug + '.html')}/>"
+            f"<id>urn:newsroom:post:{escape(slug)}</id>"
+            f"<updated>{stamp(e.get('published_at', 0))}</updated>"
+            + (f"<summary>{escape(e['summary'])}</summary>" if e.get("summary") else "")
+            + "</entry>")
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+            "<title>newsroom</title><id>urn:newsroom:feed</id>"
+            f"<updated>{updated}</updated><author><name>newsroom</name></author>"
+            + "".join(items) + "</feed>\n")
 
 
 class PublishFailed(RuntimeError):
@@ -341,7 +375,7 @@ def destinations_from_settings(settings) -> list[Destination]:
     out: list[Destination] = []
     for name in settings.publish_destinations:
         if name == "static_site":
-            out.append(StaticSiteDestination(settings.site_dir))
+            out.append(StaticSiteDestination(settings.site_dir, link_base=settings.publish_link_base))
         elif name == "webhook":
             out.append(WebhookDestination(settings.webhook_url, settings.webhook_secret.get_secret_value(),
                                           max_attempts=settings.webhook_max_attempts,
