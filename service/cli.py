@@ -360,6 +360,11 @@ def status(thread_id: str, as_json: bool) -> None:
         click.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S}  {e['actor']:<12} {what}  {json.dumps(detail, default=str)[:160]}")
     for p in pubs:
         click.echo(f"published: {p['location']} ({p['destination']}, key {p['publish_key']})")
+    from tools.publish import missing_destinations
+
+    for name in missing_destinations(post_row, pubs, get_settings().publish_destinations):
+        click.echo(f"not published yet: {name}" + (" (newsroom retry publishes only the missing ones)"
+                                                    if post_row["status"] == "failed" else ""))
     if post_row["status"] == "failed":
         click.echo(f"failed: {post_row['status_reason']}\nonce the cause is fixed: newsroom retry {post_row['thread_id']}")
 

@@ -41,6 +41,7 @@ from service import approvals as decisions
 from service.http_guard import request_scheme
 from storage import approvals, posts, sessions
 from storage.db import get_database
+from tools.publish import missing_destinations
 from tools.tracing import public_reason
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         check = citation_check_for(values, draft)
         research = values.get("research") or {}
         events = [dict(ev, shown=_event_detail(ev)) for ev in await posts.list_events(db, tid)]
+        pubs = await posts.publications_for(db, tid)
         resp = render(request, "run.html", title=post["topic"][:60], post=post, pending=pending, gate_id=gate_id,
                       draft=draft, review=review, dimensions=DIMENSIONS, flash=take_flash(request),
                       review_error=public_reason((review or {}).get("error")),
@@ -308,7 +310,8 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                                   else None) for c in (research.get("citations") or [])],
                       check=check, claims=[c for c in (check or {}).get("claims") or [] if c.get("status") != "not_a_claim"],
                       ungrounded=research.get("ungrounded_reason"), fetch_errors=research.get("fetch_errors") or [],
-                      events=events, calls=await posts.llm_calls_for(db, tid), pubs=await posts.publications_for(db, tid),
+                      events=events, calls=await posts.llm_calls_for(db, tid), pubs=pubs,
+                      missing=missing_destinations(post, pubs, get_settings().publish_destinations),
                       can_decide=request.user.who.can_decide, shared_login=request.user.shared,
                       edit_text=f"# {draft.get('title', '')}\n\n{draft.get('body', '')}" if draft else "",
                       edit_max_chars=get_settings().edit_max_chars)

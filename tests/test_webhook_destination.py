@@ -99,6 +99,16 @@ async def test_a_failed_webhook_fails_the_post_and_retry_publishes_only_it(db, l
     site_page = Path(rows[0]["location"])
     written = site_page.stat().st_mtime_ns
     attempts = len(receiver.deliveries)
+    # `newsroom status` shows each destination's state (the environment names both destinations).
+    import os
+    import subprocess
+    import sys
+
+    status = subprocess.run([sys.executable, "-m", "service.cli", "status", tid], cwd=Path(__file__).resolve().parent.parent,
+                            env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "(static_site, key " in status.stdout
+    assert "not published yet: webhook (newsroom retry publishes only the missing ones)" in status.stdout
     again = await retry(tid, actor="ops")
     assert again.values["outcome"] == "published"
     rows = await posts.publications_for(db, tid)

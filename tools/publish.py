@@ -393,6 +393,14 @@ def destinations_from_settings(settings) -> list[Destination]:
     return out
 
 
+def missing_destinations(post: dict, pubs: list[dict], configured: list[str]) -> list[str]:
+    """The configured destinations a post that reached the Publisher has no ledger row for."""
+    reached = bool(pubs) or post["status"] == "publishing" or (
+        post["status"] == "failed" and str(post.get("status_reason") or "").startswith("publisher"))
+    done = {p["destination"] for p in pubs}
+    return [name for name in configured if name not in done] if reached else []
+
+
 def destination_key(publish_key: str, destination: str) -> str:
     """The ledger key of one destination's publication: the post's key for the static site (the one
     key the ledger has always held), "<key>:<destination>" for the others."""
