@@ -402,7 +402,7 @@ class NewsroomBot:
                  f"revision cycles {post['revision']} · {post['llm_calls']} LLM calls · "
                  f"{post['tokens_in'] + post['tokens_out']} tokens · ${float(post['cost_usd']):.4f}",
                  f"requested by {esc(post['requester'])} via {esc(post['source'])}"]
-        lines += [f"published: {esc(p['location'])}" for p in pubs]
+        lines += [f"published to {esc(p['destination'])}: {esc(p['location'])}" for p in pubs]
         if post["status"] == "failed":
             lines.append(f"Once the cause is fixed, an approver can /retry {tid[-8:]}")
         await msg.reply_text("\n".join(lines), parse_mode=ParseMode.HTML)
