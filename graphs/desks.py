@@ -345,7 +345,7 @@ def _trace_verdict(tid: str, review) -> None:
 
 async def start_publishing(state: PostState, config: RunnableConfig) -> dict:
     # A desk replayed after its publish committed (the ledger marks the post published in the same
-    # transaction) finds the post published: nothing to move; publish_once then replays from the ledger.
+    # transaction) finds the post published: nothing to move; publish_everywhere then replays from the ledger.
     await supervisor.advance_post(thread_id_of(config), "publishing", actor="publisher", unless_in=("published",))
     return {}
 

@@ -1,9 +1,11 @@
 """Publish destinations and the exactly-once publish step.
 
-Exactly once: the publish key (thread id + draft hash) goes into the publications ledger in the
-same transaction that marks the post published. A replay finds the key and publishes nothing.
-Destinations must be idempotent per key (the static site overwrites the same files), because a
-crash between the write and the ledger commit makes the replay write again.
+Exactly once per destination: each destination's key (the post's publish key, thread id + draft
+hash, and the destination) goes into the publications ledger right after that destination took the
+post, and the last missing one in the same transaction that marks the post published. A replay
+finds the keys and publishes only what is missing. Destinations must be idempotent per key (the
+static site overwrites the same files, git makes no second commit, the webhook sends the key as
+Idempotency-Key), because a crash between the write and the ledger commit makes the replay write again.
 """
 from __future__ import annotations
 
@@ -366,10 +368,6 @@ class TelegramChannelDestination:
         raise PublishFailed("telegram channel: not attempted")
 
 
-def destination_from_settings(settings) -> Destination:
-    return destinations_from_settings(settings)[0]
-
-
 def destinations_from_settings(settings) -> list[Destination]:
     """NEWSROOM_PUBLISH_DESTINATIONS, in order (each published exactly once per post)."""
     out: list[Destination] = []
@@ -405,13 +403,6 @@ def destination_key(publish_key: str, destination: str) -> str:
     """The ledger key of one destination's publication: the post's key for the static site (the one
     key the ledger has always held), "<key>:<destination>" for the others."""
     return publish_key if destination == StaticSiteDestination.name else f"{publish_key}:{destination}"
-
-
-async def publish_once(db: Database, destination: Destination, *, thread_id: str, item: Rendered,
-                       draft_hash: str) -> tuple[dict, bool]:
-    """Publish unless the ledger already has this key. Returns (ledger row, published_now)."""
-    rows = await publish_everywhere(db, [destination], thread_id=thread_id, item=item, draft_hash=draft_hash)
-    return rows[0]
 
 
 async def publish_everywhere(db: Database, destinations: list[Destination], *, thread_id: str, item: Rendered,
