@@ -169,3 +169,15 @@ async def test_sigkill_between_two_destinations_publishes_each_exactly_once(db, 
     assert [d.status for d in sent] == ([201] if killed.startswith("before") else [201, 200])
     assert (await posts.get_post(db, tid))["status"] == "published"
     assert (await recover(thread_ids=[tid])).acted == 0
+
+
+def test_missing_destinations_only_once_the_post_reached_the_publisher():
+    from tools.publish import missing_destinations
+
+    both = ["static_site", "webhook"]
+    site_row = [{"destination": "static_site"}]
+    assert missing_destinations({"status": "awaiting_approval"}, [], both) == []  # not published at all yet
+    assert missing_destinations({"status": "publishing"}, [], both) == both
+    assert missing_destinations({"status": "failed", "status_reason": "publisher: webhook ..."}, site_row, both) == ["webhook"]
+    assert missing_destinations({"status": "failed", "status_reason": "writer: down"}, [], both) == []
+    assert missing_destinations({"status": "published"}, site_row + [{"destination": "webhook"}], both) == []
