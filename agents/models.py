@@ -175,3 +175,49 @@ class Publication(BaseModel):
     title: str
     replayed: bool = False  # True when the ledger already held this key (nothing published again)
     destinations: list[dict] = Field(default_factory=list)  # every destination's row (destination, location, key)
+
+
+class EstimatedStep(BaseModel):
+    """One kind of LLM call a post makes, priced at its route's model."""
+
+    step: str  # e.g. "writer.draft"
+    role: str  # the gateway role that serves it
+    model: str
+    calls_min: int = Field(ge=0)
+    calls_max: int = Field(ge=0)
+    tokens_in: int = Field(ge=0)  # per call, estimated from the prompt's parts
+    tokens_out: int = Field(ge=0)  # per call: the step's max_tokens (a ceiling)
+    usd_per_call: float = Field(ge=0)
+
+
+class CostEstimate(BaseModel):
+    """What a run is expected to cost and take before it starts: the fewest calls a grounded post
+    approved at once makes (min) and every revision cycle and judge retry spent (max), each call
+    at its max_tokens."""
+
+    usd_min: float
+    usd_max: float
+    seconds_min: float
+    seconds_max: float
+    llm_calls_min: int
+    llm_calls_max: int
+    budget_usd: float | None = None
+    steps: list[EstimatedStep] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        def secs(s: float) -> str:
+            return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+        budget = f"; budget ${self.budget_usd:.4f}" if self.budget_usd is not None else ""
+        return (f"estimate ${self.usd_min:.4f}-${self.usd_max:.4f}, {secs(self.seconds_min)}-{secs(self.seconds_max)}, "
+                f"{self.llm_calls_min}-{self.llm_calls_max} LLM calls{budget}")
+
+
+class BudgetStop(BaseModel):
+    """The run stopped at a desk boundary because its spend passed its budget."""
+
+    spent_usd: float
+    budget_usd: float
+    tokens: int = 0
+    llm_calls: int = 0
+    stopped_before: str  # the desk that would have run next
+    draft_version: int | None = None  # the draft shown to the human (None: no draft yet)

@@ -9,14 +9,61 @@ from typing import Literal
 from pydantic import BaseModel
 
 from agents.editor import next_step_after_review
+from agents.models import BudgetStop, CostEstimate, EstimatedStep
 from agents.writer import sections_of
 from tools.tracing import record_scores
 
-Next = Literal["researcher", "writer", "editor", "prepare_approval", "publisher", "finish"]
+Next = Literal["researcher", "writer", "editor", "prepare_approval", "publisher", "finish", "over_budget"]
+LLM_DESKS = ("researcher", "writer", "editor")  # the desks a budget stops (the publisher spends nothing)
 
 
-def route_next(state, *, max_revisions: int, policy: str) -> Next:
-    """Pick the next desk from the state alone, so a replay after a crash picks the same one."""
+def over_budget(spent_usd: float, budget_usd: float | None) -> bool:
+    """A run with a budget has spent more than it (unset = no budget; spending exactly it is within)."""
+    return budget_usd is not None and spent_usd > budget_usd
+
+
+def route_next(state, *, max_revisions: int, policy: str, budget_usd: float | None = None) -> Next:
+    """Pick the next desk from the state alone, so a replay after a crash picks the same one.
+    Over budget (state.spent_usd, read at this desk boundary), an LLM desk the run would start on
+    its own is not started: "over_budget" (the draft to a human, with the spend). Work a human asked
+    for at the gate (a revise, an edit's citation check) is done; the stop applies after it."""
+    step = _route(state, max_revisions=max_revisions, policy=policy)
+    if step in LLM_DESKS and not _asked_by_human(state) and over_budget(state.spent_usd, budget_usd):
+        return "over_budget"
+    return step
+
+
+def next_desk(state, *, max_revisions: int, policy: str) -> Next:
+    """The desk the run goes to when no budget stops it (what a budget stop stopped before)."""
+    return _route(state, max_revisions=max_revisions, policy=policy)
+
+
+def _asked_by_human(state) -> bool:
+    """The next desk is what a human's answer at the gate asked for: a revise of the latest draft,
+    or the citation check of a human's edit."""
+    draft, decision = state.latest_draft, state.latest_decision
+    if draft is None:
+        return False
+    if decision is not None and decision.draft_version == draft.version:
+        return True
+    return draft.reason == "human_edit"
+
+
+def budget_stop(state, *, budget_usd: float, usage: dict, stopped_before: str) -> BudgetStop:
+    draft = state.latest_draft
+    return BudgetStop(spent_usd=round(float(usage.get("cost_usd") or state.spent_usd), 6), budget_usd=budget_usd,
+                      tokens=int(usage.get("tokens") or 0), llm_calls=int(usage.get("llm_calls") or 0),
+                      stopped_before=stopped_before, draft_version=draft.version if draft else None)
+
+
+def budget_reason(stop: BudgetStop) -> str:
+    """Why the gate shows this draft (CLI, Telegram, web, Studio): the spend and what it stopped."""
+    return (f"over budget: this run has spent ${stop.spent_usd:.4f} of its ${stop.budget_usd:.4f} budget "
+            f"({stop.llm_calls} LLM calls, {stop.tokens} tokens); stopped before the {stop.stopped_before}. "
+            "Approve to publish this draft as it is, edit it, revise (spends more) or reject")
+
+
+def _route(state, *, max_revisions: int, policy: str) -> Next:
     if state.outcome != "pending":
         return "finish"
     if state.research is None:
@@ -60,6 +107,9 @@ def escalation(state, *, max_revisions: int) -> tuple[bool, str | None]:
         return True, (f"the edit by {draft.edited_by or 'a human'} (v{draft.version}) has {len(check.failures)} "
                       "claim(s) the citation check does not find supported: approve to publish it anyway, "
                       "edit again, revise or reject")
+    stop = getattr(state, "budget_stop", None)
+    if stop is not None and stop.draft_version == draft.version:
+        return True, budget_reason(stop)
     if review is not None and review.draft_version == draft.version:
         if review.decision == "approve":
             return False, None
@@ -73,6 +123,60 @@ def escalation(state, *, max_revisions: int) -> tuple[bool, str | None]:
     return True, "the draft was not reviewed"
 
 
+# --- the estimate before a run ---------------------------------------------------------------
+
+PROMPT_OVERHEAD_TOKENS = 400  # a prompt's instructions and framing, besides the notes and drafts it carries
+QUESTION_TOKENS = 60  # a topic or sub-question
+FEEDBACK_TOKENS = 250  # the Editor's (or a human's) feedback in a revision prompt
+
+
+def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -> CostEstimate:
+    """The cost and time of one post before it runs, from the price of each role's first route
+    (model, USD per 1M in, per 1M out) and the run's limits (the settings named below, per-run
+    overrides applied). Calls per post: researcher plan + HyDE (+ notes when ungrounded), writer
+    outline + draft, editor claims + judge; the draft, claims and judge again per revision cycle,
+    the judge up to judge_max_attempts times per draft. Each call at its max_tokens; prompt sizes
+    from the notes (retrieval_top_k chunks of chunk_tokens) and the draft they carry."""
+    notes = limits["retrieval_top_k"] * limits["chunk_tokens"]
+    draft = limits["writer_max_tokens"]
+    drafts_max = limits["max_revisions"] + 1
+    plan = 1 if limits["research_subquestions"] > 0 else 0
+    hyde = 1 if limits["retrieval_hyde"] else 0
+    claims = 1 if limits["claim_check"] else 0
+    rows = [  # step, role, calls min, calls max, tokens in, tokens out (per call)
+        ("researcher.plan", "researcher", plan, plan, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["plan_max_tokens"]),
+        ("researcher.hyde", "hyde", hyde, hyde, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["hyde_max_tokens"]),
+        ("researcher.notes", "researcher", 0, 1, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["research_max_tokens"]),
+        ("writer.outline", "writer", 1, 1, PROMPT_OVERHEAD_TOKENS + notes, limits["outline_max_tokens"]),
+        ("writer.draft", "writer", 1, drafts_max,
+         PROMPT_OVERHEAD_TOKENS + notes + limits["outline_max_tokens"] + draft + FEEDBACK_TOKENS, draft),
+        ("editor.claims", "judge", claims, claims * drafts_max, PROMPT_OVERHEAD_TOKENS + notes + draft,
+         limits["claims_max_tokens"]),
+        ("editor.judge", "judge", 1, drafts_max * limits["judge_max_attempts"], PROMPT_OVERHEAD_TOKENS + notes + draft,
+         limits["judge_max_tokens"]),
+    ]
+    steps: list[EstimatedStep] = []
+    for step, role, lo, hi, t_in, t_out in rows:
+        model, p_in, p_out = prices.get(role) or prices.get("writer") or ("?", 0.0, 0.0)
+        steps.append(EstimatedStep(step=step, role=role, model=model, calls_min=lo, calls_max=hi, tokens_in=t_in,
+                                   tokens_out=t_out, usd_per_call=(t_in * p_in + t_out * p_out) / 1_000_000))
+    per_call_s = {s.step: s.tokens_in / limits["prompt_tokens_per_s"] + s.tokens_out / limits["tokens_per_s"]
+                  for s in steps}
+    return CostEstimate(
+        usd_min=round(sum(s.calls_min * s.usd_per_call for s in steps), 6),
+        usd_max=round(sum(s.calls_max * s.usd_per_call for s in steps), 6),
+        seconds_min=round(sum(s.calls_min * per_call_s[s.step] for s in steps), 1),
+        seconds_max=round(sum(s.calls_max * per_call_s[s.step] for s in steps), 1),
+        llm_calls_min=sum(s.calls_min for s in steps), llm_calls_max=sum(s.calls_max for s in steps),
+        budget_usd=limits.get("budget_usd"), steps=steps)
+
+
+# The settings estimate_run reads (graphs/ passes each through setting(), overrides applied).
+ESTIMATE_LIMITS = ("retrieval_top_k", "writer_max_tokens", "max_revisions", "research_subquestions", "retrieval_hyde",
+                   "claim_check", "plan_max_tokens", "hyde_max_tokens", "research_max_tokens", "outline_max_tokens",
+                   "claims_max_tokens", "judge_max_tokens", "judge_max_attempts")
+
+
 def citation_summary(report) -> dict | None:
     """The citation check as the gate shows it (Telegram, web, Studio, CLI)."""
     if report is None:
@@ -84,7 +188,8 @@ def citation_summary(report) -> dict | None:
             "unverifiable": sum(c.status == "unverifiable" for c in report.claims)}
 
 
-def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max_revisions: int) -> dict:
+def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max_revisions: int,
+                     budget_usd: float | None = None) -> dict:
     """What the human sees at the gate (Telegram, Studio, CLI, web)."""
     draft, review = state.latest_draft, state.latest_review
     if review is not None and review.draft_version != draft.version:
@@ -113,6 +218,10 @@ def approval_payload(state, *, thread_id: str, cost_usd: float, tokens: int, max
         "escalation_reason": reason,
         "cost_usd": round(cost_usd, 6),
         "tokens": tokens,
+        "budget_usd": budget_usd,
+        "budget_stop": (state.budget_stop.model_dump() if state.budget_stop is not None
+                        and state.budget_stop.draft_version == draft.version else None),
+        "cost_estimate": state.cost_estimate.model_dump(exclude={"steps"}) if state.cost_estimate else None,
         "resume_values": list(RESUME_VALUES),
     }
     payload.update(hitl_request(payload))
@@ -337,7 +446,7 @@ async def advance_post(thread_id: str, status: str, *, actor: str, reason: str |
 RUN_OVERRIDE_SETTINGS = ("approval_policy", "max_revisions", "retrieval_top_k", "research_max_tokens",
                          "writer_max_tokens", "judge_max_attempts", "judge_max_tokens", "research_subquestions",
                          "retrieval_floor", "fetch_max_urls", "plan_max_tokens", "outline_max_tokens",
-                         "claims_max_tokens", "claim_check")
+                         "claims_max_tokens", "claim_check", "run_budget_usd")
 
 
 def run_overrides(configurable: dict | None) -> dict:

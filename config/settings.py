@@ -137,6 +137,16 @@ class Settings(BaseSettings):
     # --- engine -----------------------------------------------------------------------
     max_revisions: int = Field(default=3, ge=0, le=10, description="Editor revision cycles before escalation to a human")
     approval_policy: Literal["human", "escalations_only"] = Field(default="human", description="human: every approved draft waits for a person; escalations_only: approved drafts publish directly, except drafts revised at a human's request")
+    run_budget_usd: float | None = Field(
+        default=None, ge=0, le=10000,
+        description="per-run spend limit in USD (the post's recorded LLM cost): over it, the run stops at the next "
+                    "desk boundary and the draft goes to a human with the spend so far (unset = no budget; a run "
+                    "may override it with run_budget_usd)")
+    estimate_tokens_per_s: float = Field(
+        default=60.0, gt=0, le=100000,
+        description="generation speed the pre-run time estimate assumes (SmolLM2 on 2 cores: 60-110 tokens/s)")
+    estimate_prompt_tokens_per_s: float = Field(
+        default=400.0, gt=0, le=1000000, description="prompt-reading speed the pre-run time estimate assumes")
     edit_max_chars: int = Field(default=20000, ge=1000, le=200000,
                                 description="longest edited draft a human may submit (every channel: Studio/SDK, web, "
                                             "CLI, Telegram); longer edits are refused and nothing changes")

@@ -43,7 +43,16 @@ def failed(reason: str) -> dict:
 async def _fail_post(thread_id: str, desk: str, reason: str) -> dict:
     log.error("post %s failed in %s: %s", thread_id, desk, reason)
     await supervisor.advance_post(thread_id, "failed", actor=desk, reason=reason[:500])
+    record_cost_score(thread_id, await supervisor.post_usage(thread_id))
     return failed(f"{desk}: {reason}")
+
+
+def record_cost_score(thread_id: str, usage: dict, *, budget_usd: float | None = None) -> None:
+    """The post's spend so far as the numeric Langfuse score `cost_usd` on its trace. One score id per
+    post (key "cost"): each gate, stop and publication upserts it, so it ends as the post's total."""
+    record_scores(thread_id, {"cost_usd": float(usage["cost_usd"])}, key="cost",
+                  comments={"cost_usd": f"{usage['llm_calls']} LLM calls, {usage['tokens']} tokens"},
+                  metadata={"llm_calls": usage["llm_calls"], "tokens": usage["tokens"], "budget_usd": budget_usd})
 
 
 # --- Researcher: plan -> retrieve -> fetch -> notes ---------------------------------------------
@@ -378,6 +387,7 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
     if rest:
         await supervisor.record_desk_event(tid, actor="publisher", kind="published_everywhere",
                                            detail={"destinations": pub["destinations"]})
+    record_cost_score(tid, await supervisor.post_usage(tid), budget_usd=setting(config, "run_budget_usd"))
     return {"publication": pub, "outcome": "published"}
 
 

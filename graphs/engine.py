@@ -12,8 +12,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Interrupt, interrupt
 
 from agents import supervisor, writer
-from graphs.desks import editor_desk, publisher_desk, researcher_desk, setting, thread_id_of, writer_desk
+from agents.models import CostEstimate
+from config import get_settings
+from graphs.desks import (editor_desk, publisher_desk, record_cost_score, researcher_desk, setting, thread_id_of,
+                          writer_desk)
 from graphs.state import HumanDecision, PostInput, PostState
+from tools.llm import role_prices
 from tools.tracing import install_log_redaction
 from tools.tracing import traced_desk
 
@@ -21,13 +25,37 @@ log = logging.getLogger(__name__)
 
 
 async def supervise(state: PostState, config: RunnableConfig) -> dict:
-    """Entry and hub. First visit: the post row (so runs from Studio or the SDK get one too)."""
+    """Entry and hub, at every desk boundary. First visit: the post row (so runs from Studio or the
+    SDK get one too) and the cost estimate (state and a `cost_estimate` event, before any LLM call).
+    Every visit: the post's spend so far, from its recorded usage, for the budget check in route()."""
     tid = thread_id_of(config)
-    meta = (config.get("metadata") or {})
-    await supervisor.ensure_post(tid, topic=state.topic, requester=state.requester, source=state.source,
-                                 metadata=post_metadata(meta),
-                                 configurable=config.get("configurable"))  # its overrides, for recovery
-    return {}
+    update: dict = {}
+    if state.cost_estimate is None:
+        meta = (config.get("metadata") or {})
+        await supervisor.ensure_post(tid, topic=state.topic, requester=state.requester, source=state.source,
+                                     metadata=post_metadata(meta),
+                                     configurable=config.get("configurable"))  # its overrides, for recovery
+        estimate = cost_estimate(config)
+        await supervisor.record_desk_event(tid, actor="supervisor", kind="cost_estimate",
+                                           detail={**estimate.model_dump(exclude={"steps"}),
+                                                   "summary": estimate.summary()})
+        update["cost_estimate"] = estimate.model_dump(mode="json")
+    spent = (await supervisor.post_usage(tid))["cost_usd"]
+    if spent != state.spent_usd:
+        update["spent_usd"] = spent
+    return update
+
+
+def cost_estimate(config: RunnableConfig | None = None) -> CostEstimate:
+    """The run's estimate from the gateway's price table and its limits (per-run overrides in
+    config["configurable"] applied, as the desks will apply them)."""
+    config = config or {"configurable": {}}
+    settings = get_settings()
+    limits = {name: setting(config, name) for name in supervisor.ESTIMATE_LIMITS}
+    limits.update(chunk_tokens=settings.chunk_max_tokens or 256, tokens_per_s=settings.estimate_tokens_per_s,
+                  prompt_tokens_per_s=settings.estimate_prompt_tokens_per_s,
+                  budget_usd=setting(config, "run_budget_usd"))
+    return supervisor.estimate_run(role_prices(settings), limits=limits)
 
 
 def post_metadata(run_metadata: dict | None) -> dict:
@@ -37,7 +65,34 @@ def post_metadata(run_metadata: dict | None) -> dict:
 
 def route(state: PostState, config: RunnableConfig) -> str:
     return supervisor.route_next(state, max_revisions=setting(config, "max_revisions"),
-                                 policy=setting(config, "approval_policy"))
+                                 policy=setting(config, "approval_policy"), budget_usd=setting(config, "run_budget_usd"))
+
+
+async def stop_over_budget(state: PostState, config: RunnableConfig) -> dict:
+    """The run passed its budget at this desk boundary: a `budget_exceeded` event with the spend, the
+    cost score, then the draft to a human (escalated, the spend as the reason); with no draft yet
+    there is nothing to show, so the post fails with that reason. Once per draft: a gate asked again
+    (an invalid answer) passes through here without a second event."""
+    tid = thread_id_of(config)
+    budget = setting(config, "run_budget_usd")
+    usage = await supervisor.post_usage(tid)
+    stop = supervisor.budget_stop(state, budget_usd=budget, usage=usage, stopped_before=supervisor.next_desk(
+        state, max_revisions=setting(config, "max_revisions"), policy=setting(config, "approval_policy")))
+    update: dict = {"budget_stop": stop.model_dump(mode="json")}
+    if state.budget_stop is None or state.budget_stop.draft_version != stop.draft_version:
+        await supervisor.record_desk_event(tid, actor="supervisor", kind="budget_exceeded",
+                                           detail={**stop.model_dump(), "reason": supervisor.budget_reason(stop)})
+        record_cost_score(tid, usage, budget_usd=budget)
+    if stop.draft_version is None:
+        reason = (f"over budget before any draft: spent ${stop.spent_usd:.4f} of ${stop.budget_usd:.4f} "
+                  f"({stop.llm_calls} LLM calls); stopped before the {stop.stopped_before}")
+        await supervisor.advance_post(tid, "failed", actor="supervisor", reason=reason)
+        update.update(outcome="failed", error=reason)
+    return update
+
+
+def after_budget_stop(state: PostState) -> str:
+    return "prepare_approval" if state.latest_draft is not None else END
 
 
 async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
@@ -50,6 +105,7 @@ async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
     await supervisor.advance_post(tid, "escalated" if escalated else "awaiting_approval", actor="editor",
                                   reason=reason, revision=state.revision,
                                   unless_in=() if escalated else ("escalated",))
+    record_cost_score(tid, await supervisor.post_usage(tid), budget_usd=setting(config, "run_budget_usd"))
     return {"escalated": escalated, "escalation_reason": reason}
 
 
@@ -58,7 +114,8 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     usage = await supervisor.post_usage(tid)  # a read, not a side effect
     payload = supervisor.approval_payload(state, thread_id=tid, cost_usd=usage["cost_usd"], tokens=usage["tokens"],
-                                          max_revisions=setting(config, "max_revisions"))
+                                          max_revisions=setting(config, "max_revisions"),
+                                          budget_usd=setting(config, "run_budget_usd"))
     answer = interrupt(payload)
     # --- below runs only once a human has answered -------------------------------------------
     p_hash = supervisor.payload_hash(payload)
@@ -129,11 +186,14 @@ def build_graph() -> StateGraph:
     g.add_node("prepare_approval", prepare_approval)
     g.add_node("human_approval", human_approval)
     g.add_node("publisher", publisher_desk)
+    g.add_node("over_budget", stop_over_budget)
     g.add_edge(START, "supervisor")
     g.add_conditional_edges("supervisor", route, {
         "researcher": "researcher", "writer": "writer", "editor": "editor",
         "prepare_approval": "prepare_approval", "publisher": "publisher", "finish": END,
+        "over_budget": "over_budget",
     })
+    g.add_conditional_edges("over_budget", after_budget_stop, {"prepare_approval": "prepare_approval", END: END})
     for desk in ("researcher", "writer", "editor", "human_approval", "publisher"):
         g.add_edge(desk, "supervisor")
     g.add_edge("prepare_approval", "human_approval")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from agents.editor import CitationReport, EditorVerdict
-from agents.models import (Citation, Draft, DraftOutline, FetchedSource, HumanDecision, Publication, ResearchNotes,
+from agents.models import (BudgetStop, Citation, CostEstimate, Draft, DraftOutline, FetchedSource, HumanDecision, Publication, ResearchNotes,
                            ResearchPlan, RetrievalResult, Review)
 
 
@@ -56,6 +56,10 @@ class PostState(BaseModel):
     citation_checks: Annotated[list[CitationReport], append_new] = Field(default_factory=list)
     reviews: Annotated[list[Review], append_new] = Field(default_factory=list)
     revision: int = 0  # Editor-driven revision cycles used (max settings.max_revisions)
+    # --- cost (agents/supervisor.py: estimate_run, route_next)
+    cost_estimate: CostEstimate | None = None  # made on the run's first step, before any LLM call
+    spent_usd: float = 0.0  # the post's recorded LLM cost, read at the last desk boundary
+    budget_stop: BudgetStop | None = None  # the run passed its budget: the draft went to a human
     # --- the human gate
     decisions: Annotated[list[HumanDecision], append_new] = Field(default_factory=list)
     escalated: bool = False

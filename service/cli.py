@@ -71,6 +71,8 @@ def _print_gate(snap) -> None:
                    + f"  mean={p['mean']:.2f}  flag={p['flag']}  editor={p['editor_decision']}")
     elif d.get("edited_by"):
         click.echo("scores: none (a human's edit: citation check only, no rubric verdict)")
+    elif p.get("budget_stop") and p.get("editor_decision") is None:
+        click.echo(f"scores: none (not reviewed: the run stopped over budget before the {p['budget_stop']['stopped_before']})")
     else:
         click.echo("scores: none (the judge's verdict did not validate)" if p.get("editor_decision") == "invalid"
                    else "scores: none (not judged: the citation check failed)")
@@ -83,7 +85,8 @@ def _print_gate(snap) -> None:
         for bad in check.get("unsupported") or []:
             click.echo(f"  x {textwrap.shorten(bad['sentence'], 100)}: {'; '.join(bad['problems'])[:160]}")
     click.echo(f"citations: {len(p['citations'])} ({'grounded' if p['grounded'] else 'UNGROUNDED'})"
-               f"   revision cycles: {p['revision']}   cost: ${p['cost_usd']:.4f} ({p['tokens']} tokens)")
+               f"   revision cycles: {p['revision']}   cost: ${p['cost_usd']:.4f} ({p['tokens']} tokens)"
+               + (f" of a ${p['budget_usd']:.4f} budget" if p.get("budget_usd") is not None else ""))
     if p.get("ungrounded_reason"):
         click.echo(f"ungrounded: {p['ungrounded_reason']}")
     for err in p.get("fetch_errors") or []:
@@ -134,7 +137,10 @@ def main() -> None:
 @click.option("--policy", type=click.Choice(["human", "escalations_only"]), default=None)
 @click.option("--source", "sources", multiple=True, metavar="URL",
               help="a page to fetch and cite (repeatable; URLs in TOPIC are fetched too)")
-def post(topic: tuple[str, ...], requester: str, policy: str | None, sources: tuple[str, ...]) -> None:
+@click.option("--budget", "budget", type=click.FloatRange(0, 10000), default=None, metavar="USD",
+              help="this run's spend limit (default NEWSROOM_RUN_BUDGET_USD): over it, the draft goes to a human")
+def post(topic: tuple[str, ...], requester: str, policy: str | None, sources: tuple[str, ...],
+         budget: float | None) -> None:
     """Start a post on TOPIC; runs to the approval gate, printing each desk's progress."""
     from service.runner import InvalidRequest, checked_input, new_thread_id, start_post
     from tools.local_llm import local_llm_if_needed
@@ -150,7 +156,9 @@ def post(topic: tuple[str, ...], requester: str, policy: str | None, sources: tu
             check_url(url)
         except FetchRefused as err:
             raise click.BadParameter(f"{url[:200]}: {err}", param_hint="'--source'") from None
-    overrides = {"approval_policy": policy} if policy else None
+    overrides = {"approval_policy": policy} if policy else {}
+    if budget is not None:
+        overrides["run_budget_usd"] = budget
     tid = new_thread_id()
     with _resumable_on_interrupt(tid), local_llm_if_needed(get_settings()):
         snap = _run(start_post(text, requester=requester, thread_id=tid, progress=_progress, overrides=overrides,

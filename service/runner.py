@@ -11,6 +11,7 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
+from agents.models import CostEstimate
 from agents.supervisor import run_overrides
 from graphs.engine import build_graph, post_metadata
 from graphs.state import PostInput
@@ -51,6 +52,12 @@ def _describe(node: str, update: Any) -> str | None:
         return _STARTS[node]
     if not isinstance(update, dict):
         return None
+    if node == "supervisor" and update.get("cost_estimate"):
+        return CostEstimate.model_validate(update["cost_estimate"]).summary()
+    if node == "over_budget" and update.get("budget_stop"):
+        stop = update["budget_stop"]
+        return (f"OVER BUDGET: spent ${stop['spent_usd']:.4f} of ${stop['budget_usd']:.4f}, stopped before the "
+                f"{stop['stopped_before']}" + (" -> to a human" if stop.get("draft_version") else " (no draft: failed)"))
     if node == "plan" and update.get("plan"):
         p = update["plan"]
         if p.get("skipped") or p.get("error"):

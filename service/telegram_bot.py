@@ -136,8 +136,10 @@ def gate_summary(payload: dict, *, max_citations: int = 10) -> str:
             lines.append(f"  … and {len(cites) - max_citations} more")
     else:
         lines.append("Sources: none (UNGROUNDED — verify every claim)")
-    lines.append(f"Cost: ${float(payload.get('cost_usd') or 0):.4f} · {payload.get('tokens', 0)} tokens · "
-                 f"revision cycles {payload.get('revision', 0)}")
+    budget = payload.get("budget_usd")
+    lines.append(f"Cost: ${float(payload.get('cost_usd') or 0):.4f}"
+                 + (f" of a ${float(budget):.4f} budget" if budget is not None else "")
+                 + f" · {payload.get('tokens', 0)} tokens · revision cycles {payload.get('revision', 0)}")
     lines.append(f"thread <code>{esc(payload.get('thread_id', ''))}</code>")
     return "\n".join(lines)
 
@@ -177,6 +179,17 @@ def revise_reply(text: str) -> tuple[str, str | None]:
         return rest.strip(), first.strip()[len(SECTION_LINE):].strip() or None
     return text, None
 
+
+
+def _estimate_line() -> str:
+    """The run's cost and time estimate (the server's run makes the same one: same settings, no
+    per-run overrides from a chat), for the /post reply; a broken price table says so instead."""
+    from graphs.engine import cost_estimate  # the graph module is heavy: only when a post starts
+
+    try:
+        return cost_estimate().summary()
+    except Exception as err:  # noqa: BLE001 - an estimate never stops a post
+        return f"no estimate ({str(err)[:120]})"
 
 class ButtonPress(BaseModel):
     action: str
@@ -364,7 +377,7 @@ class NewsroomBot:
             metadata={"chat_id": chat.id, "user_id": user.id if user else None, "source": "telegram",
                       "requester": requester, "topic": topic[:200]})
         tid = thread["thread_id"]
-        progress = Progress(header=f"📝 <b>{esc(topic)}</b>\nthread <code>{tid}</code>")
+        progress = Progress(header=f"📝 <b>{esc(topic)}</b>\nthread <code>{tid}</code>\n💰 {esc(_estimate_line())}")
         progress.current = "⏳ queued…"
         sent = await msg.reply_text(progress.render(), parse_mode=ParseMode.HTML)
         self._spawn(self.follow_run(chat.id, tid, progress, sent.message_id,

@@ -202,6 +202,19 @@ def cost_usd(route: Route, model: str, tokens_in: int, tokens_out: int, table: d
     return (tokens_in * p_in + tokens_out * p_out) / 1_000_000
 
 
+def role_prices(settings: Settings) -> dict[str, tuple[str, float, float]]:
+    """Per role, (model, USD per 1M input tokens, per 1M output tokens) of its first route, as
+    cost_usd would charge it: what a pre-run estimate prices each call at."""
+    table = price_table(settings)
+    out: dict[str, tuple[str, float, float]] = {}
+    for role, chain in routes_from_settings(settings).items():
+        route = chain[0]
+        p_in, p_out = price_for(route.model, table)
+        out[role] = (route.model, route.price_in if route.price_in is not None else p_in,
+                     route.price_out if route.price_out is not None else p_out)
+    return out
+
+
 # --- results and errors ----------------------------------------------------------------------
 
 class LLMResult(BaseModel):
@@ -927,5 +940,5 @@ def reset_gateway() -> None:
 __all__ = [
     "LLMGateway", "LLMResult", "LLMError", "LLMOutputInvalid", "LLMUnavailable", "LLMAdapterMissing", "LLMTimeout",
     "LLMCallEvent", "Route", "RouteFailure", "get_gateway", "reset_gateway", "routes_from_settings", "parse_structured",
-    "default_routes", "price_for", "price_table", "cost_usd", "classify", "DEFAULT_PRICES", "ROLES",
+    "default_routes", "price_for", "price_table", "role_prices", "cost_usd", "classify", "DEFAULT_PRICES", "ROLES",
 ]
