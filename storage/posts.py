@@ -34,7 +34,8 @@ S = PostStatus
 TRANSITIONS: dict[PostStatus, frozenset[PostStatus]] = {
     S.QUEUED: frozenset({S.RESEARCHING, S.REJECTED, S.FAILED}),
     S.RESEARCHING: frozenset({S.DRAFTING, S.REJECTED, S.FAILED}),
-    S.DRAFTING: frozenset({S.EDITING, S.REJECTED, S.FAILED}),
+    # -> escalated: the run passed its budget after the Writer; the draft goes to a human unreviewed.
+    S.DRAFTING: frozenset({S.EDITING, S.ESCALATED, S.REJECTED, S.FAILED}),
     S.EDITING: frozenset({S.DRAFTING, S.AWAITING_APPROVAL, S.ESCALATED, S.PUBLISHING, S.REJECTED, S.FAILED}),
     # -> editing: a human's edit of the draft goes through the Editor's citation check (issue 16).
     S.AWAITING_APPROVAL: frozenset({S.PUBLISHING, S.DRAFTING, S.EDITING, S.REJECTED, S.ESCALATED, S.FAILED}),
