@@ -198,6 +198,34 @@ async def test_human_decisions_are_scores_on_the_trace(db, lf, llm):
     assert {sc["id"] for sc in human_scores(app_trace)} == {approve["id"]}
 
 
+async def test_cost_per_post_is_a_score_on_its_trace(db, lf, llm):
+    """The post's spend (its recorded usage, priced by NEWSROOM_LLM_PRICES_JSON) as the numeric score
+    cost_usd: sent at the gate, upserted (same id) with the total when the post is published."""
+    llm.on_chat(lambda req: writer_reply(req, tokens_in=300, tokens_out=200), model=WRITER)
+    llm.on_chat(lambda req: Reply.json(PASSING, tokens_in=500, tokens_out=100), model=JUDGE)
+
+    def costs(trace_id):
+        return [sc for sc in lf.scores if sc["name"] == "cost_usd" and sc["traceId"] == trace_id]
+
+    snap = await start_post("What a post costs, in Langfuse", requester="ivy", source="test")
+    trace_id = trace_id_for(snap.thread_id)
+    at_gate = float((await posts.get_post(db, snap.thread_id))["cost_usd"])
+    assert at_gate > 0
+    assert lf.wait_for(lambda: costs(trace_id)), lf.scores
+    first = costs(trace_id)[-1]
+    assert first["dataType"] == "NUMERIC" and first["value"] == pytest.approx(at_gate)
+    assert first["metadata"]["llm_calls"] == (await posts.get_post(db, snap.thread_id))["llm_calls"]
+
+    llm.on_chat(lambda req: writer_reply(req, tokens_in=300, tokens_out=200), model=WRITER)
+    again = await resume(snap.thread_id, {"action": "revise", "feedback": "More numbers.", "reviewer": "bob"})
+    done = await resume(again.thread_id, {"action": "approve", "reviewer": "bob"})
+    assert done.values["outcome"] == "published"
+    total = float((await posts.get_post(db, snap.thread_id))["cost_usd"])
+    assert total > at_gate
+    assert lf.wait_for(lambda: any(sc["value"] == pytest.approx(total) for sc in costs(trace_id))), costs(trace_id)
+    assert {sc["id"] for sc in costs(trace_id)} == {first["id"]}  # one score per post, upserted
+
+
 async def test_no_secret_leaves_in_a_span(db, lf, llm):
     # A model that echoes credentials, a topic with a DSN, a judge quoting them in its reasoning.
     leak = f"key {LLM_KEY}, bot {BOT_TOKEN}, web {WEB_TOKEN}, langfuse {LANGFUSE_SECRET}"
