@@ -311,6 +311,8 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                       check=check, claims=[c for c in (check or {}).get("claims") or [] if c.get("status") != "not_a_claim"],
                       ungrounded=research.get("ungrounded_reason"), fetch_errors=research.get("fetch_errors") or [],
                       events=events, calls=await posts.llm_calls_for(db, tid), pubs=pubs,
+                      estimate=next(((ev["detail"] or {}).get("summary") for ev in events
+                                     if ev["kind"] == "cost_estimate"), None),
                       missing=missing_destinations(post, pubs, get_settings().publish_destinations),
                       can_decide=request.user.who.can_decide, shared_login=request.user.shared,
                       edit_text=f"# {draft.get('title', '')}\n\n{draft.get('body', '')}" if draft else "",

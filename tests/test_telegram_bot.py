@@ -100,6 +100,7 @@ async def test_post_then_approve_publishes_and_reports_where(bot, fake_telegram,
                for m in fake.chat_messages(GROUP_CHAT))
     # ONE progress message, edited as the desks finished
     progress = progress_message(fake, GROUP_CHAT, tid)
+    assert "💰 estimate $" in progress["text"] and "LLM calls" in progress["text"]  # the estimate, before the run
     for line in ("✓ Research", "✓ Draft v1", "✓ Editor: APPROVE (mean 4.00)", "⏸ Waiting for approval"):
         assert line in progress["text"], progress["text"]
     assert len([m for m in fake.chat_messages(GROUP_CHAT) if thread_of(m) == tid and m["text"].startswith("📝")]) == 1

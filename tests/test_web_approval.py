@@ -178,6 +178,7 @@ async def test_approve_a_run_from_the_web_page_in_chromium(browser, approval_ser
     scores = browser.find_element(By.ID, "scores").text
     assert "technical_accuracy 4" in scores and "calibration 4" in scores
     assert browser.find_element(By.ID, "cost").text.startswith("$")
+    assert browser.find_element(By.ID, "estimate").text.startswith("Estimated before the run: estimate $")
     assert "awaiting_approval" in browser.find_element(By.ID, "events").text
     browser.save_screenshot(str(session_dir / "web-approval-before.png"))
 
