@@ -147,6 +147,8 @@ async def test_one_trace_across_interrupt_and_resume(db, lf, llm):
     assert scores["confident_hallucination"]["value"] == 0.0
     human = scores.pop("human_decision")  # the human's answer: on the gate span that took it
     assert human["value"] == "approve" and human["observationId"] == gate_answer.span_id
+    cost = scores.pop("cost_usd")  # the post's spend: sent at the gate and again, upserted, at publication
+    assert cost["value"] == pytest.approx(float(row["cost_usd"])) and cost["dataType"] == "NUMERIC"
     assert all(sc["observationId"] == editor_span.span_id for sc in scores.values())
     assert lf.auth_headers and all(h.startswith("Basic ") for h in lf.auth_headers)
 
