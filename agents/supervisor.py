@@ -107,7 +107,7 @@ def escalation(state, *, max_revisions: int) -> tuple[bool, str | None]:
         return True, (f"the edit by {draft.edited_by or 'a human'} (v{draft.version}) has {len(check.failures)} "
                       "claim(s) the citation check does not find supported: approve to publish it anyway, "
                       "edit again, revise or reject")
-    stop = getattr(state, "budget_stop", None)
+    stop = state.budget_stop
     if stop is not None and stop.draft_version == draft.version:
         return True, budget_reason(stop)
     if review is not None and review.draft_version == draft.version:

@@ -51,7 +51,9 @@ def cost_estimate(config: RunnableConfig | None = None) -> CostEstimate:
     config["configurable"] applied, as the desks will apply them)."""
     config = config or {"configurable": {}}
     settings = get_settings()
-    limits = {name: setting(config, name) for name in supervisor.ESTIMATE_LIMITS}
+    # Only the whitelisted overrides count, as in the desks (retrieval_hyde, say, is never per run).
+    limits = {name: setting(config, name) if name in supervisor.RUN_OVERRIDE_SETTINGS else getattr(settings, name)
+              for name in supervisor.ESTIMATE_LIMITS}
     limits.update(chunk_tokens=settings.chunk_max_tokens or 256, tokens_per_s=settings.estimate_tokens_per_s,
                   prompt_tokens_per_s=settings.estimate_prompt_tokens_per_s,
                   budget_usd=setting(config, "run_budget_usd"))
