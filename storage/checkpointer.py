@@ -53,6 +53,7 @@ STATE_TYPES: tuple[tuple[str, str], ...] = (
     ("agents.models", "ResearchPlan"), ("agents.models", "SubQuestion"), ("agents.models", "RetrievalResult"),
     ("agents.models", "Candidate"), ("agents.models", "FetchedSource"), ("agents.models", "DraftOutline"),
     ("agents.editor", "CitationReport"), ("agents.editor", "ClaimResult"),
+    ("agents.models", "CostEstimate"), ("agents.models", "EstimatedStep"), ("agents.models", "BudgetStop"),
 )
 
 
