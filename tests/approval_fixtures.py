@@ -38,6 +38,8 @@ def approval_env(fake_url: str) -> dict[str, str]:
         "NEWSROOM_TELEGRAM_GROUP_MESSAGES_PER_MIN": "100000",
         # The tests run the sweep themselves, with their own deadlines.
         "NEWSROOM_APPROVAL_SWEEP_INTERVAL_S": "0",
+        # A post may name a page on the tests' own loopback server (tests/web_fixtures.py), explicitly.
+        "NEWSROOM_FETCH_ALLOW_HOSTS": "127.0.0.1",
     }
 
 

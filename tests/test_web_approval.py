@@ -20,6 +20,7 @@ import pytest
 from storage import posts
 from tests.approval_fixtures import WEB_TOKEN
 from tests.server_fixtures import service_client
+from tests.web_fixtures import site  # noqa: F401  (fixture: pages the post names)
 
 pytestmark = pytest.mark.slow
 
@@ -228,3 +229,76 @@ async def test_edit_the_draft_in_the_textarea_in_chromium(browser, approval_serv
     assert "edited by web (web)" in browser.page_source and browser.find_elements(By.ID, "citation-support")
     edits = [e for e in await posts.list_events(db, tid) if e["kind"] == "draft_edited"]
     assert [(e["actor"], e["detail"]["lines_added"]) for e in edits] == [("web (web)", 2)]
+
+
+async def test_the_run_page_shows_the_citation_check(approval_server, approval_script, site, db):  # noqa: F811
+    """A real post to the gate on the server: the page it names is fetched and cited as [1]; the
+    draft's numbers pass the rules, the claim call finds one claim the source does not support;
+    with no revision cycle allowed the draft is escalated, and its page shows the support rate,
+    every checked claim with the judge's quote, the unsupported one with why, the failed fetch and
+    the cited page's link. Text from the draft and from the judge is escaped, never markup."""
+    import json
+    import re
+
+    from tests.engine_fixtures import JUDGE, OUTLINE, PASSING, WRITER
+
+    url, _ = site
+    draft = ("# GQA at the gate\n\nLlama 3.1 8B has 32 query heads and 8 KV heads [1]. "
+             "Four query heads share each KV head, so the cache is four times smaller [1]. "
+             "Grouped-query attention was invented to <b>speed up</b> training [1].")
+    quotes = {"32 query heads": "Llama 3.1 8B has 32 query heads and 8 KV heads",
+              "Four query heads": "four query heads share each KV head and the KV cache is four times smaller",
+              "invented": "Grouped-query attention lets several query <heads> share one key/value head."}
+
+    def writer(req):
+        return OUTLINE if req.wants_json else draft
+
+    def judge(req):
+        if "claims" not in json.dumps(req.schema or {}):
+            return PASSING
+        claims = re.findall(r"^(\d+)\. (.+) \(cites", req.prompt, re.MULTILINE)
+        out = []
+        for n, text in claims:
+            key = next(k for k in quotes if k in text)
+            out.append({"id": int(n), "verdict": "unsupported" if key == "invented" else "supported",
+                        "quote": quotes[key]})
+        return {"claims": out}
+
+    approval_script.on_chat(writer, model=WRITER)
+    approval_script.on_chat(judge, model=JUDGE)
+    client = service_client(approval_server.url)
+    tid = (await client.threads.create(metadata={"source": "web-test"}))["thread_id"]
+    await client.runs.wait(tid, "newsroom", input={"topic": "GQA at the gate", "requester": "web-test", "source": "api",
+                                                   "sources": [f"{url}/article", f"{url}/missing"]},
+                           config={"configurable": {"max_revisions": 0}})
+    state = await client.threads.get_state(tid)
+    assert state["next"] == ["human_approval"], state["values"].get("error")
+    # the claim call was made once, for the three cited claims; the rubric judge never saw the draft
+    claim_calls = [r for r in approval_script.requests_for(JUDGE) if "claims" in json.dumps(r.schema or {})]
+    assert len(claim_calls) == 1 and len(approval_script.requests_for(JUDGE)) == 1
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        page = await http.get(f"{approval_server.url}/newsroom/ui/runs/{tid}",
+                              headers={"Authorization": f"Bearer {WEB_TOKEN}"})
+    assert page.status_code == 200
+    text = page.text
+    assert "Escalated: the citation check still finds 1 unsupported claim(s)" in text
+    support = text.split("id=citation-support>")[1].split("</p>")[0]
+    assert "support rate <b>67%</b>" in support and "(2/3 cited claims supported)" in support
+    assert "<b>unsupported claims</b>" in support and f"checked by rules+{JUDGE}" in support
+    table = text.split("<table id=claims>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr class=(\w+)><td>\w+</td><td>(.*?)</td><td>(.*?)</td><td><small>(.*?)</small></td></tr>",
+                      table, re.DOTALL)
+    assert [r[0] for r in rows] == ["supported", "supported", "unsupported"]
+    assert rows[0][1].startswith("Llama 3.1 8B has 32 query heads and 8 KV heads [1]")
+    assert rows[0][3] == quotes["32 query heads"] and rows[0][2] == ""
+    # the unsupported claim: the sentence and the judge's quote escaped, the reason shown
+    assert "&lt;b&gt;speed up&lt;/b&gt;" in rows[2][1] and "<b>speed up</b>" not in text
+    assert rows[2][2] == "the cited source does not support it"
+    assert "&lt;heads&gt;" in rows[2][3]
+    assert f"Not fetched: {url}/missing: HTTP 404" in text
+    assert f"<a href='{url}/article' rel=nofollow>" in text and "GQA in numbers" in text
+    # the same figures reached the gate's payload and the events
+    assert state["values"]["citation_checks"][-1]["support_rate"] == round(2 / 3, 4)
+    checks = [e for e in await posts.list_events(db, tid) if e["kind"] == "citation_check"]
+    assert [e["detail"]["supported"] for e in checks] == [2]
