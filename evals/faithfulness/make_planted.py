@@ -1,19 +1,22 @@
 """Generate the planted-error set for `newsroom eval-faithfulness` (evals/faithfulness/planted.jsonl).
 
-    python -m evals.faithfulness.make_planted        # rewrites planted.jsonl (seeded: same output every run)
+    python -m evals.faithfulness.make_planted        # rewrites planted.jsonl (deterministic)
 
-From pairs of related corpus notes: two excerpts ([1] and [2], a section of each note, at most 700
-characters like the Researcher's notes), a clean draft (an uncited framing sentence, then source
-sentences reworded lightly and cited), and planted variants with exactly one error each:
-  wrong_number   a number in a cited sentence changed to a value its source does not give
-  wrong_source   a cited sentence's marker switched to the other source
-  uncited_claim  a cited sentence's marker removed
+From the hand-written drafts in evals/faithfulness/drafts.py (one per pair of related corpus notes,
+every fact paraphrased as a writer writes it): the two excerpts ([1] and [2], the section of each
+note richest in numbers, at most 700 characters like the Researcher's notes), the clean draft, and
+three planted variants with exactly one error each:
+  wrong_number   a cited sentence with a wrong number (a value the source does not give, one it
+                 gives for something else, or a wrong count in words)
+  wrong_source   a cited claim cited to the other source, which does not state it
+  uncited_claim  a fact from the sources in the writer's own words, without a citation
 The eval must flag the planted sentence (caught) and nothing in a clean draft (false alarm).
+(The first version of this set reworded source sentences lightly, which a copy rule caught; see
+README Numbers.)
 """
 from __future__ import annotations
 
 import json
-import random
 import re
 from pathlib import Path
 
@@ -21,27 +24,9 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent / "corpus"
 OUT = HERE / "planted.jsonl"
 MAX_EXCERPT = 700
-SEED = 14
 
-# Related notes: a wrong-source swap between them is the hard case (same vocabulary).
-PAIRS = [
-    ("grouped-query-attention", "kv-cache-arithmetic"), ("vllm-pagedattention", "continuous-batching"),
-    ("lora-low-rank-adaptation", "qlora-4bit-finetuning"), ("lora-rank-sweep", "serving-lora-adapters"),
-    ("dpo-direct-preference-optimization", "rlhf-ppo-pipeline"), ("reward-modeling-bradley-terry", "rlhf-ppo-pipeline"),
-    ("flash-attention", "memory-bandwidth-bound-decoding"), ("speculative-decoding", "prefill-decode-latency"),
-    ("prefix-caching", "vllm-pagedattention"), ("hnsw-index", "ivfflat-index"),
-    ("hybrid-search-rrf", "rerankers-cross-encoders"), ("hyde-query-expansion", "embedding-model-selection"),
-    ("ragas-evaluation", "rag-chunking-strategies"), ("llm-as-judge-calibration", "editor-rubric-decision"),
-    ("circuit-breakers", "retries-backoff-jitter"), ("serializable-transactions-retries", "cockroachdb-vs-postgresql"),
-    ("vector-storage-benchmark", "pgvector-filtering"), ("quantization-formats", "qlora-4bit-finetuning"),
-    ("tokenization-vocabulary", "rmsnorm-swiglu"), ("rope-positional-encoding", "grouped-query-attention"),
-    ("mixture-of-experts-routing", "memory-bandwidth-bound-decoding"), ("sft-dataset-pipeline", "contamination-vs-confabulation"),
-    ("exactly-once-publishing", "langgraph-checkpointing-interrupts"), ("agent-tracing-cost", "react-agents-tool-use"),
-]
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 _NUM = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w])")
-# Light rewording so a clean draft is not the source verbatim (what a writer does).
-REWORDS = [(" is ", " is "), ("However, ", ""), (" therefore ", " so "), (" which ", " that "), ("In short, ", "")]
 
 
 def sections(note: str) -> list[tuple[str, str]]:
@@ -76,59 +61,30 @@ def excerpt_of(note: str) -> tuple[str, str, str]:
     return title, heading, out or body[:MAX_EXCERPT]
 
 
-def _plain_title(title: str) -> str:
-    t = re.sub(r"\s*\(?\b[\w.-]*\d[\w.,-]*\)?", "", title.split(":")[0])
-    return " ".join(t.split()).lower()
+def build() -> list[dict]:
+    from evals.faithfulness.drafts import DRAFTS
 
-
-def reword(sentence: str) -> str:
-    for a, b in REWORDS:
-        sentence = sentence.replace(a, b)
-    return sentence[0].upper() + sentence[1:] if sentence else sentence
-
-
-def build(rng: random.Random) -> list[dict]:
     rows = []
-    for i, (a, b) in enumerate(PAIRS, 1):
+    for d in DRAFTS:
+        a, b = d["pair"]
         (ta, ha, xa), (tb, hb, xb) = excerpt_of(a), excerpt_of(b)
-        sa = [s for s in _SENT.split(xa) if len(s.split()) >= 6][:3]
-        sb = [s for s in _SENT.split(xb) if len(s.split()) >= 6][:2]
-        # An uncited framing sentence (no fact, no number): a clean draft has one, as real ones do.
-        sentences = [(f"This post looks at {_plain_title(ta)} and how it relates to {_plain_title(tb)}.", [])]
-        sentences += [(reword(s), [1]) for s in sa] + [(reword(s), [2]) for s in sb]
         sources = [{"n": 1, "note": a, "title": ta, "heading": ha, "excerpt": xa},
                    {"n": 2, "note": b, "title": tb, "heading": hb, "excerpt": xb}]
-        draft_id = f"d{i:02d}"
-        rows.append({"id": f"{draft_id}-clean", "draft": draft_id, "kind": "clean", "topic": f"{ta} and {tb}",
+        sentences = [(text, list(cites)) for text, cites in d["sentences"]]
+        rows.append({"id": f"{d['draft']}-clean", "draft": d["draft"], "kind": "clean", "topic": f"{ta} and {tb}",
                      "sources": sources, "body": _body(sentences), "planted_sentence": None})
-        cited = [k for k, (_, c) in enumerate(sentences) if c]
-        numeric = [k for k in cited if _NUM.search(sentences[k][0])]
-        if numeric:  # wrong number
-            k = rng.choice(numeric)
+        for kind in ("wrong_number", "wrong_source", "uncited_claim"):
+            change = d[kind]
+            k = change["at"]
             text, cites = sentences[k]
-            src = xa if cites == [1] else xb
-            m = rng.choice(list(_NUM.finditer(text)))
-            bad = _wrong_value(m.group(1), src, rng)
-            planted = sentences[:k] + [(text[:m.start(1)] + bad + text[m.end(1):], cites)] + sentences[k + 1:]
-            rows.append(_variant(draft_id, "wrong_number", planted, k, sources))
-        k = rng.choice(cited)  # wrong source
-        text, cites = sentences[k]
-        planted = sentences[:k] + [(text, [2 if cites == [1] else 1])] + sentences[k + 1:]
-        rows.append(_variant(draft_id, "wrong_source", planted, k, sources))
-        k = rng.choice(cited)  # uncited claim
-        planted = sentences[:k] + [(sentences[k][0], [])] + sentences[k + 1:]
-        rows.append(_variant(draft_id, "uncited_claim", planted, k, sources))
+            if kind == "wrong_source":
+                new = (text, list(change["cites"]))
+                assert new[1] != cites, d["draft"]
+            else:
+                new = (change["text"], [] if kind == "uncited_claim" else cites)
+                assert cites, f"{d['draft']} {kind}: the changed sentence must be a cited one"
+            rows.append(_variant(d["draft"], kind, sentences[:k] + [new] + sentences[k + 1:], k, sources))
     return rows
-
-
-def _wrong_value(raw: str, source: str, rng: random.Random) -> str:
-    have = {x.replace(",", "") for x in _NUM.findall(source)}
-    v = float(raw.replace(",", ""))
-    for cand in (v * 2, v + 1, v * 3, v / 2, v + 7):
-        s = (f"{cand:,.0f}" if "," in raw else str(int(cand))) if cand == int(cand) and "." not in raw else f"{cand:.2f}"
-        if s.replace(",", "") not in have and s != raw:
-            return s
-    return raw + "7"
 
 
 def _variant(draft_id, kind, sentences, k, sources) -> dict:
@@ -149,7 +105,7 @@ def _body(sentences) -> str:
 
 
 def main() -> int:
-    rows = build(random.Random(SEED))
+    rows = build()
     OUT.write_text("".join(json.dumps(r) + "\n" for r in rows))
     kinds = {}
     for r in rows:
