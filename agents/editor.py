@@ -206,6 +206,8 @@ _NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:[eE][-+]?\
 _SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\[(\"'A-Z0-9*_])")
 _BULLET = re.compile(r"^\s{0,6}(?:\d{1,3}[.)]|[-*+])\s+")
 _WORD = re.compile(r"[a-z][a-z0-9-]{3,}")
+# The word or number just before a number, when it makes a name with it (bounded look-behind text).
+_NAME_BEFORE = re.compile(r"(?:^|[\s(])([A-Z][A-Za-z0-9.]{0,20}-?|\d{1,4}(?:\.\d{1,3})?)\s?$")
 _DERIVED = re.compile(r"\(derived\b|\bderived:", re.IGNORECASE)
 _STOP = frozenset("""this that with from have they their there these those which while where when what will would
 could should into than then them been being does done also more most much many such some very only other each
@@ -318,10 +320,33 @@ def _number_forms(raw: str, suffix: str | None) -> set[Decimal]:
     return {f.normalize() for f in forms}
 
 
-def numbers_in(text: str) -> list[tuple[str, set[Decimal]]]:
-    """(as written, its values) for every number in the text, [n] markers excluded."""
+def numbers_in(text: str, *, names_in: str | None = None) -> list[tuple[str, set[Decimal]]]:
+    """(as written, its values) for every number in the text, [n] markers excluded. With
+    `names_in` (source text), a number that is part of a name found there is left out: "Llama 3.1
+    8B", "GPT-2", "PostgreSQL 18" name what a sentence is about, they are not its claim."""
     text = _MARKER.sub(" ", text)
-    return [(m.group(0).strip(), _number_forms(m.group(1), m.group(2))) for m in _NUMBER.finditer(text)]
+    names = _name_norm(names_in) if names_in else None
+    out = []
+    for m in _NUMBER.finditer(text):
+        if names is not None and _names_a_thing(text, m, names):
+            continue
+        out.append((m.group(0).strip(), _number_forms(m.group(1), m.group(2))))
+    return out
+
+
+def _names_a_thing(text: str, m: re.Match, names: str) -> bool:
+    """The number at `m` continues a capitalised word or another number ("Llama 3.1", "3.1 8B",
+    "GPT-2"), and that name occurs in `names` (source text, case kept: "All 46.7B" at the start of
+    a sentence is not the source's "all 46.7B")."""
+    prev = _NAME_BEFORE.search(text[max(0, m.start() - 40):m.start()])
+    if prev is None:
+        return False
+    name = _name_norm(prev.group(1) + " " + m.group(0))
+    return bool(name) and f" {name} " in f" {names} "
+
+
+def _name_norm(text: str) -> str:
+    return " ".join(re.sub(r"[^A-Za-z0-9.%]+", " ", text).split())
 
 
 def _values(text: str) -> set[Decimal]:
@@ -363,6 +388,12 @@ def quote_in_source(quote: str, source: str) -> bool:
     return any(" ".join(words[i:i + 8]) in s for i in range(len(words) - 7))
 
 
+def cited_text(c) -> str:
+    """What a citation gives the writer: the note's title and heading (they name what its numbers
+    are about: "Llama 3.1 8B in numbers") and the excerpt."""
+    return "\n".join(x for x in (c.source_title, c.heading, c.excerpt or "") if x)
+
+
 def _copied_from(sentence: str, notes) -> int | None:
     """The source an uncited sentence repeats nearly word for word (>= 80% of >= 6 content words)."""
     words = _content_words(sentence)
@@ -379,11 +410,12 @@ def check_rules(body: str, notes, *, kept: dict[str, ClaimResult] | None = None)
     passed in an earlier draft to their result (an identical sentence keeps it, unchecked again)."""
     kept = kept or {}
     results: list[ClaimResult] = []
+    everything = "\n".join(cited_text(c) for c in notes.citations)
     for s in split_sentences(body):
         if s.plain in kept:
             results.append(kept[s.plain].model_copy(update={"by": "kept", "cites": list(s.cites)}))
             continue
-        nums = numbers_in(s.plain)
+        nums = numbers_in(s.plain, names_in=everything)
         if not s.cites:
             copied = _copied_from(s.plain, notes) if notes.grounded else None
             if nums and notes.grounded:
@@ -405,7 +437,7 @@ def check_rules(body: str, notes, *, kept: dict[str, ClaimResult] | None = None)
             if c is None:
                 problems.append(f"cites [{n}], which is not in the research notes")
             else:
-                sources.append(c.excerpt or "")
+                sources.append(cited_text(c))
         source_text = "\n".join(sources)
         if sources:
             have = _values(source_text)

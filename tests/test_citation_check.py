@@ -156,3 +156,22 @@ def test_an_uncited_sentence_copied_from_a_source_is_caught():
         "This post looks at position encodings.")
     assert status == "unsupported" and problems == ["repeats source [3] without citing it"]
     assert s2 == "not_a_claim"
+
+
+def test_numbers_that_name_a_thing_in_the_sources_are_not_claims():
+    # "Llama 3.1 8B", "GPT-2" name what the sentence is about; the sources name them too.
+    notes = _notes(GQA, "GPT-2 uses learned absolute position embeddings.")
+    assert _statuses("This post is about Llama 3.1 8B and GPT-2.", notes) == [("not_a_claim", [])]
+    # a name the sources do not give is still a number stated without a citation
+    (status, problems), = _statuses("This post is about Llama 3.1 70B.", notes)
+    assert status == "unsupported" and "70B" in problems[0]
+    # the name is skipped, the claim next to it is not
+    (status, problems), = _statuses("In Llama 3.1 8B the cache is 9 GB per token [1].", notes)
+    assert status == "unsupported" and problems == ["9 does not occur in [1] (mark a computed number '(derived)')"]
+
+
+def test_a_citation_carries_its_note_title_and_heading():
+    notes = ResearchNotes(notes="...", grounded=True, citations=[
+        Citation(n=1, chunk_id="c1", source_title="Llama 3.1 8B in numbers", heading="Attention",
+                 excerpt="32 query heads share 8 KV heads.")])
+    assert _statuses("The 8B model shares 8 KV heads among 32 query heads [1].", notes)[0][0] == "unchecked"

@@ -59,6 +59,7 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
     rows = rows if rows is not None else load_planted()
     by_kind: dict[str, list[bool]] = defaultdict(list)
     alarms: list[str] = []
+    alarm_details: list[str] = []
     sentence_alarms = 0
     misses: list[str] = []
     t0 = time.perf_counter()
@@ -73,6 +74,8 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
             if not report.passed:
                 alarms.append(row["id"])
                 sentence_alarms += len(report.failures)
+                alarm_details += [f"{row['id']}: \"{c.sentence[:90]}\" ({c.by}: {'; '.join(c.problems)[:120]})"
+                                  for c in report.failures]
             by_kind["clean"].append(report.passed)
         else:
             caught = _flagged(report, row["planted_sentence"])
@@ -96,6 +99,8 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
         echo("  missed: " + ", ".join(misses))
     if alarms:
         echo("  false alarms: " + ", ".join(alarms))
+        for line in alarm_details:
+            echo(f"    {line}")
     return {"drafts": len(rows), "planted": len(planted), "caught": round(caught_rate, 4),
             "false_alarms": round(false_alarm, 4), "by_kind": {k: round(sum(v) / len(v), 4) for k, v in by_kind.items()
                                                                if k != "clean"},
