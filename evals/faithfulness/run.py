@@ -53,10 +53,11 @@ def _flagged(report, sentence: str) -> bool:
 
 
 async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[dict] | None = None,
-                      echo=print) -> dict:
+                      echo=print, progress: bool | None = None) -> dict:
     from agents.editor import check_citations
 
     rows = rows if rows is not None else load_planted()
+    progress = use_judge if progress is None else progress
     by_kind: dict[str, list[bool]] = defaultdict(list)
     alarms: list[str] = []
     alarm_details: list[str] = []
@@ -66,6 +67,7 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
     judge_models: set[str] = set()
     judge_errors = 0
     for row in rows:
+        t_row = time.perf_counter()
         report = await check_citations(gateway, body=row["body"], notes=notes_for(row), draft_version=1,
                                        thread_id=None, use_judge=use_judge, max_tokens=max_tokens)
         judge_models.add(report.checked_by)
@@ -82,6 +84,11 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
             by_kind[row["kind"]].append(caught)
             if not caught:
                 misses.append(row["id"])
+        if progress:  # a slow judge: each draft's outcome as it comes, so a stopped run still tells
+            outcome = ("passed" if report.passed else "FALSE ALARM") if row["kind"] == "clean" else \
+                ("caught" if by_kind[row["kind"]][-1] else "MISSED")
+            echo(f"  {row['id']:<18} {outcome:<11} {report.checked_by}"
+                 f"{' (claim call failed)' if report.error else ''} {time.perf_counter() - t_row:.0f}s", )
     planted = [x for k, v in by_kind.items() if k != "clean" for x in v]
     caught_rate = sum(planted) / len(planted) if planted else 0.0
     clean = by_kind.get("clean", [])
