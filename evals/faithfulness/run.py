@@ -36,6 +36,33 @@ def load_planted(path: Path = PLANTED) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def load_independent_clean() -> list[dict]:
+    """Clean drafts written by someone else for another purpose: the judge set's drafts with no
+    planted defect (evals/judge/drafts, issue 15; they cite corpus notes as [n] and every figure in
+    them matches the notes). Each cited source is the whole note, as the judge set's labels were
+    checked against the whole note. A false-alarm check of the rules on writing they were not
+    tuned on."""
+    import re
+
+    from evals.judge.labels import CORPUS_DIR, load_set
+
+    rows = []
+    for d in load_set():
+        if d.defect != "none" or not d.sources:
+            continue
+        sources = []
+        for n, name in enumerate(d.sources, start=1):
+            text = (CORPUS_DIR / name).read_text(encoding="utf-8")
+            if text.startswith("---\n") and "\n---\n" in text:
+                text = text.split("\n---\n", 1)[1]
+            m = re.search(r"^#[ \t]+(.+)$", text, re.MULTILINE)
+            sources.append({"n": n, "note": Path(name).stem, "title": m.group(1).strip() if m else Path(name).stem,
+                            "heading": "", "excerpt": text.strip()})
+        rows.append({"id": f"judge-set:{d.id}", "draft": d.id, "kind": "clean", "topic": d.topic,
+                     "sources": sources, "body": d.body, "planted_sentence": None})
+    return rows
+
+
 def notes_for(row: dict):
     from agents.models import Citation, ResearchNotes
 
@@ -53,7 +80,7 @@ def _flagged(report, sentence: str) -> bool:
 
 
 async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[dict] | None = None,
-                      echo=print, progress: bool | None = None) -> dict:
+                      echo=print, progress: bool | None = None, title: str = "planted-error set") -> dict:
     from agents.editor import check_citations
 
     rows = rows if rows is not None else load_planted()
@@ -93,7 +120,7 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
     caught_rate = sum(planted) / len(planted) if planted else 0.0
     clean = by_kind.get("clean", [])
     false_alarm = (len(clean) - sum(clean)) / len(clean) if clean else 0.0
-    echo(f"planted-error set: {len(rows)} drafts ({len(clean)} clean, {len(planted)} with one planted error), "
+    echo(f"{title}: {len(rows)} drafts ({len(clean)} clean, {len(planted)} with one planted error), "
          f"checked by {', '.join(sorted(judge_models))} in {time.perf_counter() - t0:.1f}s"
          + (f", claim call failed on {judge_errors}" if judge_errors else ""))
     for kind in ("wrong_number", "wrong_source", "uncited_claim"):
@@ -112,6 +139,37 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
             "false_alarms": round(false_alarm, 4), "by_kind": {k: round(sum(v) / len(v), 4) for k, v in by_kind.items()
                                                                if k != "clean"},
             "checked_by": sorted(judge_models), "judge_errors": judge_errors, "missed": misses, "alarms": alarms}
+
+
+def run_independent(rows: list[dict], *, echo=print) -> dict:
+    """The rules alone (no LLM call) on clean drafts they were not tuned on. Those drafts cite per
+    paragraph, not per sentence as the Writer is told to, so their uncited sentences fail the
+    "no uncited number / no copied source" rules by convention, not by error: the false-alarm
+    figure is over the sentences that carry a marker (the number and wrong-source rules)."""
+    from agents.editor import check_rules
+
+    cited = flagged = drafts_failed = 0
+    drafts_flagged: list[str] = []
+    details: list[str] = []
+    for row in rows:
+        results = check_rules(row["body"], notes_for(row))
+        drafts_failed += any(c.status == "unsupported" for c in results)
+        bad = [c for c in results if c.cites and c.status == "unsupported"]
+        cited += sum(1 for c in results if c.cites)
+        flagged += len(bad)
+        if bad:
+            drafts_flagged.append(row["id"])
+            details += [f"{row['id']}: \"{c.sentence[:90]}\" ({'; '.join(c.problems)[:120]})" for c in bad]
+    n = len(rows)
+    echo(f"independent clean drafts (evals/judge/drafts with no defect, cited per paragraph), rules only: {n} drafts; "
+         f"cited sentences flagged {flagged}/{cited} ({flagged / max(cited, 1):.1%}), drafts with a flagged cited "
+         f"sentence {len(drafts_flagged)}/{n} ({len(drafts_flagged) / max(n, 1):.1%}); drafts failing on their "
+         f"uncited sentences too (per-sentence convention) {drafts_failed}/{n}")
+    for line in details:
+        echo(f"    {line}")
+    return {"drafts": n, "cited_sentences": cited, "cited_flagged": flagged,
+            "drafts_with_cited_flag": round(len(drafts_flagged) / max(n, 1), 4), "drafts_failing": drafts_failed,
+            "flagged": drafts_flagged}
 
 
 async def run_live(gateway, *, topics: list[str], use_judge: bool, echo=print) -> dict:
@@ -170,6 +228,7 @@ async def run(*, live: int, planted: bool, rules_only: bool, echo=print) -> dict
     out: dict = {"claim_check": "rules" if rules_only else "rules+judge"}
     if planted:
         out["planted"] = await run_planted(gateway, use_judge=not rules_only, max_tokens=s.claims_max_tokens, echo=echo)
+        out["independent_clean_rules"] = run_independent(load_independent_clean(), echo=echo)
     if live:
         topics = [json.loads(line)["query"] for line in TOPICS.read_text().splitlines() if line.strip()][:live]
         out["live"] = await run_live(gateway, topics=topics, use_judge=not rules_only, echo=echo)
