@@ -203,7 +203,11 @@ COPIED_MIN_OVERLAP = 0.8  # an uncited sentence this close to a source took a fa
 
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s{0,2}[,;]\s{0,2}\d{1,3}){0,9})\]")
 _NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:[eE][-+]?\d{1,3})?)(?:\s?(k|K|M|B|%|x|×)(?![A-Za-z]))?")
-_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\[(\"'A-Z0-9*_])")
+# A sentence ends at . ! ? before a capital, a digit, a marker ... or a lowercase word ("pgvector 0.8
+# added ...", "vLLM pages ..."), unless the full stop ends an abbreviation ("e.g. the", "vs. MHA").
+_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\[(\"'A-Za-z0-9*_])")
+_ABBREV_END = re.compile(r"(?:\b(?:e\.g|i\.e|vs|etc|cf|approx|incl|resp|al|fig|eq|ca)\.|(?<![A-Za-z])[A-Za-z]\.)$",
+                         re.IGNORECASE)
 _BULLET = re.compile(r"^\s{0,6}(?:\d{1,3}[.)]|[-*+])\s+")
 _WORD = re.compile(r"[a-z][a-z0-9-]{3,}")
 # The word or number just before a number, when it makes a name with it (bounded look-behind text).
@@ -279,7 +283,13 @@ def split_sentences(body: str) -> list[Sentence]:
         if in_code or not stripped or stripped.startswith("#"):
             continue
         stripped = _BULLET.sub("", stripped, count=1)
+        pieces: list[str] = []
         for piece in _SENT_END.split(stripped):
+            if pieces and _ABBREV_END.search(pieces[-1]):
+                pieces[-1] += " " + piece
+            else:
+                pieces.append(piece)
+        for piece in pieces:
             piece = piece.strip()
             if not piece:
                 continue

@@ -175,3 +175,11 @@ def test_a_citation_carries_its_note_title_and_heading():
         Citation(n=1, chunk_id="c1", source_title="Llama 3.1 8B in numbers", heading="Attention",
                  excerpt="32 query heads share 8 KV heads.")])
     assert _statuses("The 8B model shares 8 KV heads among 32 query heads [1].", notes)[0][0] == "unchecked"
+
+
+def test_a_sentence_may_start_lowercase_but_not_after_an_abbreviation():
+    got = split_sentences("A filter can return fewer rows. pgvector 0.8 added iterative scans [1]. "
+                          "Grouped heads, e.g. eight of them, vs. MHA's 32 [1]. vLLM pages the cache.")
+    assert [(s.plain, s.cites) for s in got] == [
+        ("A filter can return fewer rows.", ()), ("pgvector 0.8 added iterative scans .", (1,)),
+        ("Grouped heads, e.g. eight of them, vs. MHA's 32 .", (1,)), ("vLLM pages the cache.", ())]
