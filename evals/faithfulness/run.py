@@ -115,7 +115,10 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
             outcome = ("passed" if report.passed else "FALSE ALARM") if row["kind"] == "clean" else \
                 ("caught" if by_kind[row["kind"]][-1] else "MISSED")
             echo(f"  {row['id']:<18} {outcome:<11} {report.checked_by}"
-                 f"{' (claim call failed)' if report.error else ''} {time.perf_counter() - t_row:.0f}s", )
+                 f"{' (claim call failed)' if report.error else ''} {time.perf_counter() - t_row:.0f}s")
+            for c in report.failures:  # what was flagged, and on what grounds (the judge's quote)
+                echo(f"      flagged ({c.by}): \"{c.sentence[:100]}\" {'; '.join(c.problems)[:140]}"
+                     + (f" quote: \"{c.quote[:80]}\"" if c.quote else ""))
     planted = [x for k, v in by_kind.items() if k != "clean" for x in v]
     caught_rate = sum(planted) / len(planted) if planted else 0.0
     clean = by_kind.get("clean", [])
