@@ -214,7 +214,9 @@ async def run_live(gateway, *, topics: list[str], use_judge: bool, echo=print) -
                      "checked_by": check.checked_by, "seconds": round(time.perf_counter() - t, 1)})
         echo(f"{i:>2}. {topic[:70]}: support {'-' if rate is None else f'{rate:.0%}'} "
              f"({check.supported}/{check.checked} cited claims, {'passed' if check.passed else 'failed'}, "
-             f"{time.perf_counter() - t:.0f}s)")
+             f"{check.checked_by}, {time.perf_counter() - t:.0f}s)")
+        for c in check.failures:  # why the post would go back to the Writer
+            echo(f"      flagged ({c.by}): \"{c.sentence[:100]}\" {'; '.join(c.problems)[:140]}")
     overall = sum(rates) / len(rates) if rates else None
     echo(f"live: {len(topics)} posts, support rate {'-' if overall is None else f'{overall:.1%}'} "
          f"(mean over {len(rates)} posts with cited claims)")
