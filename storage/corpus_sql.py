@@ -254,3 +254,19 @@ FROM chunks c
 WHERE c.document_id = ANY(%(ids)s::UUID[]) AND c.dim = {dim} AND c.embed_model = %(model)s
 GROUP BY c.document_id
 """).format(distance=_distance(dialect, dim), dim=sql.Literal(_dim(dim)))
+
+
+# For evals/retrieval/study.py (an eval, not the product): every chunk's heading path under a
+# source prefix, in order, and an experimental full-text ranking with the heading path weighted A
+# and the text D (ts_rank's default weights 1.0 / 0.1) over the same matching chunks as production.
+HEADING_PATHS_UNDER_PREFIX = """
+SELECT d.source_path, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id
+WHERE d.source_path LIKE %(p)s ORDER BY d.source_path, c.ordinal
+"""
+HEADING_WEIGHTED_TEXT_SEARCH = """
+SELECT d.source_path, ts_rank(setweight(to_tsvector('english', c.heading_path), 'A')
+                              || setweight(to_tsvector('english', c.content), 'D'), tq.query) AS score
+FROM chunks c JOIN documents d ON d.id = c.document_id, (SELECT to_tsquery('english', %(tsq)s) AS query) AS tq
+WHERE c.ctx_tsv @@ tq.query AND d.source_path LIKE %(p)s
+ORDER BY score DESC, c.id LIMIT %(limit)s
+"""

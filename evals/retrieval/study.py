@@ -137,15 +137,6 @@ def digits_for_number_words(text: str) -> str:
     return re.sub(r"\b[A-Za-z]+(?:-[A-Za-z]+)?\b", one, text)
 
 
-# Experimental: full-text ranked with the heading path weighted A and the text D (ts_rank's default
-# weights 1.0 / 0.1), over the same matching chunks as production (ctx_tsv @@ query).
-WEIGHTED_TEXT_SQL = """
-SELECT d.source_path, ts_rank(setweight(to_tsvector('english', c.heading_path), 'A')
-                              || setweight(to_tsvector('english', c.content), 'D'), tq.query) AS score
-FROM chunks c JOIN documents d ON d.id = c.document_id, (SELECT to_tsquery('english', %(tsq)s) AS query) AS tq
-WHERE c.ctx_tsv @@ tq.query AND d.source_path LIKE %(p)s
-ORDER BY score DESC, c.id LIMIT %(limit)s
-"""
 
 
 def learn(sigs: list[QuerySignals], grid: list[dict]) -> tuple[dict, dict]:
@@ -176,6 +167,7 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
                       verify_with=None, number_digits: bool = False, weighted_text: bool = False) -> list[QuerySignals]:
     """Every signal for every query of `path` (hypotheses from the cache file; a query without one
     is searched with its text alone, as production does when HyDE fails)."""
+    from storage import corpus_sql
     from storage.corpus import CorpusStore
 
     store = CorpusStore(db)
@@ -200,8 +192,7 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
         for _, v in vecs.items():
             chunk_notes.append(note)
             chunk_vecs.append(v)
-    rows = await db.fetch("SELECT d.source_path, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
-                          "WHERE d.source_path LIKE %(p)s ORDER BY d.source_path, c.ordinal", {"p": prefix + "%"})
+    rows = await db.fetch(corpus_sql.HEADING_PATHS_UNDER_PREFIX, {"p": prefix + "%"})
     for r in rows:
         parts = [p.strip() for p in r["heading_path"].split(">")]
         headings.setdefault(note_of(r["source_path"]), [])
@@ -228,8 +219,8 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
         order = np.argsort(-cos, kind="stable")[:CANDIDATES]
         dense = list(dict.fromkeys(chunk_notes[i] for i in order))
         if weighted_text:
-            text_rows = await db.fetch(WEIGHTED_TEXT_SQL, {"tsq": tsquery_terms(query), "p": prefix + "%",
-                                                           "limit": CANDIDATES})
+            params = {"tsq": tsquery_terms(query), "p": prefix + "%", "limit": CANDIDATES}
+            text_rows = await db.fetch(corpus_sql.HEADING_WEIGHTED_TEXT_SEARCH, params)
         else:
             text_rows = await store.text_search(query, embed_model=embedder.name, dim=dim, limit=CANDIDATES,
                                                 filters={"source_prefix": prefix})
