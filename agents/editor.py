@@ -529,17 +529,40 @@ def citation_report(draft_version: int, results: list[ClaimResult], *, grounded:
                           grounded=grounded, error=error)
 
 
+# A Writer revision that keeps less than this share of the previous draft's words dropped the post
+# instead of fixing it (seen at the demo on Qwen2.5-Coder-1.5B: told to fix or remove 7 claims, it
+# answered with the title alone, 274 -> 9 words, which then passed with no claim and was approved).
+MIN_REVISION_SHARE = 0.35
+WHOLE_DRAFT = "(the whole draft)"
+
+
+def collapsed_revision(body: str, previous_words: int | None) -> str | None:
+    """Why a revision is not a draft any more, or None. Only drafts of some length are compared
+    (a short draft may shrink), and only Writer revisions (a human may cut as they like)."""
+    if not previous_words or previous_words < 60:
+        return None
+    words = len(body.split())
+    if words >= MIN_REVISION_SHARE * previous_words:
+        return None
+    return (f"the revision has {words} word{'' if words == 1 else 's'} where the previous draft had {previous_words}: it dropped the "
+            "post instead of fixing its claims; rewrite the whole post and fix only the claims listed")
+
+
 async def check_citations(gateway, *, body: str, notes, draft_version: int, thread_id: str | None,
                           use_judge: bool, max_tokens: int, previous: CitationReport | None = None,
-                          attempts: int = 2) -> CitationReport:
+                          attempts: int = 2, previous_words: int | None = None) -> CitationReport:
     """Rules, then (use_judge) one batched claim-support call on the judge route. Never raises for a
-    bad or missing judge: its failure is recorded and the rules' verdict stands."""
+    bad or missing judge: its failure is recorded and the rules' verdict stands. `previous_words`:
+    the length of the draft a Writer revision replaces (a collapsed revision fails as a whole)."""
     from tools.llm import LLMOutputInvalid, LLMUnavailable
 
     kept = {}
     if previous is not None:
         kept = {_MARKER.sub("", c.sentence).strip(): c for c in previous.claims if c.status == "supported"}
     results = check_rules(body, notes, kept=kept)
+    collapsed = collapsed_revision(body, previous_words)
+    if collapsed:
+        results.insert(0, ClaimResult(sentence=WHOLE_DRAFT, status="unsupported", problems=[collapsed]))
     # Cited claims the rules passed, and (grounded posts) uncited sentences: the judge says whether
     # each is supported by what it cites, or states a fact with no citation at all.
     todo = [i for i, c in enumerate(results) if c.status == "unchecked"
@@ -573,7 +596,7 @@ async def check_citations(gateway, *, body: str, notes, draft_version: int, thre
 def citation_feedback(report: CitationReport) -> str:
     """What the Writer revises from: each failing sentence and why, and what to keep."""
     lines = ["The citation check found claims the research notes do not support. Fix each one: correct it "
-             "from its source, cite the right source, or remove it."]
+             "from its source, cite the right source, or remove that sentence. Keep the rest of the post."]
     for c in report.failures:
         lines.append(f'- "{_MARKER.sub("", c.sentence).strip()[:300]}": {"; ".join(c.problems) or "unsupported"}')
     keep = [c for c in report.claims if c.status == "supported"]

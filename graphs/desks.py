@@ -289,9 +289,11 @@ async def check_citations(state: PostState, config: RunnableConfig) -> dict:
     if state.citation_check_for(draft.version) is not None:
         return {}
     previous = state.citation_check_for(draft.version - 1) if draft.version > 1 else None
+    replaced = state.drafts[-2] if len(state.drafts) > 1 and draft.reason != "human_edit" else None
     report = await editor.check_citations(
         get_gateway(), body=draft.body, notes=state.research, draft_version=draft.version, thread_id=tid,
-        use_judge=setting(config, "claim_check"), max_tokens=setting(config, "claims_max_tokens"), previous=previous)
+        use_judge=setting(config, "claim_check"), max_tokens=setting(config, "claims_max_tokens"), previous=previous,
+        previous_words=len(replaced.body.split()) if replaced else None)
     await supervisor.record_desk_event(tid, actor="editor", kind="citation_check", detail={
         "draft_version": draft.version, "passed": report.passed, "support_rate": report.support_rate,
         "supported": report.supported, "checked": report.checked, "checked_by": report.checked_by,

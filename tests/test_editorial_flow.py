@@ -198,3 +198,51 @@ async def test_a_topic_the_corpus_does_not_cover_is_ungrounded_not_cited(db, llm
     assert "below the relevance floor" in r["ungrounded_reason"]
     assert snap.values["retrieval"]["candidates"] == [] and snap.values["retrieval"]["below_floor"]
     assert "below the relevance floor" in snap.interrupt["ungrounded_reason"]
+
+
+# A first draft of some length with one wrong number, then a "revision" that is only its title:
+# what Qwen2.5-Coder-1.5B answered at the demo when told to fix or remove the claims listed.
+LONG_WRONG = ("# GQA and the KV cache\n\n" + "Grouped-query attention lets several query heads share one "
+              "key/value head [1]. " * 6 + "Llama 3.1 8B has 32 query heads and 6 KV heads [1]. "
+              + "Grouped-query attention lets several query heads share one key/value head [1]. " * 2)
+STUB = "# GQA and the KV cache\n\nGQA."
+
+
+async def test_a_revision_that_drops_the_post_never_reaches_the_judge(db, llm, corpus):  # noqa: F811
+    """A Writer revision that keeps under a third of the draft's words fails the citation check as a
+    whole (it passed before, with no claim left to check, and the rubric judge approved a title)."""
+    drafts = iter([LONG_WRONG, STUB])
+
+    def writer(req):
+        if req.wants_json:
+            return PLAN if "sub_questions" in json.dumps(req.schema) else OUTLINE
+        if "hypothetical" in req.prompt or "passage of a technical note" in req.prompt:
+            return "Grouped-query attention shares key and value heads between query heads."
+        return next(drafts)
+
+    llm.on_chat(writer, model=WRITER)
+    llm.on_chat(lambda req: PASSING, model=JUDGE)
+    snap = await start_post("How GQA shrinks the KV cache", source="test", overrides={"max_revisions": 1})
+    assert snap.waiting_for_human, snap.values.get("error")
+    v1, v2 = snap.values["citation_checks"]
+    assert not v1["passed"] and snap.values["drafts"][1]["reason"] == "citation_feedback"
+    assert not v2["passed"] and v2["checked_by"] == "rules"
+    whole = v2["claims"][0]
+    assert whole["sentence"] == "(the whole draft)" and whole["status"] == "unsupported"
+    assert whole["problems"][0].startswith("the revision has 1 word where the previous draft had 100:")
+    # the judge was asked nothing about the stub (no claim call, no rubric verdict) and the human
+    # gets it escalated, with the reason
+    assert snap.values["reviews"] == [] and llm.requests_for(JUDGE) == []
+    assert snap.interrupt["escalated"] is True and snap.interrupt["citation_check"]["passed"] is False
+    # the revision prompt asked to keep the rest of the post
+    revision_prompt = [r.prompt for r in llm.requests_for(WRITER) if "Revise the draft" in r.prompt][0]
+    assert "Keep the rest of the post" in revision_prompt
+
+
+def test_collapsed_revision_thresholds():
+    from agents.editor import collapsed_revision
+
+    assert collapsed_revision("word " * 9, 274) is not None
+    assert collapsed_revision("word " * 96, 274) is None  # 35% kept: a real shortening, not a collapse
+    assert collapsed_revision("word " * 3, 40) is None  # short drafts may shrink
+    assert collapsed_revision("word " * 3, None) is None  # a first draft has nothing to compare with
