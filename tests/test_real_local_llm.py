@@ -38,8 +38,13 @@ async def test_smollm2_post_reaches_the_gate_and_publishes(db, smollm2):
     assert snap.waiting_for_human, snap.values.get("error")
     p = snap.interrupt
     assert p["draft"]["body"].strip() and p["draft"]["model"] == "newsroom-writer"
-    review = snap.values["reviews"][-1]
-    if review["decision"] == "invalid":
+    version = p["draft"]["version"]
+    review = next((r for r in snap.values["reviews"] if r["draft_version"] == version), None)
+    if review is None:
+        # the gate's draft was never judged: its citation check failed on the last cycle (a 135M
+        # model's revision often drops claims or the whole post): escalated with the check shown
+        assert p["escalated"] and p["scores"] is None and p["citation_check"]["passed"] is False
+    elif review["decision"] == "invalid":
         # a 135M model often cannot produce a valid verdict: never an approval, always escalated
         assert p["escalated"] and p["scores"] is None
     else:
