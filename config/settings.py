@@ -275,6 +275,11 @@ class Settings(BaseSettings):
     approval_sweep_interval_s: float = Field(
         default=60.0, ge=0, description="how often the Agent Server sweeps waiting approvals; 0 = never (use cron)",
     )
+    # --- scheduling (issue 16: approve now, publish at a time; recurring topics) -------------------
+    timezone: str = Field(
+        default="UTC", description="IANA time zone a typed publish time is read in when its chat/user has none "
+                                   "(Telegram /timezone sets a chat's own); e.g. Europe/Berlin",
+    )
     telegram_escalation_chat: int | None = Field(
         default=None, description="chat that receives reminders and escalations too (default: only the post's chat)",
     )
@@ -429,6 +434,16 @@ class Settings(BaseSettings):
         if isinstance(v, int):
             return [v]
         return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # config is a leaf: zoneinfo itself, not agents/
+
+        try:
+            return ZoneInfo(v.strip()).key
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as Europe/Berlin or UTC") from None
 
     @field_validator("publish_destinations")
     @classmethod

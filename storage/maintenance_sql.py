@@ -60,6 +60,8 @@ SELECT g.gate_id, g.thread_id, g.interrupt_id, g.decision, g.decided_by, g.decid
   FROM approval_gates g JOIN posts p ON p.thread_id = g.thread_id
  WHERE g.decided_at IS NOT NULL AND g.decision IN ('approve', 'revise', 'reject', 'edit', 'approve_with_edits')
    AND p.status IN ('awaiting_approval', 'escalated')
+   -- an approval scheduled for later is delivered by the sweep at its time (service/scheduling.py)
+   AND NOT EXISTS (SELECT 1 FROM publish_schedules s WHERE s.gate_id = g.gate_id AND s.state = 'scheduled')
  ORDER BY g.decided_at
 """
 
