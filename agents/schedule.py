@@ -47,13 +47,12 @@ def known_zone(name: str) -> bool:
 def _local(d: date, t: time, tz: ZoneInfo) -> datetime:
     """The instant of wall time d t in tz, refusing a skipped or repeated wall time."""
     first = datetime.combine(d, t, tzinfo=tz).replace(fold=0)
-    second = first.replace(fold=1)
-    if first.utcoffset() != second.utcoffset():
-        raise ScheduleError(f"{d} {t:%H:%M} happens twice in {tz.key} (clocks go back): give the offset, "
-                            f"e.g. {d}T{t:%H:%M}{_offset(first)}")
     roundtrip = first.astimezone(UTC).astimezone(tz)
     if roundtrip.replace(tzinfo=None) != first.replace(tzinfo=None):
         raise ScheduleError(f"{d} {t:%H:%M} does not exist in {tz.key} (clocks go forward): pick another time")
+    if first.utcoffset() != first.replace(fold=1).utcoffset():
+        raise ScheduleError(f"{d} {t:%H:%M} happens twice in {tz.key} (clocks go back): give the offset, "
+                            f"e.g. {d}T{t:%H:%M}{_offset(first)}")
     return first
 
 

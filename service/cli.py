@@ -244,8 +244,16 @@ class _null:
 @click.argument("thread_id")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
 @_VERSION_OPTION
-def approve(thread_id: str, reviewer: str, draft_version: int | None) -> None:
-    """Approve the draft waiting in THREAD_ID; the Publisher publishes it once."""
+@click.option("--at", "at", default=None, metavar="TIME",
+              help='approve now, publish at TIME ("2026-12-02 09:00", ISO 8601 with an offset, "tomorrow 09:00", '
+                   '"in 2 h"); read in --tz')
+@click.option("--tz", default=None, metavar="ZONE", help="IANA zone of --at (default NEWSROOM_TIMEZONE)")
+def approve(thread_id: str, reviewer: str, draft_version: int | None, at: str | None, tz: str | None) -> None:
+    """Approve the draft waiting in THREAD_ID; the Publisher publishes it once (now, or --at TIME)."""
+    if at is not None:
+        from service.schedule_cmd import approve_at
+
+        return approve_at(_full_thread_id(thread_id), reviewer=reviewer, when=at, tz=tz, draft_version=draft_version)
     _resume(thread_id, {"action": "approve", "reviewer": reviewer}, draft_version)
 
 
@@ -375,6 +383,9 @@ def status(thread_id: str, as_json: bool) -> None:
                                                     if post_row["status"] == "failed" else ""))
     if post_row["status"] == "failed":
         click.echo(f"failed: {post_row['status_reason']}\nonce the cause is fixed: newsroom retry {post_row['thread_id']}")
+    from service.schedule_cmd import print_schedule_of
+
+    print_schedule_of(thread_id)
 
 
 @main.command("list")
@@ -658,6 +669,9 @@ def _register_optional() -> None:
     main.add_command(sweep_command, "sweep")
     from service.training_cmd import COMMANDS as training_commands  # local weights, the learning loop
     for name, command in training_commands.items():
+        main.add_command(command, name)
+    from service.schedule_cmd import COMMANDS as schedule_commands  # scheduled publishes, recurring topics
+    for name, command in schedule_commands.items():
         main.add_command(command, name)
     from service.maintenance_cmd import prune_command, recover_command  # crash recovery, checkpoint retention
     main.add_command(recover_command, "recover")

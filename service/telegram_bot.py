@@ -815,7 +815,7 @@ class TelegramNotifier:
 
     async def notify(self, gate: Gate, kind: str, text: str) -> None:
         # A draft announced on discovery goes to its own chat; deadline news to the escalation chat too.
-        to = [gate.chat_id] if kind == "waiting" else [gate.chat_id, self.settings.telegram_escalation_chat]
+        to = [gate.chat_id] if kind in ("waiting", "scheduled") else [gate.chat_id, self.settings.telegram_escalation_chat]
         chats = [c for c in dict.fromkeys(to) if c is not None]
         markup = gate_buttons(gate.gate_id) if kind in ("reminder", "escalated", "waiting") else None
         for chat in chats:

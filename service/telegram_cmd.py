@@ -26,7 +26,7 @@ def _client(url: str | None):
 
 
 async def _sweep_loop(app, settings, url: str | None) -> None:
-    from service.approvals import sweep_once
+    from service.scheduling import sweep_once  # the deadline sweep plus scheduled publishes and recurring topics
     from service.telegram_bot import TelegramNotifier
     from storage.db import get_database
 
@@ -139,7 +139,7 @@ def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) ->
 @click.option("--loop", "loop_s", type=float, default=None, metavar="SECONDS", help="repeat every SECONDS")
 def sweep_command(server_url: str | None, loop_s: float | None) -> None:
     """Remind, then escalate or expire approvals waiting past NEWSROOM_APPROVAL_DEADLINE_S."""
-    from service.approvals import sweep_once
+    from service.scheduling import sweep_once  # the deadline sweep plus scheduled publishes and recurring topics
     from storage.db import get_database
 
     settings = get_settings()
