@@ -199,3 +199,23 @@ async def test_recurring_topic_starts_one_post_per_occurrence_with_two_sweepers(
             if o.recurring_id == rec.recurring_id] == []
     assert (await schedules.cancel_recurring(db, rec.recurring_id, canceled_by="ann")).canceled_at is not None
     assert rec.recurring_id not in [r.recurring_id for r in await schedules.recurring(db)]
+
+
+async def test_a_crash_between_the_fire_and_the_resume_is_redelivered_by_recovery_once(db, llm):
+    from service.recovery import recover
+
+    snap = await _waiting_post("Crash mid-fire")
+    s = await scheduling.schedule_pending(db, _pending(snap), when="in 1 h", tz="UTC", reviewer="ann", via="cli")
+    await _make_due(db, s.schedule_id)
+    # The sweeper fires the row and dies before it starts the run (what a SIGKILL there leaves).
+    assert [x.schedule_id for x in await schedules.fire_due(db, holder="dead-sweeper")] == [s.schedule_id]
+    planned = {p.thread_id: p.action for _, p in await plan_recovery(db, thread_ids=[snap.thread_id])}
+    assert planned == {snap.thread_id: "redelivered"}
+    report = await recover(thread_ids=[snap.thread_id])
+    assert report.redelivered == [snap.thread_id]
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "published"
+    assert len(await posts.publications_for(db, snap.thread_id)) == 1
+    # Neither a later sweep nor a second recovery publishes it again.
+    assert await scheduling.fire_due(db, scheduling.in_process_resume()) == []
+    again = await recover(thread_ids=[snap.thread_id])
+    assert again.redelivered == [] and len(await posts.publications_for(db, snap.thread_id)) == 1
