@@ -28,6 +28,7 @@ from telegram.ext import (
 
 from config import Settings
 from service import approvals as decisions
+from service import telegram_schedule
 from service.approvals import GRAPH_ID, PendingInterrupt
 from storage import approvals, posts
 from storage.approvals import Gate
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4096  # Telegram's limit per message, in UTF-16 code units
 CALLBACK_PREFIX = "nr"
-BUTTON_CODES = {"a": "approve", "v": "revise", "x": "reject", "e": "edit", "w": "approve_with_edits"}
+BUTTON_CODES = {"a": "approve", "v": "revise", "x": "reject", "e": "edit", "w": "approve_with_edits",
+                "t": "schedule"}  # t: "⏰ Publish at…" (service/telegram_schedule.py)
 EDIT_FILE_TYPES = (".md", ".markdown", ".txt")  # an edited draft sent back as a document
 ACTION_CODES = {v: k for k, v in BUTTON_CODES.items()}
 HELP = """<b>newsroom</b> — posts written by four desks (research, writing, editing, publishing), approved by you.
@@ -48,6 +50,7 @@ HELP = """<b>newsroom</b> — posts written by four desks (research, writing, ed
 /list — this chat's recent posts
 /cancel THREAD — stop a post (approvers)
 /retry THREAD — run a failed post again from where it failed (approvers)
+{schedule_help}
 /help — this text
 
 Approve / Revise / Reject buttons come with each draft. Revise and Reject ask for feedback or a reason:
@@ -55,7 +58,8 @@ answer by replying to my question (a revise starting with a line “section: HEA
 section). Edit and Approve with edits send you the draft as a .md file: reply with the edited text or
 an edited .md document; it becomes the next version, the citation check runs on it, then it waits for
 approval again (Edit) or is published at once when the check passes (Approve with edits).
-THREAD may be a thread id or its last 8 characters."""
+“⏰ Publish at…” approves the draft now and publishes it at a time you pick or type.
+THREAD may be a thread id or its last 8 characters.""".replace("{schedule_help}", telegram_schedule.HELP)
 
 
 # --- text helpers (pure) ------------------------------------------------------------------------------
@@ -166,6 +170,8 @@ def gate_buttons(gate_id: str) -> InlineKeyboardMarkup:
     ], [
         InlineKeyboardButton("📝 Edit", callback_data=f"{CALLBACK_PREFIX}:e:{gate_id}"),
         InlineKeyboardButton("📝 Approve with edits", callback_data=f"{CALLBACK_PREFIX}:w:{gate_id}"),
+    ], [
+        InlineKeyboardButton("⏰ Publish at…", callback_data=f"{CALLBACK_PREFIX}:t:{gate_id}"),
     ]])
 
 
@@ -323,6 +329,10 @@ class NewsroomBot:
         app.add_handler(CommandHandler("list", self.cmd_list))
         app.add_handler(CommandHandler("cancel", self.cmd_cancel))
         app.add_handler(CommandHandler("retry", self.cmd_retry))
+        app.add_handler(CommandHandler("scheduled", lambda u, c: telegram_schedule.cmd_scheduled(self, u, c)))
+        app.add_handler(CommandHandler("timezone", lambda u, c: telegram_schedule.cmd_timezone(self, u, c)))
+        app.add_handler(CallbackQueryHandler(lambda u, c: telegram_schedule.on_time_press(self, u, c),
+                                             pattern=f"^{telegram_schedule.TIME_PREFIX}:"))
         app.add_handler(CallbackQueryHandler(self.on_button))
         app.add_handler(MessageHandler(filters.REPLY & filters.TEXT & ~filters.COMMAND, self.on_reply))
         app.add_handler(MessageHandler(filters.REPLY & filters.Document.ALL, self.on_reply))  # an edited .md
@@ -346,6 +356,9 @@ class NewsroomBot:
         elif message is not None and (message.text or "").startswith("/"):
             await self._refuse_chat(update)  # commands get the refusal (with the chat id); chatter nothing
         raise ApplicationHandlerStop
+
+    def who(self, user) -> str:
+        return who(user)
 
     def is_approver(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self.approvers
@@ -567,6 +580,9 @@ class NewsroomBot:
             await query.answer("This approval is unknown. Nothing changed.", show_alert=True)
             return
         reviewer = who(query.from_user)
+        if press.action == "schedule":
+            await telegram_schedule.offer_times(self, query, gate, reviewer)
+            return
         if press.action == "approve":
             post = await posts.get_post(db, gate.thread_id) or {}
             result = await decisions.decide(self.client, db, gate.gate_id, action="approve", text=None,
@@ -652,6 +668,9 @@ class NewsroomBot:
                                  "Nothing changed.")
             return
         reviewer = who(user)
+        if prompt.action == telegram_schedule.SCHEDULE_ACTION:
+            await telegram_schedule.on_time_reply(self, msg, prompt, reviewer)
+            return
         post = await posts.get_post(db, (await approvals.get_gate(db, prompt.gate_id)).thread_id) or {}
         text, draft, section = msg.text, None, None
         if prompt.action in decisions.EDIT_ACTIONS:

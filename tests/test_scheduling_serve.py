@@ -32,8 +32,12 @@ def sched_llm(pg_url):
 
 
 @pytest.fixture(scope="module")
-def sched_env(pg_url, sched_llm, tmp_path_factory) -> dict:
+def sched_env(pg_url, sched_llm, tmp_path_factory, fake_telegram) -> dict:
+    from tests.fake_telegram import TOKEN
+
+    # The server's sweep tells a scheduled post's chat that it publishes now (through the fake Bot API).
     return dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_LLM_BASE_URL=sched_llm.base_url,
+                TELEGRAM_BOT_TOKEN=TOKEN, NEWSROOM_TELEGRAM_API_BASE_URL=fake_telegram.url,
                 NEWSROOM_LLM_PROVIDER="llamacpp", NEWSROOM_LLM_MAX_ATTEMPTS="1", NEWSROOM_LOG_LEVEL="INFO",
                 NEWSROOM_APPROVAL_SWEEP_INTERVAL_S="0.5", NEWSROOM_TIMEZONE="Europe/Berlin",
                 NEWSROOM_DATA_DIR=str(tmp_path_factory.mktemp("sched-serve")),
@@ -60,9 +64,22 @@ async def _wait_for(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def test_scheduled_publish_survives_a_server_kill_and_fires_once_at_its_time(db, sched_env, session_dir):
+@pytest.fixture(scope="module")
+def sched_server(sched_env, session_dir):
     server = AgentServer(free_port(), sched_env, session_dir / "sched-server.log").start()
-    try:
+    yield server
+    server.stop()
+
+
+def _running(server: AgentServer) -> AgentServer:
+    if server.proc is None or server.proc.poll() is not None:
+        server.start()
+    return server
+
+
+async def test_scheduled_publish_survives_a_server_kill_and_fires_once_at_its_time(db, sched_env, sched_server):
+    server = _running(sched_server)
+    if True:
         client = service_client(server.url)
         thread = await client.threads.create(metadata={"source": "test"})
         tid = thread["thread_id"]
@@ -106,12 +123,82 @@ async def test_scheduled_publish_survives_a_server_kill_and_fires_once_at_its_ti
         decisions = [e for e in events if e["kind"] == "human_decision"]
         assert len(decisions) == 1 and decisions[0]["actor"] == "ann"
         assert (await schedules.get_schedule(db, s.schedule_id)).state == "fired"
-        assert "no scheduled publishes" in _cli(sched_env, "scheduled").stdout or \
-            s.schedule_id not in _cli(sched_env, "scheduled").stdout
-    finally:
-        server.stop()
+        assert s.schedule_id not in _cli(sched_env, "scheduled").stdout
 
 
 async def _published(db, tid):
     post = await posts.get_post(db, tid)
     return post if post and post["status"] == "published" else None
+
+
+# --- Telegram: the "⏰ Publish at…" button, a typed time, /scheduled, /timezone ------------------------------
+
+async def test_telegram_publish_at_button_reply_scheduled_and_timezone(db, sched_server, fake_telegram):
+    from tests.approval_fixtures import APPROVER, GROUP_CHAT, NOT_APPROVER, polling_bot
+    from tests.test_telegram_bot import buttons, gate_message, start_post
+
+    fake = fake_telegram
+    server = _running(sched_server)
+
+    def reply_with(marker: str):
+        return lambda: next((m for m in reversed(fake.chat_messages(GROUP_CHAT)) if marker in (m.get("text") or "")), None)
+
+    async with polling_bot(fake.url, server.url):
+        # /timezone: validated, set by an approver only, then used to read and show times
+        fake.send_text(GROUP_CHAT, APPROVER, "/timezone Mars/Olympus")
+        await fake.wait_for(reply_with("unknown time zone 'Mars/Olympus'"), what="the zone refusal")
+        fake.send_text(GROUP_CHAT, NOT_APPROVER, "/timezone UTC")
+        await fake.wait_for(reply_with("Only approvers can change this chat's time zone"), what="the refusal")
+        fake.send_text(GROUP_CHAT, APPROVER, "/timezone Asia/Tokyo")
+        await fake.wait_for(reply_with("time zone is now Asia/Tokyo"), what="the zone set")
+
+        # 1) an offered time from the button, then /scheduled move brings it to a few seconds ahead
+        tid = await start_post(fake, GROUP_CHAT, APPROVER, "Scheduled from Telegram by a button")
+        gate = await gate_message(fake, GROUP_CHAT, tid)
+        assert "at…" in buttons(gate)
+        fake.press(GROUP_CHAT, APPROVER, gate, buttons(gate)["at…"])
+        offer = await fake.wait_for(reply_with("⏰ Publish draft v1 of “Scheduled from Telegram by a button”"),
+                                    what="the offered times")
+        assert "times in Asia/Tokyo" in offer["text"]
+        times = [b["callback_data"] for row in offer["reply_markup"]["inline_keyboard"] for b in row]
+        assert len(times) >= 3
+        fake.press(GROUP_CHAT, NOT_APPROVER, offer, times[0])  # refused, nothing claimed
+        fake.press(GROUP_CHAT, APPROVER, offer, times[0])  # "in 1 h"
+        note = await fake.wait_for(reply_with("⏰ Approved by"), what="the scheduled note")
+        assert "(Asia/Tokyo)" in note["text"]
+        s = await schedules.live_schedule_for(db, tid)
+        assert s is not None and s.scheduled_via == "telegram" and s.timezone == "Asia/Tokyo"
+        assert "reply_markup" not in fake.messages[(GROUP_CHAT, gate["message_id"])]  # gate buttons gone
+        # the Agent Server thread shows the schedule (Studio lists thread metadata)
+        thread = await service_client(server.url).threads.get(tid)
+        assert thread["metadata"]["scheduled_publish_at"] == s.publish_at.isoformat()
+
+        fake.send_text(GROUP_CHAT, NOT_APPROVER, "/scheduled")
+        await fake.wait_for(reply_with(s.schedule_id), what="the /scheduled list")
+        fake.send_text(GROUP_CHAT, NOT_APPROVER, f"/scheduled cancel {s.schedule_id}")
+        await fake.wait_for(reply_with("Only approvers can move or cancel"), what="the refusal")
+        fake.send_text(GROUP_CHAT, APPROVER, f"/scheduled move {s.schedule_id} 2020-01-01 09:00")
+        await fake.wait_for(reply_with("is in the past"), what="the past-time refusal")
+        fake.send_text(GROUP_CHAT, APPROVER, f"/scheduled move {s.schedule_id} in 2 s")
+        await fake.wait_for(reply_with(f"Schedule {s.schedule_id} now publishes at"), what="the move")
+        post = await _wait_for(lambda: _published(db, tid), 60, "the moved publish")
+        assert len(await posts.publications_for(db, tid)) == 1 and post["status"] == "published"
+        await fake.wait_for(reply_with("⏰ Publishing “Scheduled from Telegram by a button” now"),
+                            what="the sweep's notice in the chat")
+
+        # 2) a typed time, as a reply to the offer; a bad one first
+        tid2 = await start_post(fake, GROUP_CHAT, APPROVER, "Scheduled from Telegram by a reply")
+        gate2 = await gate_message(fake, GROUP_CHAT, tid2)
+        fake.press(GROUP_CHAT, APPROVER, gate2, buttons(gate2)["at…"])
+        offer2 = await fake.wait_for(reply_with("⏰ Publish draft v1 of “Scheduled from Telegram by a reply”"),
+                                     what="the offered times")
+        fake.send_text(GROUP_CHAT, APPROVER, "whenever", reply_to=offer2)
+        await fake.wait_for(reply_with("cannot read 'whenever'"), what="the unreadable-time refusal")
+        assert await schedules.live_schedule_for(db, tid2) is None
+        fake.send_text(GROUP_CHAT, APPROVER, "in 2 s", reply_to=offer2)
+        await _wait_for(lambda: _published(db, tid2), 60, "the typed-time publish")
+        assert len(await posts.publications_for(db, tid2)) == 1
+        # a press on the old gate now answers "already decided"
+        fake.press(GROUP_CHAT, APPROVER, gate2, buttons(gate2)["approve"])
+        await asyncio.sleep(1.0)
+        assert len(await posts.publications_for(db, tid2)) == 1

@@ -94,7 +94,7 @@ async def test_post_then_approve_publishes_and_reports_where(bot, fake_telegram,
     text = gate["text"]
     assert "accuracy 4 · calibration 4 · depth 4 · audience 4" in text and "mean 4.00" in text
     assert "Cost: $" in text and "tokens" in text and "Sources" in text
-    assert set(buttons(gate)) == {"approve", "revise", "reject", "edit", "edits"}
+    assert set(buttons(gate)) == {"approve", "revise", "reject", "edit", "edits", "at…"}
     # the draft itself went before the summary
     assert any(m.get("text", "").startswith("GQA and the KV cache\n\nGrouped-query attention")
                for m in fake.chat_messages(GROUP_CHAT))
@@ -292,7 +292,7 @@ async def test_a_failed_post_is_retried_from_the_chat_and_reaches_the_gate(bot, 
 
     fake.send_text(GROUP_CHAT, APPROVER, f"/retry {tid[-8:]}")
     gate = await gate_message(fake, GROUP_CHAT, tid)
-    assert set(buttons(gate)) == {"approve", "revise", "reject", "edit", "edits"}
+    assert set(buttons(gate)) == {"approve", "revise", "reject", "edit", "edits", "at…"}
     assert (await posts.get_post(db, tid))["status"] == "awaiting_approval"
     retried = [e for e in await posts.list_events(db, tid) if e["kind"] == "retry"]
     assert [(e["from_status"], e["to_status"]) for e in retried] == [("failed", "researching")]
