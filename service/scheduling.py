@@ -377,3 +377,25 @@ async def sweep_once(client, db: Database, settings: Settings, notifier: Notifie
     for name, values in base.model_dump().items():
         getattr(report, name).extend(values)
     return report
+
+
+# --- the web page (service/web_ui.py) -------------------------------------------------------------
+
+async def web_context(db: Database, thread_id: str) -> dict[str, Any]:
+    """What the run page shows about scheduling: the pending schedule, the zone a typed time is read in."""
+    s = await schedules.live_schedule_for(db, thread_id)
+    tz = get_settings().timezone
+    return {"schedule": s, "schedule_when": rules.format_local(s.publish_at, s.timezone) if s else None,
+            "timezone": tz}
+
+
+async def web_schedule(client, db: Database, gate_id: str, when: str, *, tz: str | None, reviewer: str) -> str:
+    """The run page's "publish at" field: the flash message (scheduled, or why not; nothing changed then)."""
+    try:
+        zone_name = rules.zone(tz).key if (tz or "").strip() else get_settings().timezone
+        s = await schedule_gate(client, db, gate_id, when=when, tz=zone_name, reviewer=reviewer, via="web")
+    except (ScheduleError, ScheduleRefused) as err:
+        text = str(err)
+        return text if text.endswith("Nothing changed.") else f"{text}. Nothing changed."
+    return (f"Approved: publishes at {rules.format_local(s.publish_at, s.timezone)} (schedule {s.schedule_id}; "
+            f"`newsroom scheduled` or /scheduled moves or cancels it).")

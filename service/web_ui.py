@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Identity, Settings, get_settings
 from service import approvals as decisions
+from service import scheduling
 from service.http_guard import request_scheme
 from storage import approvals, posts, sessions
 from storage.db import get_database
@@ -316,7 +317,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                       missing=missing_destinations(post, pubs, get_settings().publish_destinations),
                       can_decide=request.user.who.can_decide, shared_login=request.user.shared,
                       edit_text=f"# {draft.get('title', '')}\n\n{draft.get('body', '')}" if draft else "",
-                      edit_max_chars=get_settings().edit_max_chars)
+                      edit_max_chars=get_settings().edit_max_chars, **await scheduling.web_context(db, tid))
         resp.delete_cookie(FLASH_COOKIE, path=BASE)
         return resp
 
@@ -357,6 +358,10 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         if gate is not None and gate.thread_id != tid:
             return message(request, "Refused", "That decision belongs to another run. Nothing changed.", 400)
         post = await posts.get_post(db, tid) or {}
+        if action == "approve" and (form.get("publish_at") or "").strip():  # approve now, publish at a time
+            msg = await scheduling.web_schedule(client_factory(), db, form.get("gate_id", ""), form["publish_at"],
+                                                tz=form.get("tz"), reviewer=reviewer)
+            return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", public_reason(msg))
         start_run = None
         if start_run_hook is not None:
             chat = (post.get("metadata") or {}).get("chat_id")

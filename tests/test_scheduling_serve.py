@@ -17,6 +17,7 @@ import pytest
 
 from storage import posts, schedules
 from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
+from tests.approval_fixtures import WEB_TOKEN
 from tests.scripted_llm import ScriptedLLM
 from tests.server_fixtures import AgentServer, free_port, service_client
 
@@ -37,7 +38,7 @@ def sched_env(pg_url, sched_llm, tmp_path_factory, fake_telegram) -> dict:
 
     # The server's sweep tells a scheduled post's chat that it publishes now (through the fake Bot API).
     return dict(os.environ, DATABASE_URL=pg_url, NEWSROOM_LLM_BASE_URL=sched_llm.base_url,
-                TELEGRAM_BOT_TOKEN=TOKEN, NEWSROOM_TELEGRAM_API_BASE_URL=fake_telegram.url,
+                TELEGRAM_BOT_TOKEN=TOKEN, NEWSROOM_TELEGRAM_API_BASE_URL=fake_telegram.url, NEWSROOM_WEB_TOKEN=WEB_TOKEN,
                 NEWSROOM_LLM_PROVIDER="llamacpp", NEWSROOM_LLM_MAX_ATTEMPTS="1", NEWSROOM_LOG_LEVEL="INFO",
                 NEWSROOM_APPROVAL_SWEEP_INTERVAL_S="0.5", NEWSROOM_TIMEZONE="Europe/Berlin",
                 NEWSROOM_DATA_DIR=str(tmp_path_factory.mktemp("sched-serve")),
@@ -202,3 +203,40 @@ async def test_telegram_publish_at_button_reply_scheduled_and_timezone(db, sched
         fake.press(GROUP_CHAT, APPROVER, gate2, buttons(gate2)["approve"])
         await asyncio.sleep(1.0)
         assert len(await posts.publications_for(db, tid2)) == 1
+
+
+# --- the web page's "publish at" field --------------------------------------------------------------------
+
+async def test_web_publish_at_field_schedules_and_the_sweep_publishes_once(db, sched_server):
+    import httpx
+
+    server = _running(sched_server)
+    client = service_client(server.url)
+    tid = (await client.threads.create(metadata={"source": "web-test"}))["thread_id"]
+    await client.runs.wait(tid, "newsroom", input={"topic": "Scheduled on the web page", "requester": "web-test",
+                                                   "source": "api"})
+    base, auth = f"{server.url}/newsroom/ui", {"Authorization": f"Bearer {WEB_TOKEN}"}
+    async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http:
+        page = await http.get(f"{base}/runs/{tid}", headers=auth)
+        assert "id=publish-at" in page.text and "value='Europe/Berlin'" in page.text
+        gate_id = page.text.split("name=gate_id value='")[1].split("'")[0]
+
+        async def _post(**fields):
+            resp = await http.post(f"{base}/runs/{tid}/decide", headers=auth,
+                                   data={"action": "approve", "gate_id": gate_id, "reviewer": "wes", **fields})
+            assert resp.status_code == 303
+            return (await http.get(server.url + resp.headers["location"], headers=auth)).text
+
+        assert "cannot read" in await _post(publish_at="next blue moon")
+        assert "unknown time zone" in await _post(publish_at="in 2 s", tz="Mars/Olympus")
+        assert await schedules.live_schedule_for(db, tid) is None  # nothing claimed by the refusals
+        shown = await _post(publish_at="in 2 s", tz="America/New_York")
+        assert "Approved: publishes at" in shown and "(America/New_York)" in shown
+        s = await schedules.live_schedule_for(db, tid)
+        if s is not None:  # not fired yet: the page says when
+            page = await http.get(f"{base}/runs/{tid}", headers=auth)
+            assert "id=scheduled" in page.text or (await _published(db, tid))
+        await _wait_for(lambda: _published(db, tid), 60, "the web-scheduled publish")
+        assert len(await posts.publications_for(db, tid)) == 1
+        decided = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
+        assert [e["actor"] for e in decided] == ["wes (web)"]
