@@ -326,13 +326,21 @@ def reject(thread_id: str, reason: str, reviewer: str, draft_version: int | None
 @main.command()
 @click.argument("thread_id")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
-def retry(thread_id: str, reviewer: str) -> None:
+@click.option("--resend", "resend", default=None, metavar="DEST",
+              help="a send to DEST whose outcome was unknown did NOT arrive: send it again")
+@click.option("--sent", "sent", default=None, metavar="DEST",
+              help="a send to DEST whose outcome was unknown DID arrive: record it, do not send again")
+def retry(thread_id: str, reviewer: str, resend: str | None, sent: str | None) -> None:
     """Run a FAILED post again from its last checkpoint (e.g. after its LLM endpoint came back)."""
     from service.runner import NothingToRetry, ThreadBusy
     from service.runner import retry as retry_failed
     from tools.local_llm import local_llm_if_needed
 
     thread_id = _full_thread_id(thread_id)
+    if resend or sent:
+        from service.schedule_cmd import settle_send
+
+        settle_send(thread_id, destination=resend or sent, sent=bool(sent), actor=reviewer)
     with _resumable_on_interrupt(thread_id), local_llm_if_needed(get_settings()):
         try:
             snap = _run(retry_failed(thread_id, actor=reviewer, progress=_progress))

@@ -75,6 +75,20 @@ def print_schedule_of(thread_id: str) -> None:
                    + (f"; last try failed: {s.last_error}" if s.last_error else ""))
 
 
+def settle_send(thread_id: str, *, destination: str, sent: bool, actor: str) -> None:
+    """`newsroom retry --resend DEST | --sent DEST`: a human's word on a send whose outcome was unknown."""
+    from storage.db import get_database
+    from tools.publish import settle_uncertain_send
+
+    async def _go():
+        return await settle_uncertain_send(await get_database(), thread_id, destination, sent=sent, actor=actor)
+
+    n = _run(_go())
+    if n == 0:
+        raise click.ClickException(f"no send to {destination} of unknown outcome for {thread_id}: nothing to settle")
+    click.echo(f"{destination}: {'recorded as arrived' if sent else 'will be sent again'} ({n} send)")
+
+
 def scheduling_refused():
     from service.scheduling import ScheduleRefused
 

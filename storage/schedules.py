@@ -223,14 +223,20 @@ async def cancel_recurring(db: Database, recurring_id: str, *, canceled_by: str)
 
 # --- send intents (tools/publish.py) --------------------------------------------------------------
 
-async def record_intent(db: Database, *, publish_key: str, thread_id: str, destination: str) -> bool:
+async def record_intent(db: Database, *, publish_key: str, thread_id: str, destination: str, draft_hash: str,
+                        title: str) -> bool:
     """True if this send's intent is new; False if one was recorded before (a send started and its
     outcome is unknown)."""
     async def _work(conn):
-        return await (await conn.execute(q.INSERT_INTENT, {"publish_key": publish_key, "thread_id": thread_id,
-                                                           "destination": destination})).fetchone() is not None
+        return await (await conn.execute(q.INSERT_INTENT, {
+            "publish_key": publish_key, "thread_id": thread_id, "destination": destination, "draft_hash": draft_hash,
+            "title": title})).fetchone() is not None
 
     return await db.transaction(_work)
+
+
+async def open_intents(db: Database, thread_id: str, destination: str) -> list[dict]:
+    return await db.fetch(q.SELECT_OPEN_INTENTS, {"thread_id": thread_id, "destination": destination})
 
 
 async def get_intent(db: Database, publish_key: str) -> dict | None:

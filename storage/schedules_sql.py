@@ -103,9 +103,17 @@ RETURNING *
 """
 
 INSERT_INTENT = """
-INSERT INTO publish_intents (publish_key, thread_id, destination) VALUES (%(publish_key)s, %(thread_id)s, %(destination)s)
+INSERT INTO publish_intents (publish_key, thread_id, destination, draft_hash, title)
+VALUES (%(publish_key)s, %(thread_id)s, %(destination)s, %(draft_hash)s, %(title)s)
 ON CONFLICT (publish_key) DO NOTHING
 RETURNING started_at
+"""
+# Intents of a thread's destination with no publications row: sends whose outcome is unknown.
+SELECT_OPEN_INTENTS = """
+SELECT i.* FROM publish_intents i
+ WHERE i.thread_id = %(thread_id)s AND i.destination = %(destination)s
+   AND NOT EXISTS (SELECT 1 FROM publications p WHERE p.publish_key = i.publish_key)
+ ORDER BY i.started_at
 """
 SELECT_INTENT = "SELECT * FROM publish_intents WHERE publish_key = %(publish_key)s"
 DELETE_INTENT = "DELETE FROM publish_intents WHERE publish_key = %(publish_key)s"

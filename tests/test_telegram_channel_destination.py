@@ -56,3 +56,62 @@ def test_a_refused_message_fails_with_the_reason_and_no_token(fake_telegram):
     with pytest.raises(PublishFailed) as err:
         dest.publish(Rendered(publish_key="k", slug="s", title="T", markdown="m", html=""))
     assert "HTTP 401" in str(err.value) and "wrong-token" not in str(err.value)
+
+
+async def test_a_crash_after_telegram_took_the_message_is_not_resent_blindly(db, llm, channel, monkeypatch):
+    """The process dies after the Bot API accepted the message and before its ledger row: the replay
+    finds the send intent without the row and does not send again; the post fails saying so; the
+    human's word (`newsroom retry --sent telegram_channel`) records it and the post is published with
+    the one message in the channel."""
+    from service.recovery import recover
+    from service.runner import retry
+    from tools import publish
+    from tools.publish import settle_uncertain_send
+
+    fake = channel
+    before = len(fake.chat_messages(CHANNEL))
+    snap = await start_post("Crash after the channel took it")
+    real = posts.record_publication
+
+    async def dies_after_the_send(db_, **kw):
+        if kw["destination"] == "telegram_channel":
+            raise RuntimeError("killed between the send and its ledger row")
+        return await real(db_, **kw)
+
+    monkeypatch.setattr(publish.posts, "record_publication", dies_after_the_send)
+    with pytest.raises(RuntimeError, match="killed between"):
+        await resume(snap.thread_id, {"action": "approve", "reviewer": "cy"})
+    monkeypatch.setattr(publish.posts, "record_publication", real)
+    assert len(fake.chat_messages(CHANNEL)) == before + 1  # Telegram has it
+    await recover(thread_ids=[snap.thread_id])  # the replay
+    post = await posts.get_post(db, snap.thread_id)
+    assert post["status"] == "failed" and "outcome is unknown" in post["status_reason"]
+    assert len(fake.chat_messages(CHANNEL)) == before + 1  # not sent again
+    assert {r["destination"] for r in await posts.publications_for(db, snap.thread_id)} == {"static_site"}
+    assert await settle_uncertain_send(db, snap.thread_id, "telegram_channel", sent=True, actor="cy") == 1
+    done = await retry(snap.thread_id, actor="cy")
+    assert done.values["outcome"] == "published"
+    assert (await posts.get_post(db, snap.thread_id))["status"] == "published"
+    assert len(fake.chat_messages(CHANNEL)) == before + 1
+    rows = {r["destination"]: r for r in await posts.publications_for(db, snap.thread_id)}
+    assert rows["telegram_channel"]["location"] == "telegram_channel: confirmed by cy"
+
+
+async def test_a_definite_refusal_forgets_the_intent_so_a_retry_sends(db, llm, channel, monkeypatch):
+    from service.runner import retry
+    from tools.publish import TelegramChannelDestination as Dest
+
+    fake = channel
+    before = len(fake.chat_messages(CHANNEL))
+    snap = await start_post("Refused once by the channel")
+    real = Dest.publish
+
+    def refused(self, item):
+        raise PublishFailed("telegram channel: HTTP 400 chat not found")
+
+    monkeypatch.setattr(Dest, "publish", refused)
+    done = await resume(snap.thread_id, {"action": "approve", "reviewer": "cy"})
+    assert done.values["outcome"] == "failed"
+    monkeypatch.setattr(Dest, "publish", real)
+    done = await retry(snap.thread_id, actor="cy")
+    assert done.values["outcome"] == "published" and len(fake.chat_messages(CHANNEL)) == before + 1

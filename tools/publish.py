@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from storage import posts
+from storage import posts, schedules
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,13 @@ def atom_feed(entries: list[tuple[str, dict]], link_base: str | None = None) -> 
 
 
 class PublishFailed(RuntimeError):
-    """A destination refused or never took the post (after its retries): the reason, no secret in it."""
+    """A destination refused or never took the post (after its retries): the reason, no secret in it.
+    maybe_sent: the destination may have taken it all the same (a request cut off after it was sent);
+    a destination without idempotency keys is then not sent to again without a human's word."""
+
+    def __init__(self, message: str, *, maybe_sent: bool = False):
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 SIGNATURE_HEADER = "X-Newsroom-Signature"
@@ -318,9 +324,14 @@ class TelegramChannelDestination:
     """The post's title, summary and link sent to a Telegram channel by the bot (Bot API sendMessage,
     plain text: nothing in the post is parsed as markup). Retried with backoff on a network error, 429
     (its retry_after) or 5xx. The Bot API has no idempotency key: a crash after Telegram took the
-    message and before its ledger row is written sends it again on the replay (README, Destinations)."""
+    message and before its ledger row is written cannot be told from one where it never arrived:
+    publish_everywhere records a send intent before the send and, on a replay that finds the intent
+    without its ledger row, does not send again; it fails the post saying so, and the human checks
+    the channel (`newsroom retry THREAD --resend telegram_channel` or `--sent telegram_channel`).
+    For the same reason a request cut off after it went out (a read timeout) is not retried."""
 
     name = "telegram_channel"
+    idempotent = False  # no idempotency key in the Bot API: publish_everywhere guards it with an intent
 
     def __init__(self, token: str, chat: str, *, api_base_url: str = "https://api.telegram.org",
                  link_base: str | None = None, max_attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 15.0):
@@ -342,9 +353,13 @@ class TelegramChannelDestination:
             def attempt() -> str:
                 try:
                     resp = http.post(url, data=data)
-                except httpx.TransportError as err:
+                except (httpx.ConnectError, httpx.ConnectTimeout) as err:
                     last.append(type(err).__name__)  # never the URL: it holds the bot token
-                    raise _Retryable from None
+                    raise _Retryable from None  # never reached Telegram: safe to send again
+                except httpx.TransportError as err:
+                    # Sent, then cut off: Telegram may have taken it. Not resent blindly.
+                    raise PublishFailed(f"telegram channel {self.chat}: the request was cut off after it was sent "
+                                        f"({type(err).__name__}); the message may have arrived", maybe_sent=True) from None
                 answer = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
                 if resp.status_code == 200 and answer.get("ok"):
                     return f"telegram:{self.chat}/{answer['result']['message_id']}"
@@ -366,6 +381,22 @@ class TelegramChannelDestination:
                 raise PublishFailed(f"telegram channel {self.chat}: not sent after {self.max_attempts} attempts "
                                     f"({'; '.join(last[-3:])})") from None
         raise PublishFailed("telegram channel: not attempted")
+
+
+async def settle_uncertain_send(db: Database, thread_id: str, destination: str, *, sent: bool, actor: str) -> int:
+    """A human's word on sends whose outcome was unknown (an intent without its ledger row):
+    sent=True records them as published (the message did arrive), sent=False forgets the intent so
+    the next retry sends again. Returns how many were settled."""
+    settled = 0
+    for intent in await schedules.open_intents(db, thread_id, destination):
+        if sent:
+            await posts.record_publication(db, publish_key=intent["publish_key"], thread_id=thread_id,
+                                           destination=destination, location=f"{destination}: confirmed by {actor}",
+                                           draft_hash=intent["draft_hash"], title=intent["title"], complete=False)
+        else:
+            await schedules.clear_intent(db, intent["publish_key"])
+        settled += 1
+    return settled
 
 
 def destinations_from_settings(settings) -> list[Destination]:
@@ -419,13 +450,31 @@ async def publish_everywhere(db: Database, destinations: list[Destination], *, t
             log.info("publish key %s already in the ledger: not publishing to %s again", key, dest.name)
             out.append((existing, False))
             continue
-        if isinstance(dest, WebhookDestination):
-            location = await asyncio.to_thread(dest.publish, item, idempotency_key=key)
-        else:
-            location = await asyncio.to_thread(dest.publish, item)  # file I/O off the event loop
+        guarded = not getattr(dest, "idempotent", True)
+        if guarded and not await schedules.record_intent(db, publish_key=key, thread_id=thread_id,
+                                                         destination=dest.name, draft_hash=draft_hash, title=item.title):
+            intent = await schedules.get_intent(db, key) or {}
+            raise PublishFailed(
+                f"{dest.name}: a send started at {intent.get('started_at')} and its outcome is unknown (the process may "
+                f"have stopped after the destination took it): not sent again. Check it, then `newsroom retry "
+                f"{thread_id} --resend {dest.name}` to send it, or `--sent {dest.name}` if it arrived")
+        try:
+            if isinstance(dest, WebhookDestination):
+                location = await asyncio.to_thread(dest.publish, item, idempotency_key=key)
+            else:
+                location = await asyncio.to_thread(dest.publish, item)  # file I/O off the event loop
+        except PublishFailed as err:
+            if guarded and not err.maybe_sent:
+                await schedules.clear_intent(db, key)  # refused for sure: a retry may send it
+            raise
         rest_done = all([await posts.get_publication(db, k) is not None for k in keys[i + 1:]])
         recorded = await posts.record_publication(
             db, publish_key=key, thread_id=thread_id, destination=dest.name, location=location,
             draft_hash=draft_hash, title=item.title, complete=rest_done)
         out.append((await posts.get_publication(db, key), recorded))
+    if keys and not any(fresh for _, fresh in out):
+        # Every row was there already, one of them recorded by a human's word on a send of unknown
+        # outcome (settle_uncertain_send), which cannot know it was the last: complete the post now.
+        await posts.transition(db, thread_id, "published", actor="publisher", unless_in=("published",),
+                               detail={"publish_key": item.publish_key, "replayed": True})
     return out

@@ -70,5 +70,8 @@ CREATE TABLE IF NOT EXISTS publish_intents (
     publish_key  TEXT PRIMARY KEY,
     thread_id    TEXT NOT NULL REFERENCES posts (thread_id) ON DELETE CASCADE,
     destination  TEXT NOT NULL,
+    draft_hash   TEXT NOT NULL,
+    title        TEXT NOT NULL,
     started_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS publish_intents_thread_idx ON publish_intents (thread_id);
