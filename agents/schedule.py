@@ -96,12 +96,17 @@ def parse_publish_time(text: str, *, tz: str, now: datetime) -> datetime:
             raise ScheduleError(f"cannot read {raw!r} as a time: use e.g. 2026-12-02 09:00 (in {zi.key}), "
                                 "2026-12-02T09:00+01:00, tomorrow 09:00, 18:30 or in 2 h") from None
         when = parsed if parsed.tzinfo is not None else _local(parsed.date(), parsed.time(), zi)
-    when = when.astimezone(UTC)
+    return checked_window(when, tz=zi.key, now=now)
+
+
+def checked_window(when: datetime, *, tz: str, now: datetime) -> datetime:
+    """WHEN (UTC) if it is after NOW and within a year of it; a clear error otherwise."""
+    when, now = when.astimezone(UTC), now.astimezone(UTC)
     if when <= now:
-        raise ScheduleError(f"{format_local(when, zi.key)} is in the past (now it is {format_local(now, zi.key)}): "
+        raise ScheduleError(f"{format_local(when, tz)} is in the past (now it is {format_local(now, tz)}): "
                             "give a later time, or approve without one to publish now")
     if when - now > MAX_AHEAD:
-        raise ScheduleError(f"{format_local(when, zi.key)} is more than a year ahead: give an earlier time")
+        raise ScheduleError(f"{format_local(when, tz)} is more than a year ahead: give an earlier time")
     return when
 
 
@@ -202,5 +207,5 @@ def topic_for(topics: list[str], index: int) -> str:
     return topics[index % len(topics)]
 
 
-__all__ = ["ScheduleError", "zone", "known_zone", "parse_publish_time", "is_due", "format_local", "offered_times",
+__all__ = ["ScheduleError", "zone", "known_zone", "parse_publish_time", "checked_window", "is_due", "format_local", "offered_times",
            "Recurrence", "parse_recurrence", "next_occurrence", "parse_topics", "topic_for", "MAX_AHEAD"]

@@ -118,10 +118,8 @@ async def schedule_gate(client, db: Database, gate_id: str, *, when: str | datet
                         chat_id: int | None = None, now: datetime | None = None) -> Schedule:
     """A channel's "publish at": the gate the human was shown, checked against the interrupt the
     Agent Server holds (as decisions.decide checks it), approved now and delivered at WHEN."""
-    publish_at = (when.astimezone(UTC) if isinstance(when, datetime)
+    publish_at = (rules.checked_window(when, tz=tz, now=now or _now()) if isinstance(when, datetime)
                   else rules.parse_publish_time(when, tz=tz, now=now or _now()))
-    if publish_at <= (now or _now()):
-        raise ScheduleError(f"{rules.format_local(publish_at, tz)} has passed: pick a later time")
     gate = await approvals.get_gate(db, gate_id)
     if gate is None:
         raise ScheduleRefused("This approval is unknown (it may belong to another server). Nothing changed.")
@@ -140,6 +138,11 @@ async def _claim(db: Database, gate, *, publish_at: datetime, tz: str, reviewer:
                  chat_id: int | None, client) -> Schedule:
     if gate.decided:
         raise ScheduleRefused(await already_decided(db, gate))
+    if chat_id is None:  # approved on the CLI: the post's own chat still hears when it publishes
+        chat_id = gate.chat_id
+        if chat_id is None:
+            chat = ((await posts.get_post(db, gate.thread_id) or {}).get("metadata") or {}).get("chat_id")
+            chat_id = int(chat) if chat is not None else None
     try:
         s, _token = await schedules.claim_and_schedule(db, gate_id=gate.gate_id, thread_id=gate.thread_id,
                                                        reviewer=reviewer, via=via, publish_at=publish_at, timezone=tz,
@@ -258,10 +261,11 @@ async def fire_due(db: Database, start_resume: StartResume, *, report: ScheduleS
         await approvals.set_gate_run(db, s.gate_id, run_id)
         await _record(db, s, "publish_schedule_fired", "sweep", run_id=run_id)
         report.fired.append(s.thread_id)
-        if notifier is not None and gate.chat_id is not None:
+        chat = s.chat_id if s.chat_id is not None else gate.chat_id
+        if notifier is not None and chat is not None:
             post = await posts.get_post(db, s.thread_id) or {}
             try:
-                await notifier.notify(gate, "scheduled", f"⏰ Publishing “{post.get('topic', '')}” now, as "
+                await notifier.notify(gate.model_copy(update={"chat_id": chat}), "scheduled", f"⏰ Publishing “{post.get('topic', '')}” now, as "
                                                          f"{s.scheduled_by} scheduled. /status {s.thread_id[-8:]} "
                                                          "shows where it went.")
             except Exception as err:  # noqa: BLE001 - the publish goes on; the notice is a courtesy

@@ -240,3 +240,41 @@ async def test_web_publish_at_field_schedules_and_the_sweep_publishes_once(db, s
         assert len(await posts.publications_for(db, tid)) == 1
         decided = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
         assert [e["actor"] for e in decided] == ["wes (web)"]
+
+
+# --- recurring topics through the server's sweep ------------------------------------------------------------
+
+async def test_recurring_topic_list_is_started_by_the_server_sweep_once(db, sched_env, sched_server, tmp_path):
+    server = _running(sched_server)
+    topics = tmp_path / "topics.txt"
+    topics.write_text("# weekly explainers\nRecurring: what GQA shares\nRecurring: what MQA gives up\n")
+    bad = _cli(sched_env, "schedule-topic", "--every", "weekly", "--at", "09:00", "--topics", str(topics))
+    assert bad.returncode != 0 and "needs a day and a time" in bad.stderr
+    made = _cli(sched_env, "schedule-topic", "--every", "weekly", "--at", "Mon 09:00", "--topics", str(topics),
+                "--requester", "rita")
+    assert made.returncode == 0, made.stderr
+    rid = made.stdout.split()[1].rstrip(":")
+    rec = await schedules.get_recurring(db, rid)
+    assert rec is not None and rec.timezone == "Europe/Berlin" and rec.next_run_at > datetime.now(UTC)
+    assert rid in _cli(sched_env, "recurring").stdout
+
+    async def _due(conn):  # its Monday comes (the test moves the clock's hand, not the clock)
+        await conn.execute("UPDATE recurring_topics SET next_run_at = now() WHERE recurring_id = %(r)s", {"r": rid})
+
+    await db.transaction(_due)
+    tid = schedules.occurrence_thread_id(rid, 0)
+
+    async def _at_gate():
+        post = await posts.get_post(db, tid)
+        return post if post and post["status"] == "awaiting_approval" else None
+
+    post = await _wait_for(_at_gate, 90, "the recurring post at its gate")
+    assert post["topic"] == "Recurring: what GQA shares" and post["requester"] == "rita"
+    state = await service_client(server.url).threads.get_state(tid)
+    assert state["next"] == ["human_approval"]  # an Agent Server run: Studio shows it
+    await asyncio.sleep(1.5)  # more sweeps: no second post for the same occurrence
+    after = await schedules.get_recurring(db, rid)
+    assert after.next_index == 1 and after.last_thread_id == tid and after.next_run_at > datetime.now(UTC)
+    assert await posts.get_post(db, schedules.occurrence_thread_id(rid, 1)) is None
+    canceled = _cli(sched_env, "recurring", "--cancel", rid)
+    assert canceled.returncode == 0 and rid not in _cli(sched_env, "recurring").stdout
