@@ -219,3 +219,31 @@ async def test_a_crash_between_the_fire_and_the_resume_is_redelivered_by_recover
     assert await scheduling.fire_due(db, scheduling.in_process_resume()) == []
     again = await recover(thread_ids=[snap.thread_id])
     assert again.redelivered == [] and len(await posts.publications_for(db, snap.thread_id)) == 1
+
+
+async def test_two_processes_firing_at_once_publish_each_schedule_once(db, llm, pg_url):
+    """Two `newsroom scheduled --fire-due` processes started together on the same due schedules."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    snaps = [await _waiting_post(f"Two processes fire {i}") for i in range(2)]
+    made = [await scheduling.schedule_pending(db, _pending(s), when="in 1 h", tz="UTC", reviewer="ann", via="cli")
+            for s in snaps]
+    for s in made:
+        await _make_due(db, s.schedule_id)
+    env = dict(os.environ, DATABASE_URL=pg_url)
+    root = Path(__file__).resolve().parent.parent
+    procs = [subprocess.Popen([sys.executable, "-m", "service.cli", "scheduled", "--fire-due"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    fired = [line for out, _ in outs for line in out.splitlines() if line.startswith("fired ")]
+    assert sum(int(line.split()[1].rstrip(":")) for line in fired) >= len(made)  # other tests' due rows may join
+    for s in made:
+        assert (await posts.get_post(db, s.thread_id))["status"] == "published"
+        assert len(await posts.publications_for(db, s.thread_id)) == 1
+        events = await posts.list_events(db, s.thread_id)
+        assert [e["kind"] for e in events].count("publish_schedule_fired") == 1
+        assert [e["kind"] for e in events].count("human_decision") == 1
