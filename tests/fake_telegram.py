@@ -75,6 +75,9 @@ class FakeTelegram:
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        # sendMessage answers this many seconds AFTER it took the message: a client that times out
+        # first saw its request cut off although Telegram has the message (a test sets it, then 0).
+        self.stall_send_s = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
@@ -125,6 +128,8 @@ class FakeTelegram:
             result = await handler(params) if asyncio.iscoroutinefunction(handler) else handler(params)
         except _BadRequest as err:
             return JSONResponse({"ok": False, "error_code": 400, "description": f"Bad Request: {err}"}, status_code=400)
+        if method == "sendMessage" and self.stall_send_s > 0:
+            await asyncio.sleep(self.stall_send_s)
         return self._ok(result)
 
     async def _file(self, request: Request) -> Response:

@@ -115,3 +115,43 @@ async def test_a_definite_refusal_forgets_the_intent_so_a_retry_sends(db, llm, c
     monkeypatch.setattr(Dest, "publish", real)
     done = await retry(snap.thread_id, actor="cy")
     assert done.values["outcome"] == "published" and len(fake.chat_messages(CHANNEL)) == before + 1
+
+
+async def test_a_reply_lost_after_telegram_took_the_message_is_not_retried_nor_replayed(db, llm, channel, monkeypatch):
+    """Telegram takes the message and its answer never arrives in time (a read timeout): the send
+    is not retried, the intent stays, the post fails saying the outcome is unknown, and a replay does
+    not send again; `--resend` (the human saw it missing) sends it once more."""
+    from service.recovery import recover
+    from service.runner import retry
+    from tools.publish import settle_uncertain_send
+
+    from graphs import desks
+
+    fake = channel
+    dest = TelegramChannelDestination(TOKEN, str(CHANNEL), api_base_url=fake.url, max_attempts=4, backoff_s=0.01,
+                                      timeout_s=0.3)
+    configured = desks.destinations_from_settings
+    # The configured pair, the channel with a short read timeout (the setting's 15 s would make a slow test).
+    monkeypatch.setattr(desks, "destinations_from_settings",
+                        lambda settings: [d if d.name != "telegram_channel" else dest for d in configured(settings)])
+    before = len(fake.chat_messages(CHANNEL))
+    fake.stall_send_s = 1.0
+    try:
+        with pytest.raises(PublishFailed) as err:
+            dest.publish(Rendered(publish_key="k-stall", slug="s", title="T", markdown="m", html=""))
+        assert err.value.maybe_sent and "may have arrived" in str(err.value)
+        assert len(fake.chat_messages(CHANNEL)) == before + 1  # taken once, not retried
+
+        snap = await start_post("The channel's answer was lost")
+        done = await resume(snap.thread_id, {"action": "approve", "reviewer": "cy"})
+        assert done.values["outcome"] == "failed" and "may have arrived" in done.values["error"]
+    finally:
+        fake.stall_send_s = 0.0
+    assert len(fake.chat_messages(CHANNEL)) == before + 2
+    await recover(thread_ids=[snap.thread_id])
+    again = await retry(snap.thread_id, actor="cy")
+    assert again.values["outcome"] == "failed" and "outcome is unknown" in again.values["error"]
+    assert len(fake.chat_messages(CHANNEL)) == before + 2  # neither the replay nor the retry resent it
+    assert await settle_uncertain_send(db, snap.thread_id, "telegram_channel", sent=False, actor="cy") == 1
+    final = await retry(snap.thread_id, actor="cy")
+    assert final.values["outcome"] == "published" and len(fake.chat_messages(CHANNEL)) == before + 3
