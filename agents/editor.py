@@ -15,56 +15,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from agents.models import (  # noqa: F401 - the verdict models are re-exported: callers import them from here
+    DIMENSIONS, MAX_CHECKED_CLAIMS, CitationReport, ClaimResult, ClaimStatus, ClaimVerdict, ClaimVerdicts,
+    DimensionReasoning, EditorVerdict, Flag, Review, Score, as_decimal, mean_score,
+)
 from agents.prompts import RenderedPrompt, load_prompt
 
 log = logging.getLogger(__name__)
 
-Score = Literal[1, 2, 3, 4, 5]  # an enum, not min/max: llama.cpp grammars keep enums, drop bounds
-Flag = Literal["none", "confident_hallucination"]
-DIMENSIONS = ("technical_accuracy", "calibration", "mechanistic_depth", "audience_calibration")
 
 GATE_MIN_TECHNICAL_ACCURACY = Decimal("3.0")
 GATE_MIN_CALIBRATION = Decimal("3.0")
 GATE_MIN_MEAN = Decimal("3.25")
-
-
-class DimensionReasoning(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    technical_accuracy: str = Field(max_length=600)
-    calibration: str = Field(max_length=600)
-    mechanistic_depth: str = Field(max_length=600)
-    audience_calibration: str = Field(max_length=600)
-
-
-class EditorVerdict(BaseModel):
-    """What the judge must return. Anything else is a judge failure, never an approval."""
-
-    model_config = ConfigDict(extra="forbid")
-    technical_accuracy: Score
-    calibration: Score
-    mechanistic_depth: Score
-    audience_calibration: Score
-    flag: Flag
-    reasoning: DimensionReasoning
-
-    @property
-    def scores(self) -> dict[str, int]:
-        return {d: getattr(self, d) for d in DIMENSIONS}
-
-    @property
-    def mean(self) -> float:
-        return float(mean_score(*self.scores.values()))
-
-
-def _dec(x: float | int) -> Decimal:
-    # Decimal from the printed value: 3.25 stays 3.25, no binary-float drift at the boundary.
-    return Decimal(str(x))
-
-
-def mean_score(technical_accuracy, calibration, mechanistic_depth, audience_calibration) -> Decimal:
-    return (_dec(technical_accuracy) + _dec(calibration) + _dec(mechanistic_depth) + _dec(audience_calibration)) / 4
 
 
 def approve_or_revise(
@@ -73,7 +36,7 @@ def approve_or_revise(
     """The Editor's gate, exactly as calibrated. Pure: no I/O, no model."""
     if flag == "confident_hallucination":
         return "reject"
-    if _dec(technical_accuracy) < GATE_MIN_TECHNICAL_ACCURACY or _dec(calibration) < GATE_MIN_CALIBRATION:
+    if as_decimal(technical_accuracy) < GATE_MIN_TECHNICAL_ACCURACY or as_decimal(calibration) < GATE_MIN_CALIBRATION:
         return "reject"
     mean = mean_score(technical_accuracy, calibration, mechanistic_depth, audience_calibration)
     return "approve" if mean >= GATE_MIN_MEAN else "reject"
@@ -152,7 +115,6 @@ async def review_draft(
     A draft or notes holding the prompt's data delimiter (an injection that guessed or learned it)
     is not graded at all: invalid, so a human decides.
     """
-    from agents.models import Review
     from tools.llm import LLMOutputInvalid, LLMUnavailable
 
     rendered = judge_prompt(topic, title, body, notes, prompt_ref=prompt_ref)
@@ -195,9 +157,7 @@ async def review_draft(
 # with a quote from the source; a "supported" whose quote is not in the source counts as unsupported.
 # All regexes here are linear-time (no nested quantifiers): drafts are untrusted text.
 
-ClaimStatus = Literal["supported", "unsupported", "not_a_claim", "unverifiable", "unchecked"]
 CLAIMS_PROMPT = "editor.claims@1"
-MAX_CHECKED_CLAIMS = 24  # one structured call; more claims than this are checked by the rules alone
 LEXICAL_MIN_OVERLAP = 0.2  # share of a cited sentence's content words found in its sources
 COPIED_MIN_OVERLAP = 0.8  # an uncited sentence this close to a source took a fact from it
 
@@ -217,50 +177,6 @@ _STOP = frozenset("""this that with from have they their there these those which
 could should into than then them been being does done also more most much many such some very only other each
 about over under just like make makes made using used uses because between both same every first second after
 before again still even here your yours ours itself while whose within without across around through however""".split())
-
-
-class ClaimVerdict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: int  # the claim's number in the request
-    verdict: Literal["supported", "unsupported", "not_a_claim"]
-    quote: str = Field(max_length=300)  # the source words that support it ("" if none)
-
-
-class ClaimVerdicts(BaseModel):
-    """What the claim-support call must return: one verdict per claim asked about."""
-
-    model_config = ConfigDict(extra="forbid")
-    claims: list[ClaimVerdict] = Field(max_length=MAX_CHECKED_CLAIMS)
-
-
-class ClaimResult(BaseModel):
-    sentence: str
-    cites: list[int] = Field(default_factory=list)
-    status: ClaimStatus
-    problems: list[str] = Field(default_factory=list)
-    quote: str = ""
-    by: Literal["rules", "judge", "kept", "none"] = "rules"
-
-
-class CitationReport(BaseModel):
-    draft_version: int
-    passed: bool
-    claims: list[ClaimResult] = Field(default_factory=list)
-    support_rate: float | None = None  # supported / cited claims checked (None: nothing to check)
-    supported: int = 0
-    checked: int = 0
-    checked_by: str = "rules"  # "rules" or "rules+<judge model>"
-    grounded: bool = True
-    error: str | None = None  # the claim-support call failed: only the rules decided
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def key(self) -> str:
-        return f"citations-{self.draft_version}"
-
-    @property
-    def failures(self) -> list[ClaimResult]:
-        return [c for c in self.claims if c.status == "unsupported"]
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,102 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from agents.editor import EditorVerdict
+# The Editor's structured outputs (judge verdict, claim checks, citation report): data, so that the
+# other desks' models can carry them without importing the Editor's decisions.
+Score = Literal[1, 2, 3, 4, 5]  # an enum, not min/max: llama.cpp grammars keep enums, drop bounds
+Flag = Literal["none", "confident_hallucination"]
+DIMENSIONS = ("technical_accuracy", "calibration", "mechanistic_depth", "audience_calibration")
+
+
+class DimensionReasoning(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    technical_accuracy: str = Field(max_length=600)
+    calibration: str = Field(max_length=600)
+    mechanistic_depth: str = Field(max_length=600)
+    audience_calibration: str = Field(max_length=600)
+
+
+class EditorVerdict(BaseModel):
+    """What the judge must return. Anything else is a judge failure, never an approval."""
+
+    model_config = ConfigDict(extra="forbid")
+    technical_accuracy: Score
+    calibration: Score
+    mechanistic_depth: Score
+    audience_calibration: Score
+    flag: Flag
+    reasoning: DimensionReasoning
+
+    @property
+    def scores(self) -> dict[str, int]:
+        return {d: getattr(self, d) for d in DIMENSIONS}
+
+    @property
+    def mean(self) -> float:
+        return float(mean_score(*self.scores.values()))
+
+
+def as_decimal(x: float | int) -> Decimal:
+    # Decimal from the printed value: 3.25 stays 3.25, no binary-float drift at the boundary.
+    return Decimal(str(x))
+
+
+def mean_score(technical_accuracy, calibration, mechanistic_depth, audience_calibration) -> Decimal:
+    parts = (technical_accuracy, calibration, mechanistic_depth, audience_calibration)
+    return sum((as_decimal(x) for x in parts), Decimal(0)) / 4
+
+
+ClaimStatus = Literal["supported", "unsupported", "not_a_claim", "unverifiable", "unchecked"]
+MAX_CHECKED_CLAIMS = 24  # one structured call; more claims than this are checked by the rules alone
+
+
+class ClaimVerdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int  # the claim's number in the request
+    verdict: Literal["supported", "unsupported", "not_a_claim"]
+    quote: str = Field(max_length=300)  # the source words that support it ("" if none)
+
+
+class ClaimVerdicts(BaseModel):
+    """What the claim-support call must return: one verdict per claim asked about."""
+
+    model_config = ConfigDict(extra="forbid")
+    claims: list[ClaimVerdict] = Field(max_length=MAX_CHECKED_CLAIMS)
+
+
+class ClaimResult(BaseModel):
+    sentence: str
+    cites: list[int] = Field(default_factory=list)
+    status: ClaimStatus
+    problems: list[str] = Field(default_factory=list)
+    quote: str = ""
+    by: Literal["rules", "judge", "kept", "none"] = "rules"
+
+
+class CitationReport(BaseModel):
+    draft_version: int
+    passed: bool
+    claims: list[ClaimResult] = Field(default_factory=list)
+    support_rate: float | None = None  # supported / cited claims checked (None: nothing to check)
+    supported: int = 0
+    checked: int = 0
+    checked_by: str = "rules"  # "rules" or "rules+<judge model>"
+    grounded: bool = True
+    error: str | None = None  # the claim-support call failed: only the rules decided
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def key(self) -> str:
+        return f"citations-{self.draft_version}"
+
+    @property
+    def failures(self) -> list[ClaimResult]:
+        return [c for c in self.claims if c.status == "unsupported"]
 
 
 class Citation(BaseModel):
