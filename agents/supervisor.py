@@ -379,7 +379,7 @@ async def ledger_decision(thread_id: str, interrupt_id: str, answer, *, checkpoi
     Markdown, the section), if `answer` carries the token it issued and the gate showed this draft;
     None for any other resume."""
     from storage import approvals
-    from storage.db import get_database
+    from storage.connect import get_database
 
     gate = await approvals.consume_gate_token(await get_database(), thread_id, interrupt_id, gate_token_of(answer),
                                               checkpoint_id, draft_hash=draft_hash)
@@ -400,7 +400,7 @@ async def publication_refused(thread_id: str, draft, *, default_policy: str) -> 
     ledger, or the post's own policy is escalations_only and the Editor approved this draft,
     which the Writer desk wrote, with no human revise asked for the post."""
     from storage import approvals, posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     events = await posts.list_events(db, thread_id)
@@ -432,7 +432,7 @@ async def advance_post(thread_id: str, status: str, *, actor: str, reason: str |
                        unless_in: tuple[str, ...] = ()) -> None:
     """Keep the posts table in step with the graph (idempotent: a re-run repeats it harmlessly)."""
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     await posts.transition(db, thread_id, status, actor=actor, reason=reason, detail=detail, revision=revision,
@@ -460,7 +460,7 @@ async def ensure_post(thread_id: str, *, topic: str, requester: str, source: str
     """The post row, created on the first supervisor visit; with `configurable`, the run's overrides
     are kept with it (once, at start), so a run resumed after a crash runs with them again."""
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     await posts.create_post(db, thread_id, topic, requester, source=source, metadata=metadata,
@@ -469,7 +469,7 @@ async def ensure_post(thread_id: str, *, topic: str, requester: str, source: str
 
 async def post_usage(thread_id: str) -> dict:
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     row = await posts.get_post(db, thread_id)
@@ -484,7 +484,7 @@ async def record_decision(thread_id: str, *, reviewer: str, decision: str, paylo
     """The human's answer at the gate: an event in the DB (once per answered checkpoint) and a
     "human_decision" score on the thread's Langfuse trace (a no-op when tracing is off)."""
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     recorded = await posts.record_human_decision(db, thread_id, reviewer=reviewer, decision=decision,
@@ -501,7 +501,7 @@ async def record_decision(thread_id: str, *, reviewer: str, decision: str, paylo
 
 async def record_desk_event(thread_id: str, *, actor: str, kind: str, detail: dict) -> None:
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     await posts.record_event(db, thread_id, actor=actor, kind=kind, detail=detail)
@@ -510,7 +510,7 @@ async def record_desk_event(thread_id: str, *, actor: str, kind: str, detail: di
 async def record_draft(thread_id: str, draft, messages: list[dict]) -> None:
     """The draft's text, model (the adapter that wrote it) and prompt as a row: the training export reads these."""
     from storage import training
-    from storage.db import get_database
+    from storage.connect import get_database
 
     await training.record_draft(await get_database(), thread_id=thread_id, version=draft.version, title=draft.title,
                                 body=draft.body, content_hash=draft.content_hash, model=draft.model,

@@ -363,7 +363,7 @@ async def start_publishing(state: PostState, config: RunnableConfig) -> dict:
 
 @traced_desk("publisher", flush_after=True)
 async def publish(state: PostState, config: RunnableConfig) -> dict:
-    from storage.db import get_database
+    from storage.connect import get_database
 
     tid, draft = thread_id_of(config), state.latest_draft
     review = state.latest_review

@@ -96,7 +96,7 @@ async def _fixed_policy(thread_id: str | None, configurable: dict | None) -> Non
     if wanted is None or thread_id is None:
         return
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     if await posts.get_post(db, str(thread_id)) is None:
@@ -121,7 +121,7 @@ async def _through_the_ledger(value: dict, who: Identity) -> None:
     from langgraph_sdk import get_client
 
     from service.approvals import ResumeRefused, claim_raw_resume
-    from storage.db import get_database
+    from storage.connect import get_database
 
     via = "service" if who.is_service else "studio-or-sdk"
     try:

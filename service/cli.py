@@ -43,7 +43,7 @@ def _progress(desk: str, msg: str, t: float) -> None:
 
 def _run(coro):
     async def _then_close():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             return await coro
@@ -199,7 +199,7 @@ def _full_thread_id(text: str) -> str:
     """The thread id of a post from what people type: the whole id, or its first or last 6+
     characters (Telegram and `newsroom list` show the last 8)."""
     from storage.approvals import thread_ids_matching
-    from storage.db import get_database
+    from storage.connect import get_database
 
     async def _match():
         return await thread_ids_matching(await get_database(), text)
@@ -356,7 +356,7 @@ def retry(thread_id: str, reviewer: str, resend: str | None, sent: str | None) -
 def status(thread_id: str, as_json: bool) -> None:
     """A post's status, events, LLM calls and cost."""
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     thread_id = _full_thread_id(thread_id)
 
@@ -402,7 +402,7 @@ def status(thread_id: str, as_json: bool) -> None:
 def list_cmd(status_filter: str | None, limit: int) -> None:
     """Recent posts."""
     from storage import posts
-    from storage.db import get_database
+    from storage.connect import get_database
 
     statuses = [s.value for s in posts.PostStatus]
     if status_filter is not None and status_filter not in statuses:
@@ -572,7 +572,8 @@ def _agent_server_workdir(settings, root: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True)
 def health(as_json: bool) -> None:
     """Check the database and every LLM endpoint (models listed, adapters present, breaker state)."""
-    from storage.db import DatabaseUnavailable, get_database
+    from storage.db import DatabaseUnavailable
+    from storage.connect import get_database
     from tools.llm import get_gateway
     from tools.local_llm import is_on_demand_server
 

@@ -111,7 +111,7 @@ async def _telegram_start_run(chat_id: int | None, topic: str, verb: str, review
 async def _sweep_forever(interval_s: float) -> None:
     """The graph cannot time itself out: this loop reminds, then escalates or expires."""
     from service.scheduling import sweep_once  # the deadline sweep plus scheduled publishes and recurring topics
-    from storage.db import get_database
+    from storage.connect import get_database
 
     settings = get_settings()
     while True:

@@ -34,7 +34,7 @@ def ingest_command(paths: tuple[Path, ...], reembed: bool, prune: bool, quiet: b
         raise click.ClickException("no .md, .markdown, .txt, .html or .htm files found")
 
     async def _run():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             if quiet or not sys.stderr.isatty() and not sys.stdout.isatty():
@@ -78,7 +78,7 @@ def eval_retrieval_command(corpus, queries, modes, k, hypotheses, hyde_combine) 
     from storage.corpus import EmbeddingMismatchError
 
     async def _run():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             return await run_with_llm(corpus=corpus or DEFAULT_CORPUS, queries_path=queries or DEFAULT_QUERIES,
@@ -106,7 +106,7 @@ def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only) -> N
     from storage.corpus import EmbeddingMismatchError
 
     async def _run():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             return await run_with_llm(live=0 if no_live else live_topics, planted=not no_planted,

@@ -17,7 +17,7 @@ def _run(coro):
 
 async def _recover_then_close(**kwargs):
     from service.recovery import recover
-    from storage.db import close_database
+    from storage.connect import close_database
 
     try:
         return await recover(**kwargs)
@@ -135,7 +135,7 @@ async def prune_finished(*, keep: int, min_age_s: float = 0.0, dry_run: bool = F
     checkpoint, and Studio's time travel on them needs the history."""
     from storage import maintenance
     from storage.checkpointer import checkpointer
-    from storage.db import get_database
+    from storage.connect import get_database
 
     db = await get_database()
     async with checkpointer():  # the checkpoint tables exist from here on
@@ -166,7 +166,7 @@ async def prune_finished(*, keep: int, min_age_s: float = 0.0, dry_run: bool = F
 def prune_command(keep: int, min_age_s: float, dry_run: bool, as_json: bool) -> None:
     """Checkpoint retention: keep the last N checkpoints of finished threads, delete the rest."""
     async def _go():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             return await prune_finished(keep=keep, min_age_s=min_age_s, dry_run=dry_run)

@@ -35,7 +35,8 @@ from service.approvals import resume_value, server_checkpoint_id, server_interru
 from service.runner import RunSnapshot, drive, latest_interrupt
 from storage import approvals, maintenance
 from storage.checkpointer import checkpointer
-from storage.db import Database, get_database
+from storage.db import Database
+from storage.connect import get_database
 
 log = logging.getLogger(__name__)
 

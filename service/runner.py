@@ -17,7 +17,7 @@ from graphs.engine import build_graph, post_metadata
 from graphs.state import PostInput
 from storage import posts
 from storage.checkpointer import checkpointer
-from storage.db import get_database
+from storage.connect import get_database
 from tools.tracing import traces_flushed
 
 ProgressFn = Callable[[str, str, float], None]  # (desk, message, seconds since start)

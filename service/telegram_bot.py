@@ -32,7 +32,8 @@ from service import telegram_schedule
 from service.approvals import GRAPH_ID, PendingInterrupt
 from storage import approvals, posts
 from storage.approvals import Gate
-from storage.db import Database, get_database
+from storage.db import Database
+from storage.connect import get_database
 from tools.tracing import public_reason
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ def _client(url: str | None):
 async def _sweep_loop(app, settings, url: str | None) -> None:
     from service.scheduling import sweep_once  # the deadline sweep plus scheduled publishes and recurring topics
     from service.telegram_bot import TelegramNotifier
-    from storage.db import get_database
+    from storage.connect import get_database
 
     while True:
         await asyncio.sleep(settings.approval_sweep_interval_s)
@@ -109,7 +109,7 @@ def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) ->
         click.echo(f"webhook set: {webhook_url} (the Agent Server must have the same token and secret)")
         return
     async def _close_db(_application) -> None:
-        from storage.db import close_database
+        from storage.connect import close_database
 
         await close_database()  # the approval ledger's pool, before the loop goes away
 
@@ -140,7 +140,7 @@ def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) ->
 def sweep_command(server_url: str | None, loop_s: float | None) -> None:
     """Remind, then escalate or expire approvals waiting past NEWSROOM_APPROVAL_DEADLINE_S."""
     from service.scheduling import sweep_once  # the deadline sweep plus scheduled publishes and recurring topics
-    from storage.db import get_database
+    from storage.connect import get_database
 
     settings = get_settings()
 
@@ -166,7 +166,7 @@ def sweep_command(server_url: str | None, loop_s: float | None) -> None:
                     return
                 await asyncio.sleep(loop_s)
         finally:
-            from storage.db import close_database
+            from storage.connect import close_database
 
             await close_database()
             if bot is not None:

@@ -22,7 +22,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 def _run(coro):
     async def _then_close():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             return await coro
@@ -86,7 +86,7 @@ def models_list() -> None:
               help="folder for sft.jsonl, dpo.jsonl and manifest.json")
 def export_training_command(out_dir: Path) -> None:
     """Editors' decisions as training data: SFT examples (approved texts) and DPO pairs, with provenance."""
-    from storage.db import get_database
+    from storage.connect import get_database
     from tools.training_data import export_training
 
     async def _export():
@@ -135,7 +135,7 @@ def train_adapter_command(data: Path, name: str, family: str | None, recipe: str
     except (TrainingError, ModelStoreError) as err:
         raise click.ClickException(str(err)) from None
     if register:
-        from storage.db import get_database
+        from storage.connect import get_database
         from storage.training import AdapterStateError, register_adapter
 
         m = result.manifest
@@ -161,7 +161,7 @@ def adapters_group(ctx: click.Context, family: str | None) -> None:
     """The adapter registry: trained adapters, their evaluations, the promoted one per family."""
     if ctx.invoked_subcommand is not None:
         return
-    from storage.db import get_database
+    from storage.connect import get_database
     from storage.training import list_adapters
 
     async def _list():
@@ -182,7 +182,7 @@ def adapters_group(ctx: click.Context, family: str | None) -> None:
 @click.option("--promoted", "family", default=None, help="the promoted adapter of this family")
 def adapters_path(name: str | None, family: str | None) -> None:
     """Print an adapter's folder (deploy/vllm/serve.sh reads the promoted one from here)."""
-    from storage.db import get_database
+    from storage.connect import get_database
     from storage.training import get_adapter, promoted_adapter
 
     if not name and not family:
@@ -202,7 +202,7 @@ def adapters_path(name: str | None, family: str | None) -> None:
 @click.argument("name")
 def adapters_retire(name: str) -> None:
     """Take an adapter out of service (a promoted one: the writer falls back to the family name)."""
-    from storage.db import get_database
+    from storage.connect import get_database
     from storage.training import AdapterNotFound, retire_adapter
 
     async def _retire():
@@ -223,7 +223,7 @@ async def promote(name: str, *, vllm_url: str, api_key: str | None, judge: bool,
     family's current writer on the same items, record the result, and promote it only if it wins
     (or --force). A refused candidate is unloaded again."""
     from evals.training.writer_eval import beats, eval_items, eval_set_hash, evaluate_writer
-    from storage.db import get_database
+    from storage.connect import get_database
     from storage.training import AdapterNotFound, decide_adapter, get_adapter, promoted_adapter
     from tools.llm import LLMGateway, Route
     from tools.vllm_admin import listed_models, load_adapter, unload_adapter

@@ -41,7 +41,7 @@ from service import approvals as decisions
 from service import scheduling
 from service.http_guard import request_scheme
 from storage import approvals, posts, sessions
-from storage.db import get_database
+from storage.connect import get_database
 from tools.publish import missing_destinations
 from tools.tracing import public_reason
 

@@ -316,36 +316,3 @@ class Database:
     async def fetchone(self, query: str, params: dict | tuple | None = None) -> dict | None:
         rows = await self.fetch(query, params)
         return rows[0] if rows else None
-
-
-_DATABASES: dict[int, Database] = {}
-_LOCK: dict[int, asyncio.Lock] = {}
-
-
-async def get_database(settings: Settings | None = None) -> Database:
-    """The process-wide Database for the running event loop, opened and migrated on first use."""
-    from storage.migrate import migrate
-
-    loop = asyncio.get_running_loop()
-    key = id(loop)
-    db = _DATABASES.get(key)
-    if db is not None:
-        return db
-    lock = _LOCK.setdefault(key, asyncio.Lock())
-    async with lock:
-        db = _DATABASES.get(key)
-        if db is None:
-            s = settings or get_settings()
-            url = await asyncio.to_thread(resolve_database_url, s)
-            db = await Database(url, s).open()
-            await migrate(db)
-            _DATABASES[key] = db
-    return db
-
-
-async def close_database() -> None:
-    loop = asyncio.get_running_loop()
-    db = _DATABASES.pop(id(loop), None)
-    _LOCK.pop(id(loop), None)
-    if db is not None:
-        await db.close()

@@ -46,7 +46,7 @@ def main() -> int:
             script_writer(llm)
 
             async def _posts():
-                from storage.db import close_database
+                from storage.connect import close_database
 
                 try:
                     return await make_decided_posts()

@@ -67,7 +67,7 @@ def webhook_bot(approval_server, fake_telegram, db):
         lg.addHandler(errors)
     loop.run_until_complete(receiver.application())
     yield loop, receiver, errors
-    from storage.db import close_database
+    from storage.connect import close_database
 
     loop.run_until_complete(receiver.shutdown())
     loop.run_until_complete(close_database())
@@ -223,7 +223,7 @@ def test_fuzzed_updates_raise_nothing_and_strangers_start_nothing(webhook_bot, f
 
 
 async def _posts_for_chat(approvals, cid: int) -> list:
-    from storage.db import get_database
+    from storage.connect import get_database
 
     return await approvals.posts_for_chat(await get_database(), cid)
 

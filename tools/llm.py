@@ -366,7 +366,7 @@ Recorder = Callable[..., Awaitable[None]]
 
 
 async def _promoted_in_db(family: str) -> str | None:
-    from storage.db import get_database
+    from storage.connect import get_database
     from storage.training import promoted_adapter
 
     row = await promoted_adapter(await get_database(), family)
@@ -374,7 +374,7 @@ async def _promoted_in_db(family: str) -> str | None:
 
 
 async def _record_in_db(**row) -> None:
-    from storage.db import get_database
+    from storage.connect import get_database
     from storage.posts import record_llm_call
 
     await record_llm_call(await get_database(), **row)

@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from config import Settings, get_settings
 from storage.corpus import CorpusStore, EmbeddingMismatchError
-from storage.db import Database, get_database
+from storage.db import Database
+from storage.connect import get_database
 from tools.embeddings import Embedder, get_embedder
 
 log = logging.getLogger(__name__)

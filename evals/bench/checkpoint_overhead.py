@@ -28,7 +28,7 @@ async def _approval(graph, config) -> dict:
     """The approve a human would give, through the approvals ledger (the gate accepts no other)."""
     from service.approvals import PendingInterrupt, claim_interrupt, resume_value
     from service.runner import latest_interrupt
-    from storage.db import get_database
+    from storage.connect import get_database
 
     value, interrupt_id = latest_interrupt(await graph.aget_state(config))
     pending = PendingInterrupt(thread_id=config["configurable"]["thread_id"], interrupt_id=interrupt_id, payload=value)
@@ -57,7 +57,7 @@ async def run(n_posts: int, block: int, keeps: list[int], warmup: int = 4) -> di
     from service.maintenance_cmd import prune_finished
     from storage import maintenance
     from storage.checkpointer import checkpointer, make_serde
-    from storage.db import close_database, get_database
+    from storage.connect import close_database, get_database
     from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
     from tests.scripted_llm import ScriptedLLM
 

@@ -164,7 +164,7 @@ async def drill(n_posts: int, n_kills: int, seed: int, deadline_s: float, jobs: 
     from graphs.engine import build_graph
     from storage import approvals, posts
     from storage.checkpointer import checkpointer
-    from storage.db import close_database, get_database
+    from storage.connect import close_database, get_database
     from storage.embedded import stop_embedded
 
     rng = random.Random(seed)

@@ -153,7 +153,7 @@ class Drill:
     async def run(self, sc: Scenario) -> Ending:
         from service.runner import current, resume, start_post
         from storage import posts
-        from storage.db import get_database
+        from storage.connect import get_database
         from tools.llm import reset_gateway
 
         self.llm.reset()
@@ -209,7 +209,7 @@ async def drill(repeat: int, deadline_s: float, only: list[str] | None = None, e
     t0 = time.monotonic()
     with private_postgres() as (_, state_dir), ScriptedLLM(models=[WRITER, JUDGE]) as llm:
         use_scripted_llm(llm)
-        from storage.db import close_database
+        from storage.connect import close_database
 
         runner = Drill(llm, state_dir / "pg", deadline_s)
         try:

@@ -30,7 +30,7 @@ from service.approvals import resume_value
 from service.recovery import recover, run_lease
 from service.runner import current, drive
 from storage import maintenance, posts
-from storage.db import get_database
+from storage.connect import get_database
 
 NOT_A_BENCHMARK = True  # a helper process of crash_resume.py, not run on its own by run_all
 

@@ -248,7 +248,7 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
 async def run(*, train: Path, train_hyp: Path | None, test: Path, test_hyp: Path | None, verify: bool,
               echo=print) -> dict:
     from config import get_settings
-    from storage.db import get_database
+    from storage.connect import get_database
     from tools.embeddings import get_embedder
     from tools.ingest import ingest_paths, source_path_for
 
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     async def _go():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             return await run(train=a.train, train_hyp=a.train_hypotheses, test=a.test, test_hyp=a.test_hypotheses,

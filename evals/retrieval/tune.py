@@ -96,7 +96,7 @@ async def _no_header_db(pg_db, embedder, corpus: Path):
 async def run(*, queries_path: Path, hypotheses: Path | None, plans: Path | None, k: int = 5,
               with_plans: bool = True, echo=print) -> dict:
     from config import get_settings
-    from storage.db import get_database
+    from storage.connect import get_database
     from tools.embeddings import get_embedder
     from tools.ingest import ingest_paths, source_path_for
     from tools.retrieval import Retriever, gateway_hyde
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     async def _go():
-        from storage.db import close_database
+        from storage.connect import close_database
         from tools.local_llm import local_llm_if_needed
         from config import get_settings
 

@@ -1,0 +1,93 @@
+"""One shared resource per event loop (a Database, an LLM gateway's SDK clients), keyed by the loop
+object itself and closed with it.
+
+Why not a dict keyed by id(loop): an id is reused once its loop is freed, so a new loop could be
+handed a pool bound to a dead one, and nothing ever closed those entries. Here the key is held
+weakly, and each entry is tied to its loop's life by a suspended async generator: asyncio.run()
+(and asyncio.Runner, which pytest-asyncio uses) closes every live async generator of the loop
+before closing the loop (loop.shutdown_asyncgens), which runs the generator's `finally`, which
+closes the resource while the loop can still run the close.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _Entry(Generic[T]):
+    __slots__ = ("value", "closer", "detached")
+
+    def __init__(self, value: T):
+        self.value = value
+        self.closer: AsyncIterator[None] | None = None
+        self.detached = False  # forgotten (reset) or already closed: the loop's shutdown leaves it alone
+
+
+class LoopScoped(Generic[T]):
+    """`get()` the running loop's value, `put()` one, `close()` it early; the loop's shutdown closes
+    whatever is left with `close_value`."""
+
+    def __init__(self, name: str, close_value: Callable[[T], Awaitable[None]]):
+        self.name = name
+        self._close_value = close_value
+        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry[T]] = weakref.WeakKeyDictionary()
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+    def get(self) -> T | None:
+        entry = self._entries.get(asyncio.get_running_loop())
+        return entry.value if entry is not None else None
+
+    def lock(self) -> asyncio.Lock:
+        """A lock of the running loop, for a get-or-create that awaits (one creation per loop)."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    async def put(self, value: T) -> T:
+        loop = asyncio.get_running_loop()
+        old = self._entries.get(loop)
+        if old is not None:
+            old.detached = True
+        entry = _Entry(value)
+        self._entries[loop] = entry
+        entry.closer = self._until_loop_shutdown(loop, entry)
+        await entry.closer.__anext__()  # first iteration: the loop now tracks the generator
+        return value
+
+    async def close(self) -> None:
+        """Close the running loop's value now (and forget it)."""
+        loop = asyncio.get_running_loop()
+        entry = self._entries.pop(loop, None)
+        self._locks.pop(loop, None)
+        if entry is not None and not entry.detached:
+            entry.detached = True
+            await self._close_value(entry.value)
+
+    def forget_all(self) -> None:
+        """Drop every entry without closing it (tests, settings changes); what holds a value keeps it."""
+        for entry in list(self._entries.values()):
+            entry.detached = True
+        self._entries.clear()
+        self._locks.clear()
+
+    async def _until_loop_shutdown(self, loop: asyncio.AbstractEventLoop, entry: _Entry[T]) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if not entry.detached:
+                entry.detached = True
+                if self._entries.get(loop) is entry:
+                    del self._entries[loop]
+                try:
+                    await self._close_value(entry.value)
+                except Exception:  # noqa: BLE001 - the loop is shutting down: report, do not raise
+                    log.warning("closing the %s of a finished event loop failed", self.name, exc_info=True)
