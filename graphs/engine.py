@@ -18,7 +18,7 @@ from graphs.desks import (editor_desk, publisher_desk, record_cost_score, resear
                           writer_desk)
 from graphs.state import HumanDecision, PostInput, PostState
 from tools.llm import role_prices
-from tools.tracing import install_log_redaction
+from tools.redaction import install_log_redaction
 from tools.tracing import traced_desk
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ DEMO_OVERRIDES_QWEN = {"retrieval_top_k": 4, "writer_max_tokens": 380, "judge_ma
 
 
 def _setup_logging() -> None:
-    from tools.tracing import install_log_redaction
+    from tools.redaction import install_log_redaction
 
     install_log_redaction(get_settings())  # no secret reaches a log line
     level = getattr(logging, get_settings().log_level)

@@ -34,7 +34,7 @@ from storage import approvals, posts
 from storage.approvals import Gate
 from storage.db import Database
 from storage.connect import get_database
-from tools.tracing import public_reason
+from tools.redaction import public_reason
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from service.http_guard import request_scheme
 from storage import approvals, posts, sessions
 from storage.connect import get_database
 from tools.publish import missing_destinations
-from tools.tracing import public_reason
+from tools.redaction import public_reason
 
 log = logging.getLogger(__name__)
 

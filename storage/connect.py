@@ -30,7 +30,7 @@ async def get_database(settings: Settings | None = None) -> Database:
             url = await asyncio.to_thread(resolve_database_url, s)
             db = await Database(url, s).open()
             await migrate(db)
-            await _DATABASES.put(db)
+            _DATABASES.put(db)
     return db
 
 

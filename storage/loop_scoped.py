@@ -52,7 +52,8 @@ class LoopScoped(Generic[T]):
             lock = self._locks[loop] = asyncio.Lock()
         return lock
 
-    async def put(self, value: T) -> T:
+    def put(self, value: T) -> T:
+        """Make `value` the running loop's (a value it replaces is forgotten, not closed)."""
         loop = asyncio.get_running_loop()
         old = self._entries.get(loop)
         if old is not None:
@@ -60,7 +61,15 @@ class LoopScoped(Generic[T]):
         entry = _Entry(value)
         self._entries[loop] = entry
         entry.closer = self._until_loop_shutdown(loop, entry)
-        await entry.closer.__anext__()  # first iteration: the loop now tracks the generator
+        # The first step, run synchronously to its `yield` (nothing before it awaits): the running
+        # loop's asyncgen hook now tracks the generator, and its shutdown will close it.
+        step = entry.closer.__anext__()
+        try:
+            step.send(None)
+        except StopIteration:
+            pass
+        else:  # pragma: no cover - the generator yields before awaiting anything
+            raise RuntimeError("loop-scoped closer did not stop at its first yield")
         return value
 
     async def close(self) -> None:

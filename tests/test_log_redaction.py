@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = r"""
 import logging, sys
-from tools.tracing import install_log_redaction
+from tools.redaction import install_log_redaction
 install_log_redaction()
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 log = logging.getLogger("newsroom.test")
@@ -39,7 +39,7 @@ def test_structlog_event_dicts_stay_dicts_and_are_scrubbed():
     script = r"""
 import logging, sys
 import structlog
-from tools.tracing import install_log_redaction
+from tools.redaction import install_log_redaction
 install_log_redaction()
 handler = logging.StreamHandler(sys.stderr)
 handler.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.dev.ConsoleRenderer(colors=False)))

@@ -26,7 +26,7 @@ def test_each_loop_gets_its_own_value_and_closes_it_at_shutdown():
 
     async def use(n: int) -> Resource:
         assert scoped.get() is None  # a new loop never sees the last loop's value
-        r = await scoped.put(Resource(n))
+        r = scoped.put(Resource(n))
         assert scoped.get() is r
         made.append(r)
         return r
@@ -42,7 +42,7 @@ def test_an_early_close_is_not_repeated_at_shutdown_and_forget_all_closes_nothin
     scoped = _scoped(closed)
 
     async def early() -> None:
-        await scoped.put(Resource(1))
+        scoped.put(Resource(1))
         await scoped.close()
         assert scoped.get() is None
 
@@ -50,7 +50,7 @@ def test_an_early_close_is_not_repeated_at_shutdown_and_forget_all_closes_nothin
     assert closed == [1]
 
     async def forgotten() -> Resource:
-        r = await scoped.put(Resource(2))
+        r = scoped.put(Resource(2))
         scoped.forget_all()
         assert scoped.get() is None
         return r
@@ -64,8 +64,8 @@ def test_a_replaced_value_is_left_open_and_the_new_one_closed():
     scoped = _scoped(closed)
 
     async def replace() -> None:
-        await scoped.put(Resource(1))
-        await scoped.put(Resource(2))
+        scoped.put(Resource(1))
+        scoped.put(Resource(2))
         assert scoped.get().n == 2
 
     asyncio.run(replace())

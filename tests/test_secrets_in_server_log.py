@@ -40,7 +40,7 @@ from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply, llm, scri
 from tests.fake_telegram import FakeTelegram
 from tests.scripted_llm import Fault
 from tests.server_fixtures import SERVICE_TOKEN, VIEWER_TOKEN, AgentServer, free_port, service_client
-from tools.tracing import REDACTED
+from tools.redaction import REDACTED
 
 CHAT, USER = 5550101, 7770101
 JUDGE_MODEL = "claude-judge-for-r5"

@@ -13,7 +13,7 @@ import pytest
 
 from agents.writer import split_title
 from tools.chunking import parse_markdown, split_sentences
-from tools.tracing import _PATTERNS, Scrubber, public_reason
+from tools.redaction import _PATTERNS, Scrubber, public_reason
 
 LINEAR_BOUND = 24.0
 
