@@ -1,5 +1,6 @@
-"""The supervisor: a deterministic router over typed state (no LLM needed to route), and the
-bookkeeping that keeps the posts table in step with the graph."""
+"""The supervisor: a deterministic router over typed state (no LLM needed to route), and the rule
+that decides whether a draft may be published. Decisions only: the bookkeeping that keeps the posts
+table in step with the graph (and the approvals ledger's reads) is graphs/ledger.py's."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,8 @@ from pydantic import BaseModel
 from agents.editor import next_step_after_review
 from agents.models import BudgetStop, CostEstimate, EstimatedStep
 from agents.writer import sections_of
-from tools.tracing import record_scores
+from config.run_config import RUN_OVERRIDE_SETTINGS as _RUN_OVERRIDE_SETTINGS
+from config.run_config import run_overrides as _run_overrides
 
 Next = Literal["researcher", "writer", "editor", "prepare_approval", "publisher", "finish", "over_budget"]
 LLM_DESKS = ("researcher", "writer", "editor")  # the desks a budget stops (the publisher spends nothing)
@@ -373,40 +375,15 @@ def gate_token_of(answer) -> str | None:
     return str(answer.get("gate_token")) if isinstance(answer, dict) and answer.get("gate_token") else None
 
 
-async def ledger_decision(thread_id: str, interrupt_id: str, answer, *, checkpoint_id: str | None,
-                          draft_hash: str) -> ResumeAnswer | None:
-    """The answer the ledger claimed for this interrupt (decision, feedback, reviewer, the edit's
-    Markdown, the section), if `answer` carries the token it issued and the gate showed this draft;
-    None for any other resume."""
-    from storage import approvals
-    from storage.connect import get_database
-
-    gate = await approvals.consume_gate_token(await get_database(), thread_id, interrupt_id, gate_token_of(answer),
-                                              checkpoint_id, draft_hash=draft_hash)
-    if gate is None or gate.decision not in approvals.HUMAN_DECISIONS:
-        return None
-    text = gate.feedback
-    if gate.decision == "reject" and not text:
-        text = "rejected"
-    if gate.decision in approvals.EDIT_DECISIONS and not gate.edited_draft:
-        return None  # an edit claimed without its text: nothing to apply
-    return ResumeAnswer(action=gate.decision, text=text, reviewer=gate.decided_by or "unknown",
-                        draft=gate.edited_draft, section=gate.section)
-
-
-async def publication_refused(thread_id: str, draft, *, default_policy: str) -> str | None:
-    """Why this draft may not be published, or None. The database decides, not the graph state
-    (which an approver can edit with update_state): a human approved exactly this text through the
-    ledger, or the post's own policy is escalations_only and the Editor approved this draft,
-    which the Writer desk wrote, with no human revise asked for the post."""
-    from storage import approvals, posts
-    from storage.connect import get_database
-
-    db = await get_database()
-    events = await posts.list_events(db, thread_id)
+def publication_refusal(draft, *, events: list[dict], approved_gates: list[dict], policy: str) -> str | None:
+    """Why this draft may not be published, or None, from the database's record (the post's events,
+    its approved gates, its policy), not the graph state (which an approver can edit with
+    update_state): a human approved exactly this text through the ledger, or the post's policy is
+    escalations_only and the Editor approved this draft, which the Writer desk wrote, with no human
+    revise asked for the post."""
     written = any(e["kind"] == "draft_written" and (e["detail"] or {}).get("hash") == draft.content_hash
                   for e in events)
-    for gate in await approvals.approved_gates(db, thread_id):
+    for gate in approved_gates:
         if gate["decision"] == "approve_with_edits":
             if gate["edited_hash"] == draft.content_hash:
                 return None  # the very text the human edited and approved
@@ -414,7 +391,6 @@ async def publication_refused(thread_id: str, draft, *, default_policy: str) -> 
         if gate["draft_hash"] == draft.content_hash or (
                 gate["draft_hash"] is None and gate["draft_version"] == draft.version and written):
             return None
-    policy = (await posts.run_overrides_of(db, thread_id)).get("approval_policy") or default_policy
     if policy == "escalations_only":
         editor_approved = any(
             e["kind"] == "verdict" and (e["detail"] or {}).get("decision") == "approve"
@@ -427,92 +403,7 @@ async def publication_refused(thread_id: str, draft, *, default_policy: str) -> 
             "ledger nor approved by the Editor under this post's escalations_only policy (a state edit?)")
 
 
-async def advance_post(thread_id: str, status: str, *, actor: str, reason: str | None = None,
-                       detail: dict | None = None, revision: int | None = None,
-                       unless_in: tuple[str, ...] = ()) -> None:
-    """Keep the posts table in step with the graph (idempotent: a re-run repeats it harmlessly)."""
-    from storage import posts
-    from storage.connect import get_database
-
-    db = await get_database()
-    await posts.transition(db, thread_id, status, actor=actor, reason=reason, detail=detail, revision=revision,
-                           unless_in=unless_in)
-
-
-# The settings a run may override in config["configurable"] (the names graphs/ passes to
-# setting()): the only keys kept with the post and handed back when recovery resumes the run.
-# A whitelist, because configurable also carries the Agent Server's own keys and whatever a
-# client sends; tests/test_recover.py checks it against the setting() calls.
-RUN_OVERRIDE_SETTINGS = ("approval_policy", "max_revisions", "retrieval_top_k", "research_max_tokens",
-                         "writer_max_tokens", "judge_max_attempts", "judge_max_tokens", "research_subquestions",
-                         "retrieval_floor", "fetch_max_urls", "plan_max_tokens", "outline_max_tokens",
-                         "claims_max_tokens", "claim_check", "run_budget_usd")
-
-
-def run_overrides(configurable: dict | None) -> dict:
-    """The whitelisted per-run overrides in a run's configurable (JSON scalars, None dropped)."""
-    return {k: v for k, v in (configurable or {}).items()
-            if k in RUN_OVERRIDE_SETTINGS and isinstance(v, (str, int, float, bool))}
-
-
-async def ensure_post(thread_id: str, *, topic: str, requester: str, source: str, metadata: dict | None = None,
-                      configurable: dict | None = None) -> None:
-    """The post row, created on the first supervisor visit; with `configurable`, the run's overrides
-    are kept with it (once, at start), so a run resumed after a crash runs with them again."""
-    from storage import posts
-    from storage.connect import get_database
-
-    db = await get_database()
-    await posts.create_post(db, thread_id, topic, requester, source=source, metadata=metadata,
-                            run_overrides=run_overrides(configurable) if configurable is not None else None)
-
-
-async def post_usage(thread_id: str) -> dict:
-    from storage import posts
-    from storage.connect import get_database
-
-    db = await get_database()
-    row = await posts.get_post(db, thread_id)
-    if row is None:
-        return {"cost_usd": 0.0, "tokens": 0, "llm_calls": 0}
-    return {"cost_usd": float(row["cost_usd"]), "tokens": int(row["tokens_in"] + row["tokens_out"]),
-            "llm_calls": int(row["llm_calls"])}
-
-
-async def record_decision(thread_id: str, *, reviewer: str, decision: str, payload_hash: str,
-                          checkpoint_id: str | None, detail: dict) -> bool:
-    """The human's answer at the gate: an event in the DB (once per answered checkpoint) and a
-    "human_decision" score on the thread's Langfuse trace (a no-op when tracing is off)."""
-    from storage import posts
-    from storage.connect import get_database
-
-    db = await get_database()
-    recorded = await posts.record_human_decision(db, thread_id, reviewer=reviewer, decision=decision,
-                                                 payload_hash=payload_hash, checkpoint_id=checkpoint_id, detail=detail)
-    # Keyed like the DB row (the answered checkpoint): a replayed node upserts the same score, and a
-    # replay after a crash that lost the first upload still delivers it. Never raises.
-    feedback = detail.get("feedback")
-    record_scores(thread_id, {"human_decision": decision}, key=f"human-decision:{checkpoint_id or payload_hash}",
-                  comments={"human_decision": feedback} if feedback else None,
-                  metadata={"reviewer": reviewer, "draft_version": detail.get("draft_version"),
-                            "escalated": detail.get("escalated"), "payload_hash": payload_hash})
-    return recorded
-
-
-async def record_desk_event(thread_id: str, *, actor: str, kind: str, detail: dict) -> None:
-    from storage import posts
-    from storage.connect import get_database
-
-    db = await get_database()
-    await posts.record_event(db, thread_id, actor=actor, kind=kind, detail=detail)
-
-
-async def record_draft(thread_id: str, draft, messages: list[dict]) -> None:
-    """The draft's text, model (the adapter that wrote it) and prompt as a row: the training export reads these."""
-    from storage import training
-    from storage.connect import get_database
-
-    await training.record_draft(await get_database(), thread_id=thread_id, version=draft.version, title=draft.title,
-                                body=draft.body, content_hash=draft.content_hash, model=draft.model,
-                                prompt=draft.prompt, reason=draft.reason, messages=messages,
-                                author="human" if draft.reason == "human_edit" else "writer")
+# The run-override whitelist and its reader are config.run_config's (RunConfig); these names stay
+# importable from here for code written before the move.
+RUN_OVERRIDE_SETTINGS = _RUN_OVERRIDE_SETTINGS
+run_overrides = _run_overrides

@@ -9,6 +9,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from agents.editor import citation_feedback, feedback_for_writer
 from agents.models import Draft, DraftOutline, Outline, ResearchNotes
 from agents.prompts import load_prompt
 
@@ -276,3 +277,41 @@ async def rewrite_section(gateway, *, topic: str, notes: ResearchNotes, previous
     return Draft(version=previous.version + 1, title=previous.title, body=body, prompt=REVISE_SECTION_PROMPT,
                  model=result.model, reason="human_feedback", section=section.heading, dropped_citations=dropped,
                  kept_claims=kept)
+
+
+# --- what the next draft is for -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WriterTask:
+    """What the Writer's next draft answers: the feedback it revises from, why it is written, the
+    post's revision count once it is, the sentences of the last draft that passed the citation
+    check (kept as they are), and the one section a human asked to rewrite (None: the whole draft)."""
+
+    feedback: str | None
+    reason: str  # first | human_feedback | editor_feedback | citation_feedback
+    revision: int
+    passed_sentences: list[str]
+    section: str | None = None
+
+
+def human_asked_for_revision(previous: Draft | None, decision) -> bool:
+    """The human's last answer was a revise of the latest draft."""
+    return (previous is not None and decision is not None and decision.draft_version == previous.version
+            and decision.decision == "revise")
+
+
+def next_draft_task(*, previous: Draft | None, review, decision, check, revision: int) -> WriterTask:
+    """The next draft's task from the latest draft, the Editor's review, the human's decision and
+    the latest draft's citation check: a human's revise first, then the judge's feedback (a revision
+    cycle), then a failed citation check (a revision cycle too)."""
+    if previous is None:
+        return WriterTask(None, "first", revision, [])
+    passed = [c.sentence for c in check.claims if c.status == "supported"] if check else []
+    if human_asked_for_revision(previous, decision):
+        return WriterTask(f"From the human reviewer: {decision.feedback}", "human_feedback", revision, passed,
+                          section=decision.section)
+    if review is not None and review.draft_version == previous.version:
+        return WriterTask(feedback_for_writer(review.verdict, review.error), "editor_feedback", revision + 1, passed)
+    if check is not None and not check.passed:
+        return WriterTask(citation_feedback(check), "citation_feedback", revision + 1, passed)
+    return WriterTask(None, "first", revision, passed)

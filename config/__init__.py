@@ -6,6 +6,7 @@ from config.settings import (
     MIN_SECRET_LENGTH, ConfigError, Identity, Settings, get_settings, load_settings, reset_settings_cache,
     validate_override,
 )
+from config.run_config import RUN_OVERRIDE_SETTINGS, RunConfig, run_overrides
 
 __all__ = ["ConfigError", "Identity", "MIN_SECRET_LENGTH", "Settings", "get_settings", "load_settings",
-           "reset_settings_cache", "validate_override"]
+           "reset_settings_cache", "validate_override", "RunConfig", "RUN_OVERRIDE_SETTINGS", "run_overrides"]

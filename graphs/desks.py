@@ -6,10 +6,12 @@ import logging
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
-from agents import editor, publisher, researcher, supervisor, writer
+from agents import editor, publisher, researcher, writer
 from agents.models import Candidate, DraftOutline, FetchedSource, ResearchPlan, RetrievalResult
 from agents.prompts import PromptNotFound
-from config import ConfigError, get_settings, validate_override
+from config import get_settings
+from config.run_config import RunConfig
+from graphs import ledger
 from graphs.state import PostState
 from tools.llm import LLMUnavailable, get_gateway
 from tools.publish import PublishFailed, destinations_from_settings, publish_everywhere
@@ -22,28 +24,14 @@ def thread_id_of(config: RunnableConfig) -> str:
     return str(config["configurable"]["thread_id"])
 
 
-def setting(config: RunnableConfig, name: str):
-    """A per-run override in config['configurable'] (Studio, tests) or the environment's setting.
-    An override is held to the setting's own bounds (an assistant's config reaches here unchecked
-    by the server's auth): one out of bounds is ignored with a warning, never obeyed."""
-    value = (config.get("configurable") or {}).get(name)
-    if value is None:
-        return getattr(get_settings(), name)
-    try:
-        return validate_override(name, value)
-    except ConfigError as err:
-        log.warning("%s: using NEWSROOM_%s instead", err, name.upper())
-        return getattr(get_settings(), name)
-
-
 def failed(reason: str) -> dict:
     return {"outcome": "failed", "error": reason[:2000]}
 
 
 async def _fail_post(thread_id: str, desk: str, reason: str) -> dict:
     log.error("post %s failed in %s: %s", thread_id, desk, reason)
-    await supervisor.advance_post(thread_id, "failed", actor=desk, reason=reason[:500])
-    record_cost_score(thread_id, await supervisor.post_usage(thread_id))
+    await ledger.advance_post(thread_id, "failed", actor=desk, reason=reason[:500])
+    record_cost_score(thread_id, await ledger.post_usage(thread_id))
     return failed(f"{desk}: {reason}")
 
 
@@ -58,7 +46,7 @@ def record_cost_score(thread_id: str, usage: dict, *, budget_usd: float | None =
 # --- Researcher: plan -> retrieve -> fetch -> notes ---------------------------------------------
 
 async def start_research(state: PostState, config: RunnableConfig) -> dict:
-    await supervisor.advance_post(thread_id_of(config), "researching", actor="researcher")
+    await ledger.advance_post(thread_id_of(config), "researching", actor="researcher")
     return {}
 
 
@@ -74,9 +62,10 @@ async def _corpus_chunks() -> int | None:
 
 @traced_desk("researcher.plan")
 async def plan(state: PostState, config: RunnableConfig) -> dict:
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid = thread_id_of(config)
-    topic, urls = researcher.split_request(state.topic, state.sources, max_urls=setting(config, "fetch_max_urls"))
-    n = setting(config, "research_subquestions")
+    topic, urls = researcher.split_request(state.topic, state.sources, max_urls=run.fetch_max_urls)
+    n = run.research_subquestions
     chunks = await _corpus_chunks()
     if not chunks or n == 0:
         why = "no sub-questions asked for" if n == 0 else "the corpus is empty: nothing to plan retrieval over"
@@ -84,10 +73,10 @@ async def plan(state: PostState, config: RunnableConfig) -> dict:
     else:
         try:
             result = await researcher.plan_research(get_gateway(), topic=topic, urls=urls, n=n, thread_id=tid,
-                                                    max_tokens=setting(config, "plan_max_tokens"))
+                                                    max_tokens=run.plan_max_tokens)
         except LLMUnavailable as err:
             return await _fail_post(tid, "researcher", str(err))
-    await supervisor.record_desk_event(tid, actor="researcher", kind="research_plan", detail={
+    await ledger.record_desk_event(tid, actor="researcher", kind="research_plan", detail={
         "sub_questions": [q.question for q in result.sub_questions], "urls": len(result.urls),
         "skipped": result.skipped, "error": result.error})
     return {"plan": result.model_dump(mode="json")}
@@ -95,6 +84,7 @@ async def plan(state: PostState, config: RunnableConfig) -> dict:
 
 @traced_desk("researcher.retrieve")
 async def retrieve(state: PostState, config: RunnableConfig) -> dict:
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     if state.outcome != "pending":
         return {}
     chunks = await _corpus_chunks()
@@ -105,10 +95,10 @@ async def retrieve(state: PostState, config: RunnableConfig) -> dict:
 
     tid = thread_id_of(config)
     found = await retrieval.get_retriever().search_many(
-        researcher.search_queries(state.plan), k=setting(config, "retrieval_top_k"), thread_id=tid,
-        filters={"exclude_source_prefix": researcher.WEB_PREFIX}, floor=setting(config, "retrieval_floor"))
+        researcher.search_queries(state.plan), k=run.retrieval_top_k, thread_id=tid,
+        filters={"exclude_source_prefix": researcher.WEB_PREFIX}, floor=run.retrieval_floor)
     result = RetrievalResult.model_validate(found.model_dump())
-    await supervisor.record_desk_event(tid, actor="researcher", kind="retrieval", detail={
+    await ledger.record_desk_event(tid, actor="researcher", kind="retrieval", detail={
         "queries": len(result.queries), "notes": [c.title for c in result.candidates[:10]],
         "below_floor": result.below_floor, "best_cosine": result.best_cosine, "floor": result.floor})
     return {"retrieval": result.model_dump(mode="json")}
@@ -125,7 +115,7 @@ async def fetch(state: PostState, config: RunnableConfig) -> dict:
     for url in state.plan.urls:
         out.append((await _fetch_one(tid, url, state.plan.topic)).model_dump(mode="json"))
     if out:
-        await supervisor.record_desk_event(tid, actor="researcher", kind="fetch", detail={
+        await ledger.record_desk_event(tid, actor="researcher", kind="fetch", detail={
             "fetched": [f["url"] for f in out if f["ok"]],
             "failed": [{"url": f["url"], "error": f["error"]} for f in out if not f["ok"]]})
     return {"fetched": out}
@@ -165,11 +155,12 @@ async def _fetch_one(tid: str, url: str, topic: str) -> FetchedSource:
 async def gather(state: PostState, config: RunnableConfig) -> dict:
     """The numbered notes: fetched pages and retrieved notes with their excerpts, or ungrounded
     notes that say why (the human sees the reason at the gate)."""
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     if state.outcome != "pending":
         return {}
     tid = thread_id_of(config)
     fetched = state.fetched or []
-    sources = researcher.select_sources(state.retrieval, fetched, top_k=setting(config, "retrieval_top_k"))
+    sources = researcher.select_sources(state.retrieval, fetched, top_k=run.retrieval_top_k)
     fetch_errors = [f"{f.url}: {f.error}" for f in fetched if not f.ok]
     if sources:
         notes = researcher.notes_from_sources(sources, urls={f.chunk.document_id: f.url for f in fetched
@@ -180,50 +171,29 @@ async def gather(state: PostState, config: RunnableConfig) -> dict:
         reason = researcher.ungrounded_reason(state.plan, state.retrieval, fetched)
         try:
             notes = await researcher.ungrounded_notes(get_gateway(), topic=state.plan.topic, reason=reason,
-                                                      thread_id=tid, max_tokens=setting(config, "research_max_tokens"),
+                                                      thread_id=tid, max_tokens=run.research_max_tokens,
                                                       fetch_errors=fetch_errors)
         except LLMUnavailable as err:
             return await _fail_post(tid, "researcher", str(err))
-    await supervisor.record_desk_event(tid, actor="researcher", kind="research_done",
-                                       detail={"grounded": notes.grounded, "citations": len(notes.citations),
-                                               "ungrounded_reason": notes.ungrounded_reason,
-                                               "fetch_errors": fetch_errors})
+    await ledger.record_desk_event(tid, actor="researcher", kind="research_done",
+                                   detail={"grounded": notes.grounded, "citations": len(notes.citations),
+                                           "ungrounded_reason": notes.ungrounded_reason,
+                                           "fetch_errors": fetch_errors})
     return {"research": notes.model_dump(mode="json")}
 
 
 # --- Writer: outline -> draft -------------------------------------------------------------------
 
 async def start_drafting(state: PostState, config: RunnableConfig) -> dict:
-    await supervisor.advance_post(thread_id_of(config), "drafting", actor="writer", revision=state.revision)
+    await ledger.advance_post(thread_id_of(config), "drafting", actor="writer", revision=state.revision)
     return {}
-
-
-def _writer_task(state: PostState) -> tuple[str | None, str, int, list[str]]:
-    """(feedback, reason, revision count, sentences that passed) for the next draft."""
-    previous, review, decision = state.latest_draft, state.latest_review, state.latest_decision
-    if previous is None:
-        return None, "first", state.revision, []
-    check = state.citation_check_for(previous.version)
-    passed = [c.sentence for c in check.claims if c.status == "supported"] if check else []
-    if _human_revise(state):
-        return f"From the human reviewer: {decision.feedback}", "human_feedback", state.revision, passed
-    if review is not None and review.draft_version == previous.version:
-        return editor.feedback_for_writer(review.verdict, review.error), "editor_feedback", state.revision + 1, passed
-    if check is not None and not check.passed:
-        return editor.citation_feedback(check), "citation_feedback", state.revision + 1, passed
-    return None, "first", state.revision, passed
-
-
-def _human_revise(state: PostState) -> bool:
-    decision, previous = state.latest_decision, state.latest_draft
-    return (previous is not None and decision is not None and decision.draft_version == previous.version
-            and decision.decision == "revise")
 
 
 @traced_desk("writer.outline")
 async def outline(state: PostState, config: RunnableConfig) -> dict:
     """The first draft's outline (revisions keep the draft's structure: no new outline). Ungrounded
     notes get none: there are no sources to organise, and it saves a local LLM call."""
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     if state.latest_draft is not None or state.outline_for(1) is not None:
         return {}
     if not (state.research and state.research.grounded):
@@ -231,7 +201,7 @@ async def outline(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     try:
         result = await writer.write_outline(get_gateway(), topic=_topic(state), notes=state.research, version=1,
-                                            thread_id=tid, max_tokens=setting(config, "outline_max_tokens"),
+                                            thread_id=tid, max_tokens=run.outline_max_tokens,
                                             questions=[q.question for q in (state.plan.sub_questions if state.plan else [])])
     except LLMUnavailable as err:
         return await _fail_post(tid, "writer", str(err))
@@ -244,12 +214,17 @@ def _topic(state: PostState) -> str:
 
 @traced_desk("writer")
 async def write(state: PostState, config: RunnableConfig) -> dict:
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     if state.outcome != "pending":
         return {}
     tid = thread_id_of(config)
-    feedback, reason, revision, passed = _writer_task(state)
+    previous = state.latest_draft
+    task = writer.next_draft_task(previous=previous, review=state.latest_review, decision=state.latest_decision,
+                                  check=state.citation_check_for(previous.version) if previous else None,
+                                  revision=state.revision)
+    feedback, reason, revision, passed, section = (task.feedback, task.reason, task.revision, task.passed_sentences,
+                                                   task.section)
     sent: list[dict] = []
-    section = state.latest_decision.section if _human_revise(state) else None
     try:
         draft = None
         if section:
@@ -257,34 +232,35 @@ async def write(state: PostState, config: RunnableConfig) -> dict:
             # so the whole draft is revised on the same feedback).
             draft = await writer.rewrite_section(
                 get_gateway(), topic=_topic(state), notes=state.research, previous=state.latest_draft,
-                section_name=section, feedback=feedback, thread_id=tid, max_tokens=setting(config, "writer_max_tokens"),
+                section_name=section, feedback=feedback, thread_id=tid, max_tokens=run.writer_max_tokens,
                 passed_sentences=passed, sent_messages=sent)
         draft = draft or await writer.write_draft(
             get_gateway(), topic=_topic(state), notes=state.research, previous=state.latest_draft, feedback=feedback,
-            reason=reason, thread_id=tid, max_tokens=setting(config, "writer_max_tokens"),
+            reason=reason, thread_id=tid, max_tokens=run.writer_max_tokens,
             outline=state.outline_for(1), passed_sentences=passed, sent_messages=sent,
         )
     except (LLMUnavailable, ValueError) as err:
         return await _fail_post(tid, "writer", str(err))
-    await supervisor.record_draft(tid, draft, sent)
-    await supervisor.record_desk_event(tid, actor="writer", kind="draft_written",
-                                       detail={"version": draft.version, "reason": reason, "model": draft.model,
-                                               "prompt": draft.prompt, "hash": draft.content_hash,
-                                               "dropped_citations": draft.dropped_citations,
-                                               "kept_claims": draft.kept_claims, "section": draft.section})
+    await ledger.record_draft(tid, draft, sent)
+    await ledger.record_desk_event(tid, actor="writer", kind="draft_written",
+                                   detail={"version": draft.version, "reason": reason, "model": draft.model,
+                                           "prompt": draft.prompt, "hash": draft.content_hash,
+                                           "dropped_citations": draft.dropped_citations,
+                                           "kept_claims": draft.kept_claims, "section": draft.section})
     return {"drafts": [draft.model_dump(mode="json")], "revision": revision}
 
 
 # --- Editor: citation check -> rubric judge ----------------------------------------------------------
 
 async def start_editing(state: PostState, config: RunnableConfig) -> dict:
-    await supervisor.advance_post(thread_id_of(config), "editing", actor="editor", revision=state.revision)
+    await ledger.advance_post(thread_id_of(config), "editing", actor="editor", revision=state.revision)
     return {}
 
 
 @traced_desk("editor.citations")
 async def check_citations(state: PostState, config: RunnableConfig) -> dict:
     """The citation gate: rules, then one batched claim-support call on the judge route."""
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid, draft = thread_id_of(config), state.latest_draft
     if state.citation_check_for(draft.version) is not None:
         return {}
@@ -292,9 +268,9 @@ async def check_citations(state: PostState, config: RunnableConfig) -> dict:
     replaced = state.drafts[-2] if len(state.drafts) > 1 and draft.reason != "human_edit" else None
     report = await editor.check_citations(
         get_gateway(), body=draft.body, notes=state.research, draft_version=draft.version, thread_id=tid,
-        use_judge=setting(config, "claim_check"), max_tokens=setting(config, "claims_max_tokens"), previous=previous,
+        use_judge=run.claim_check, max_tokens=run.claims_max_tokens, previous=previous,
         previous_words=len(replaced.body.split()) if replaced else None)
-    await supervisor.record_desk_event(tid, actor="editor", kind="citation_check", detail={
+    await ledger.record_desk_event(tid, actor="editor", kind="citation_check", detail={
         "draft_version": draft.version, "passed": report.passed, "support_rate": report.support_rate,
         "supported": report.supported, "checked": report.checked, "checked_by": report.checked_by,
         "unsupported": [{"sentence": c.sentence[:300], "problems": c.problems} for c in report.failures][:20],
@@ -318,22 +294,23 @@ def after_citations(state: PostState) -> str:
 
 @traced_desk("editor")
 async def judge(state: PostState, config: RunnableConfig) -> dict:
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid, draft = thread_id_of(config), state.latest_draft
     prompt_ref = get_settings().judge_prompt  # not a per-run override: a prompt is promoted by config only
     try:
         review = await editor.review_draft(
             get_gateway(), topic=_topic(state), title=draft.title, body=draft.body, notes=state.research.notes,
-            draft_version=draft.version, thread_id=tid, max_attempts=setting(config, "judge_max_attempts"),
-            max_tokens=setting(config, "judge_max_tokens"), prompt_ref=prompt_ref,
+            draft_version=draft.version, thread_id=tid, max_attempts=run.judge_max_attempts,
+            max_tokens=run.judge_max_tokens, prompt_ref=prompt_ref,
         )
     except PromptNotFound as err:
         return await _fail_post(tid, "editor", f"NEWSROOM_JUDGE_PROMPT={prompt_ref}: {err}")
-    await supervisor.record_desk_event(
+    await ledger.record_desk_event(
         tid, actor="editor", kind="verdict",
         detail={"draft_version": draft.version, "draft_hash": draft.content_hash, "decision": review.decision,
-                "mean": review.mean, "prompt": review.judge_prompt,
-                "scores": review.verdict.scores if review.verdict else None,
-                "flag": review.verdict.flag if review.verdict else None, "error": review.error},
+            "mean": review.mean, "prompt": review.judge_prompt,
+            "scores": review.verdict.scores if review.verdict else None,
+            "flag": review.verdict.flag if review.verdict else None, "error": review.error},
     )
     _trace_verdict(tid, review)
     return {"reviews": [review.model_dump(mode="json")]}
@@ -357,20 +334,21 @@ def _trace_verdict(tid: str, review) -> None:
 async def start_publishing(state: PostState, config: RunnableConfig) -> dict:
     # A desk replayed after its publish committed (the ledger marks the post published in the same
     # transaction) finds the post published: nothing to move; publish_everywhere then replays from the ledger.
-    await supervisor.advance_post(thread_id_of(config), "publishing", actor="publisher", unless_in=("published",))
+    await ledger.advance_post(thread_id_of(config), "publishing", actor="publisher", unless_in=("published",))
     return {}
 
 
 @traced_desk("publisher", flush_after=True)
 async def publish(state: PostState, config: RunnableConfig) -> dict:
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     from storage.connect import get_database
 
     tid, draft = thread_id_of(config), state.latest_draft
     review = state.latest_review
-    refused = await supervisor.publication_refused(tid, draft, default_policy=get_settings().approval_policy)
+    refused = await ledger.publication_refused(tid, draft, default_policy=get_settings().approval_policy)
     if refused is not None:
-        await supervisor.record_desk_event(tid, actor="publisher", kind="publish_refused",
-                                           detail={"draft_version": draft.version, "hash": draft.content_hash})
+        await ledger.record_desk_event(tid, actor="publisher", kind="publish_refused",
+                                       detail={"draft_version": draft.version, "hash": draft.content_hash})
         return await _fail_post(tid, "publisher", refused)
     item = publisher.render_post(tid, draft, state.research, requester=state.requester,
                                  scores=review.verdict.scores if review and review.verdict else None,
@@ -387,9 +365,9 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
            "destinations": [{"destination": r["destination"], "location": r["location"], "publish_key": r["publish_key"],
                              "replayed": not fresh} for r, fresh in done]}
     if rest:
-        await supervisor.record_desk_event(tid, actor="publisher", kind="published_everywhere",
-                                           detail={"destinations": pub["destinations"]})
-    record_cost_score(tid, await supervisor.post_usage(tid), budget_usd=setting(config, "run_budget_usd"))
+        await ledger.record_desk_event(tid, actor="publisher", kind="published_everywhere",
+                                       detail={"destinations": pub["destinations"]})
+    record_cost_score(tid, await ledger.post_usage(tid), budget_usd=run.run_budget_usd)
     return {"publication": pub, "outcome": "published"}
 
 

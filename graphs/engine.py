@@ -14,8 +14,9 @@ from langgraph.types import Interrupt, interrupt
 from agents import supervisor, writer
 from agents.models import CostEstimate
 from config import get_settings
-from graphs.desks import (editor_desk, publisher_desk, record_cost_score, researcher_desk, setting, thread_id_of,
-                          writer_desk)
+from config.run_config import RunConfig
+from graphs import ledger
+from graphs.desks import editor_desk, publisher_desk, record_cost_score, researcher_desk, thread_id_of, writer_desk
 from graphs.state import HumanDecision, PostInput, PostState
 from tools.llm import role_prices
 from tools.redaction import install_log_redaction
@@ -32,15 +33,15 @@ async def supervise(state: PostState, config: RunnableConfig) -> dict:
     update: dict = {}
     if state.cost_estimate is None:
         meta = (config.get("metadata") or {})
-        await supervisor.ensure_post(tid, topic=state.topic, requester=state.requester, source=state.source,
-                                     metadata=post_metadata(meta),
-                                     configurable=config.get("configurable"))  # its overrides, for recovery
+        await ledger.ensure_post(tid, topic=state.topic, requester=state.requester, source=state.source,
+                                 metadata=post_metadata(meta),
+                                 configurable=config.get("configurable"))  # its overrides, for recovery
         estimate = cost_estimate(config)
-        await supervisor.record_desk_event(tid, actor="supervisor", kind="cost_estimate",
-                                           detail={**estimate.model_dump(exclude={"steps"}),
-                                                   "summary": estimate.summary()})
+        await ledger.record_desk_event(tid, actor="supervisor", kind="cost_estimate",
+                                       detail={**estimate.model_dump(exclude={"steps"}),
+                                               "summary": estimate.summary()})
         update["cost_estimate"] = estimate.model_dump(mode="json")
-    spent = (await supervisor.post_usage(tid))["cost_usd"]
+    spent = (await ledger.post_usage(tid))["cost_usd"]
     if spent != state.spent_usd:
         update["spent_usd"] = spent
     return update
@@ -49,14 +50,14 @@ async def supervise(state: PostState, config: RunnableConfig) -> dict:
 def cost_estimate(config: RunnableConfig | None = None) -> CostEstimate:
     """The run's estimate from the gateway's price table and its limits (per-run overrides in
     config["configurable"] applied, as the desks will apply them)."""
-    config = config or {"configurable": {}}
     settings = get_settings()
+    run = RunConfig.from_runnable_config(config, settings)  # the run's overrides, read once
     # Only the whitelisted overrides count, as in the desks (retrieval_hyde, say, is never per run).
-    limits = {name: setting(config, name) if name in supervisor.RUN_OVERRIDE_SETTINGS else getattr(settings, name)
+    limits = {name: getattr(run, name) if name in RunConfig.model_fields else getattr(settings, name)
               for name in supervisor.ESTIMATE_LIMITS}
     limits.update(chunk_tokens=settings.chunk_max_tokens or 256, tokens_per_s=settings.estimate_tokens_per_s,
                   prompt_tokens_per_s=settings.estimate_prompt_tokens_per_s,
-                  budget_usd=setting(config, "run_budget_usd"))
+                  budget_usd=run.run_budget_usd)
     return supervisor.estimate_run(role_prices(settings), limits=limits)
 
 
@@ -66,8 +67,9 @@ def post_metadata(run_metadata: dict | None) -> dict:
 
 
 def route(state: PostState, config: RunnableConfig) -> str:
-    return supervisor.route_next(state, max_revisions=setting(config, "max_revisions"),
-                                 policy=setting(config, "approval_policy"), budget_usd=setting(config, "run_budget_usd"))
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
+    return supervisor.route_next(state, max_revisions=run.max_revisions,
+                                 policy=run.approval_policy, budget_usd=run.run_budget_usd)
 
 
 async def stop_over_budget(state: PostState, config: RunnableConfig) -> dict:
@@ -75,20 +77,21 @@ async def stop_over_budget(state: PostState, config: RunnableConfig) -> dict:
     cost score, then the draft to a human (escalated, the spend as the reason); with no draft yet
     there is nothing to show, so the post fails with that reason. Once per draft: a gate asked again
     (an invalid answer) passes through here without a second event."""
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid = thread_id_of(config)
-    budget = setting(config, "run_budget_usd")
-    usage = await supervisor.post_usage(tid)
+    budget = run.run_budget_usd
+    usage = await ledger.post_usage(tid)
     stop = supervisor.budget_stop(state, budget_usd=budget, usage=usage, stopped_before=supervisor.next_desk(
-        state, max_revisions=setting(config, "max_revisions"), policy=setting(config, "approval_policy")))
+        state, max_revisions=run.max_revisions, policy=run.approval_policy))
     update: dict = {"budget_stop": stop.model_dump(mode="json")}
     if state.budget_stop is None or state.budget_stop.draft_version != stop.draft_version:
-        await supervisor.record_desk_event(tid, actor="supervisor", kind="budget_exceeded",
-                                           detail={**stop.model_dump(), "reason": supervisor.budget_reason(stop)})
+        await ledger.record_desk_event(tid, actor="supervisor", kind="budget_exceeded",
+                                       detail={**stop.model_dump(), "reason": supervisor.budget_reason(stop)})
         record_cost_score(tid, usage, budget_usd=budget)
     if stop.draft_version is None:
         reason = (f"over budget before any draft: spent ${stop.spent_usd:.4f} of ${stop.budget_usd:.4f} "
                   f"({stop.llm_calls} LLM calls); stopped before the {stop.stopped_before}")
-        await supervisor.advance_post(tid, "failed", actor="supervisor", reason=reason)
+        await ledger.advance_post(tid, "failed", actor="supervisor", reason=reason)
         update.update(outcome="failed", error=reason)
     return update
 
@@ -99,25 +102,27 @@ def after_budget_stop(state: PostState) -> str:
 
 async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
     """Status change before the gate, in its own node: the interrupt node must have no side effects."""
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid = thread_id_of(config)
-    escalated, reason = supervisor.escalation(state, max_revisions=setting(config, "max_revisions"))
+    escalated, reason = supervisor.escalation(state, max_revisions=run.max_revisions)
     reason = reason[:500] if reason else None
     # A post the deadline sweep escalated stays escalated when its draft is asked again (after an
     # invalid answer): escalated -> awaiting_approval is no legal move, and the draft is still overdue.
-    await supervisor.advance_post(tid, "escalated" if escalated else "awaiting_approval", actor="editor",
-                                  reason=reason, revision=state.revision,
-                                  unless_in=() if escalated else ("escalated",))
-    record_cost_score(tid, await supervisor.post_usage(tid), budget_usd=setting(config, "run_budget_usd"))
+    await ledger.advance_post(tid, "escalated" if escalated else "awaiting_approval", actor="editor",
+                              reason=reason, revision=state.revision,
+                              unless_in=() if escalated else ("escalated",))
+    record_cost_score(tid, await ledger.post_usage(tid), budget_usd=run.run_budget_usd)
     return {"escalated": escalated, "escalation_reason": reason}
 
 
 @traced_desk("human_approval", flush_after=True)
 async def human_approval(state: PostState, config: RunnableConfig) -> dict:
+    run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid = thread_id_of(config)
-    usage = await supervisor.post_usage(tid)  # a read, not a side effect
+    usage = await ledger.post_usage(tid)  # a read, not a side effect
     payload = supervisor.approval_payload(state, thread_id=tid, cost_usd=usage["cost_usd"], tokens=usage["tokens"],
-                                          max_revisions=setting(config, "max_revisions"),
-                                          budget_usd=setting(config, "run_budget_usd"))
+                                          max_revisions=run.max_revisions,
+                                          budget_usd=run.run_budget_usd)
     answer = interrupt(payload)
     # --- below runs only once a human has answered -------------------------------------------
     p_hash = supervisor.payload_hash(payload)
@@ -130,19 +135,19 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
             error = supervisor.NOT_FROM_LEDGER
         except supervisor.ResumeValueError as err:
             error = str(err)
-        await supervisor.record_desk_event(tid, actor="human", kind="invalid_resume",
-                                           detail={"error": error, "value": _shown(answer)})
+        await ledger.record_desk_event(tid, actor="human", kind="invalid_resume",
+                                       detail={"error": error, "value": _shown(answer)})
         return {}  # the supervisor routes back to the gate, which asks again
     # Only a resume the approvals ledger issued decides: its token names the claimed decision, and the
     # decision, its text, an edit's Markdown and the reviewer are the ledger's, not the resume's.
     # The id of this interrupt is the one interrupt() gave it (its task's namespace, answer slot 0).
     interrupt_id = Interrupt.from_ns(None, conf.get("checkpoint_ns") or "").id
     shown = state.latest_draft
-    claimed = await supervisor.ledger_decision(tid, interrupt_id, answer, checkpoint_id=checkpoint_id,
-                                               draft_hash=shown.content_hash)
+    claimed = await ledger.ledger_decision(tid, interrupt_id, answer, checkpoint_id=checkpoint_id,
+                                           draft_hash=shown.content_hash)
     if claimed is None:
-        await supervisor.record_desk_event(tid, actor="human", kind="invalid_resume",
-                                           detail={"error": supervisor.NOT_FROM_LEDGER, "value": _shown(answer)})
+        await ledger.record_desk_event(tid, actor="human", kind="invalid_resume",
+                                       detail={"error": supervisor.NOT_FROM_LEDGER, "value": _shown(answer)})
         return {}
     decision, feedback, reviewer = claimed.action, claimed.text, claimed.reviewer
     update: dict = {}
@@ -154,20 +159,20 @@ async def human_approval(state: PostState, config: RunnableConfig) -> dict:
         edited = writer.human_edit(shown, claimed.draft, reviewer=reviewer)
         size = writer.edit_size(shown, edited)
         detail.update(edited_version=edited.version, edited_hash=edited.content_hash, **size)
-        await supervisor.record_draft(tid, edited, [])
-        await supervisor.record_desk_event(tid, actor=reviewer, kind="draft_edited", detail={
+        await ledger.record_draft(tid, edited, [])
+        await ledger.record_desk_event(tid, actor=reviewer, kind="draft_edited", detail={
             "version": edited.version, "from_version": shown.version, "reviewer": reviewer, "hash": edited.content_hash,
             "payload_hash": p_hash, "approve": decision == "approve_with_edits", **size})
         update["drafts"] = [edited.model_dump(mode="json")]
-    await supervisor.record_decision(tid, reviewer=reviewer, decision=decision, payload_hash=p_hash,
-                                     checkpoint_id=checkpoint_id, detail=detail)
+    await ledger.record_decision(tid, reviewer=reviewer, decision=decision, payload_hash=p_hash,
+                                 checkpoint_id=checkpoint_id, detail=detail)
     # As the model dumps it, with its key: the keyed append reducer tells decisions apart by it.
     answered = HumanDecision(decision=decision, reviewer=reviewer, feedback=feedback, payload_hash=p_hash,
                              answered_checkpoint=checkpoint_id, draft_version=shown.version,
                              section=claimed.section, edited_version=edited.version if edited else None)
     update["decisions"] = [answered.model_dump(mode="json")]
     if decision == "reject":
-        await supervisor.advance_post(tid, "rejected", actor=reviewer, reason=feedback)
+        await ledger.advance_post(tid, "rejected", actor=reviewer, reason=feedback)
         update["outcome"] = "rejected"
     return update
 

@@ -74,9 +74,9 @@ def _identity(ctx: Auth.types.AuthContext) -> Identity:
 
 
 def checked_overrides(configurable: dict | None, who: Identity) -> None:
-    """Per-run overrides (agents.supervisor.RUN_OVERRIDE_SETTINGS) held to the settings' bounds;
+    """Per-run overrides (config.run_config.RUN_OVERRIDE_SETTINGS: the fields of RunConfig) held to the settings' bounds;
     approval_policy is an approver's choice only."""
-    from agents.supervisor import RUN_OVERRIDE_SETTINGS
+    from config.run_config import RUN_OVERRIDE_SETTINGS
 
     for name in RUN_OVERRIDE_SETTINGS:
         if (configurable or {}).get(name) is None:

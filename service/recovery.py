@@ -11,7 +11,7 @@ What counts as cut off, per thread (the checkpoint decides, the posts table only
 - otherwise (waiting for a human, finished) -> leave it alone.
 
 Every resume runs with the overrides the run was started with (approval_policy, max_revisions,
-...: agents.supervisor.RUN_OVERRIDE_SETTINGS), kept with the post when it started.
+...: config.run_config.RunConfig), kept with the post when it started.
 
 Concurrency: each thread is driven under a run lease (storage/maintenance.py explains why the
 publish ledger alone is not enough), renewed while it runs; a thread whose lease another live
@@ -29,7 +29,7 @@ from typing import Any
 
 from langgraph.types import Command
 
-from agents.supervisor import run_overrides
+from config.run_config import run_overrides
 from graphs.engine import build_graph
 from service.approvals import resume_value, server_checkpoint_id, server_interrupts
 from service.runner import RunSnapshot, drive, latest_interrupt

@@ -12,7 +12,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
 from agents.models import CostEstimate
-from agents.supervisor import run_overrides
+from config.run_config import run_overrides
 from graphs.engine import build_graph, post_metadata
 from graphs.state import PostInput
 from storage import posts

@@ -231,17 +231,19 @@ async def test_cli_resume_keeps_the_runs_overrides(db, llm):
 
 
 def test_kept_overrides_are_exactly_the_settings_graphs_read():
-    """The whitelist of agents.supervisor is every name graphs/ passes to setting(), and nothing else."""
+    """The kept overrides are RunConfig's fields, and graphs/ reads every one of them (as run.<name>
+    of the RunConfig each node reads once), and no other name: no dead whitelist entry."""
     import ast
 
-    from agents.supervisor import RUN_OVERRIDE_SETTINGS
+    from config.run_config import RUN_OVERRIDE_SETTINGS, RunConfig, run_overrides
 
+    assert set(RunConfig.model_fields) == set(RUN_OVERRIDE_SETTINGS)
+    assert run_overrides({name: 1 for name in [*RUN_OVERRIDE_SETTINGS, "thread_id"]}).keys() == set(RUN_OVERRIDE_SETTINGS)
     read = set()
     for path in (ROOT / "graphs").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setting"
-                    and len(node.args) == 2 and isinstance(node.args[1], ast.Constant)):
-                read.add(node.args[1].value)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "run":
+                read.add(node.attr)
     assert read and read == set(RUN_OVERRIDE_SETTINGS)
 
 

@@ -157,7 +157,7 @@ async def test_human_decisions_are_scores_on_the_trace(db, lf, llm):
     """The human's answer at the gate: a categorical "human_decision" score on the post's trace and
     the gate span that took the answer (comment = feedback; reviewer and draft version in metadata).
     A replayed node upserts the same score (same id), never adds one."""
-    from agents import supervisor
+    from graphs import ledger
 
     def human_scores(trace_id):
         return [sc for sc in lf.scores if sc["name"] == "human_decision" and sc["traceId"] == trace_id]
@@ -191,7 +191,7 @@ async def test_human_decisions_are_scores_on_the_trace(db, lf, llm):
 
     # A replay of the approving node (same answered checkpoint): the DB refuses it, the score is
     # sent again with the same id (an upsert in Langfuse), so nothing is counted twice.
-    recorded = await supervisor.record_decision(
+    recorded = await ledger.record_decision(
         approved.thread_id, reviewer="carol", decision="approve", payload_hash=event["detail"]["payload_hash"],
         checkpoint_id=event["detail"]["checkpoint_id"], detail={"feedback": None, "draft_version": 1})
     assert recorded is False

@@ -122,7 +122,7 @@ async def _lifecycle(db, tid: str, ops: "OpCounter", saver=None) -> int:
     await ops.run("transition", posts.transition(db, tid, "publishing", actor="publisher",
                                                  unless_in=("published",)))
     moves += 1
-    # What the publisher reads before it publishes (agents.supervisor.publication_refused, publish_everywhere).
+    # What the publisher reads before it publishes (graphs.ledger.publication_refused, publish_everywhere).
     await ops.run("publisher_reads", _publisher_reads(db, tid))
     ok = await ops.run("record_publication", posts.record_publication(
         db, publish_key=f"key-{tid}", thread_id=tid, destination="site", location=f"site/{tid}.html",
