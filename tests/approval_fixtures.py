@@ -13,7 +13,7 @@ import os
 import pytest
 
 from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
-from tests.fake_telegram import TOKEN, fake_telegram  # noqa: F401
+from tests.fake_telegram import TOKEN
 from tests.scripted_llm import ScriptedLLM
 from tests.server_fixtures import AgentServer, free_port
 

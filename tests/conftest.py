@@ -20,6 +20,19 @@ for _secret in ("ANTHROPIC_API_KEY", "LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY
     os.environ.pop(_secret, None)
 (_SESSION_DIR / "state").mkdir(parents=True, exist_ok=True)
 
+# The shared fixtures, registered once for the whole suite. A fixture imported into a test module is
+# that module's own fixture, so a session-scoped one imported into eight modules started eight
+# times (scripted LLM servers, Agent Servers, the embedder); registered here it starts once.
+pytest_plugins = [
+    "tests.engine_fixtures",  # scripted_llm (session), llm
+    "tests.server_fixtures",  # agent_server (session)
+    "tests.retrieval_helpers",  # embedder (session), private_db, module_db
+    "tests.web_fixtures",  # site
+    "tests.fake_telegram",  # fake_telegram (session)
+    "tests.approval_fixtures",  # approval_llm, approval_script, approval_server (session)
+    "tests.vllm_fixtures",  # vllm_base_dir, vllm_server (session; the vllm tier)
+]
+
 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
@@ -60,8 +73,3 @@ async def db(pg_url):
     await database.close()
 
 
-# The approval channels' server (Telegram fake + Agent Server + its scripted LLM), registered here once
-# so that test_telegram_bot and test_web_approval share ONE instance (a fixture imported into two
-# test modules is two fixtures, and would start two servers).
-from tests.approval_fixtures import approval_llm, approval_script, approval_server  # noqa: E402,F401
-from tests.fake_telegram import fake_telegram  # noqa: E402,F401

@@ -6,10 +6,8 @@ from pathlib import Path
 
 
 from storage import approvals, posts
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply, llm, scripted_llm  # noqa: F401
-from tests.server_fixtures import (  # noqa: F401
-    STUDIO_APPROVER_TOKEN, VIEWER_TOKEN, agent_server, approver_client, service_client,
-)
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
+from tests.server_fixtures import STUDIO_APPROVER_TOKEN, VIEWER_TOKEN, approver_client, service_client
 
 
 async def test_sdk_run_stops_at_the_gate_and_resumes_to_publish(db, llm, agent_server):

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.fake_telegram import TOKEN, fake_telegram  # noqa: F401
+from tests.fake_telegram import TOKEN
 from tests.server_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

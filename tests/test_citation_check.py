@@ -9,7 +9,7 @@ import pytest
 from agents import editor
 from agents.editor import ClaimVerdicts, apply_claim_verdicts, check_rules, quote_in_source, split_sentences
 from agents.models import Citation, ResearchNotes
-from tests.engine_fixtures import JUDGE, llm, scripted_llm  # noqa: F401
+from tests.engine_fixtures import JUDGE
 
 GQA = ("Llama 3.1 8B has 32 query heads and 8 KV heads of dimension 128, so four query heads share each "
        "KV head and the KV cache is four times smaller than with MHA. At 128K context and batch 10 that is "

@@ -5,7 +5,6 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from service.cli import list_cmd, post
-from tests.engine_fixtures import scripted_llm  # noqa: F401  (the scripted LLM server, for `health`)
 
 
 def test_list_refuses_an_unknown_status_and_names_the_valid_ones(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from agents.models import BudgetStop, Draft, ResearchNotes
 from graphs.state import PostState
 from service.runner import resume, start_post
 from storage import posts
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, reset_runtime, scripted_llm, writer_reply  # noqa: F401
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, reset_runtime, writer_reply
 from tests.scripted_llm import Reply
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,9 +13,8 @@ import pytest
 import tools.retrieval as retrieval
 from service.runner import start_post
 from storage import posts
-from tests.engine_fixtures import JUDGE, OUTLINE, PASSING, WRITER, llm, reset_runtime, scripted_llm  # noqa: F401
-from tests.retrieval_helpers import embedder, module_db, write_notes  # noqa: F401  (fixtures)
-from tests.web_fixtures import site  # noqa: F401  (fixture)
+from tests.engine_fixtures import JUDGE, OUTLINE, PASSING, WRITER, reset_runtime
+from tests.retrieval_helpers import write_notes
 from tools.ingest import ingest_paths
 from tools.retrieval import Retriever
 

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from agents.editor import check_rules
 from evals.faithfulness import run as faith
-from tests.engine_fixtures import JUDGE, llm, scripted_llm  # noqa: F401
+from tests.engine_fixtures import JUDGE
 
 SOURCE = ("Llama 3.1 8B has 32 query heads and 8 KV heads of dimension 128, so four query heads share each KV "
           "head and the KV cache is four times smaller than with MHA.")

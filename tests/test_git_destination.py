@@ -11,7 +11,6 @@ import pytest
 from config import reset_settings_cache
 from service.runner import resume, start_post
 from storage import posts
-from tests.engine_fixtures import llm, scripted_llm  # noqa: F401
 from tools.publish import GitDestination, PublishFailed, Rendered
 
 

@@ -14,7 +14,7 @@ from agents.models import Draft
 from service.approvals import AnswerRefused
 from service.runner import resume, start_post
 from storage import approvals, posts, training
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
+from tests.engine_fixtures import JUDGE, PASSING, WRITER
 
 TWO_SECTIONS = ("# GQA and the KV cache\n\nGrouped-query attention shares key/value heads.\n\n"
                 "## What GQA shares\n\nSeveral query heads read one key/value head.\n\n"

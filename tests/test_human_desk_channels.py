@@ -18,7 +18,6 @@ import pytest
 from service.runner import current, start_post
 from storage import approvals, posts
 from tests.approval_fixtures import APPROVER, GROUP_CHAT, NOT_APPROVER, WEB_TOKEN, polling_bot
-from tests.engine_fixtures import llm, scripted_llm  # noqa: F401
 from tests.server_fixtures import APPROVER as APPROVER_NAME
 from tests.server_fixtures import VIEWER_TOKEN, approver_client, service_client
 

@@ -10,7 +10,7 @@ from agents import prompts as prompt_registry
 from config import ConfigError, get_settings, load_settings, reset_settings_cache
 from service.runner import start_post
 from storage import posts
-from tests.engine_fixtures import JUDGE, llm, scripted_llm  # noqa: F401
+from tests.engine_fixtures import JUDGE
 
 
 async def _verdict_events(db, tid):

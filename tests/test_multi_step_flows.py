@@ -15,7 +15,7 @@ from service.runner import NothingToResume, current, resume, start_post
 from storage import posts
 from tests.approval_fixtures import (InProcessServer, ProcessKilled, die_before_the_resume_starts, polling_bot,
                                      resume_in_process)
-from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm, verdict  # noqa: F401
+from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, verdict
 from tests.server_fixtures import service_client
 
 ROOT = Path(__file__).resolve().parent.parent

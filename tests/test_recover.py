@@ -20,9 +20,9 @@ from service.recovery import recover, run_lease
 from service.runner import current, drive, start_post
 from storage import approvals, maintenance, posts
 from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts, ledger_command
-from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
+from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER
 from tests.scripted_llm import Fault
-from tests.server_fixtures import SERVICE_TOKEN, agent_server, service_client  # noqa: F401
+from tests.server_fixtures import SERVICE_TOKEN, service_client
 
 ROOT = Path(__file__).resolve().parent.parent
 

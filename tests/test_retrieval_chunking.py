@@ -6,7 +6,7 @@ import re
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.retrieval_helpers import CORPUS, embedder  # noqa: F401  (fixture)
+from tests.retrieval_helpers import CORPUS
 from tools.chunking import (chunk_document, parse_document, parse_html, parse_markdown, split_sentences)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import tools.retrieval as retrieval
-from tests.retrieval_helpers import embedder, module_db, write_notes  # noqa: F401  (fixtures)
+from tests.retrieval_helpers import write_notes
 from tests.scripted_llm import Fault, ScriptedLLM
 from tools.ingest import ingest_paths
 from tools.retrieval import HYDE_SYSTEM, Retriever

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from storage.corpus import ChunkIn, CorpusStore, DocumentIn, EmbeddingMismatchError
-from tests.retrieval_helpers import (embedder, module_db, private_db, unit,  # noqa: F401  (fixtures)
-                                     write_notes)
+from tests.retrieval_helpers import unit, write_notes
 from tools.ingest import ingest_paths
 from tools.retrieval import Retriever
 

@@ -7,7 +7,6 @@ import pytest
 from config import reset_settings_cache
 from service.runner import resume, start_post
 from storage import posts
-from tests.engine_fixtures import llm, scripted_llm  # noqa: F401
 from tests.fake_telegram import TOKEN
 from tools.publish import PublishFailed, Rendered, TelegramChannelDestination, summary_of
 

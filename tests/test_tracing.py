@@ -17,7 +17,7 @@ import pytest
 
 from service.runner import resume, start_post
 from storage import posts
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, reset_runtime, scripted_llm, writer_reply  # noqa: F401
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, reset_runtime, writer_reply
 from tests.otlp_receiver import LangfuseReceiver
 from tests.scripted_llm import Fault, Reply
 from tools.tracing import REDACTED, Scrubber, flush_traces, get_tracing, reset_tracing, trace_id_for

@@ -15,7 +15,7 @@ import pytest
 
 from evals.training.writer_eval import beats, eval_items, score_draft
 from storage import posts, training
-from tests.engine_fixtures import WRITER, llm, reset_runtime, scripted_llm  # noqa: F401
+from tests.engine_fixtures import WRITER, reset_runtime
 from tests.training_helpers import FIRST_DRAFT, make_decided_posts, script_writer
 from tools.training_data import build_export
 

@@ -20,7 +20,6 @@ import pytest
 from storage import posts
 from tests.approval_fixtures import WEB_TOKEN
 from tests.server_fixtures import service_client
-from tests.web_fixtures import site  # noqa: F401  (fixture: pages the post names)
 
 pytestmark = pytest.mark.slow
 

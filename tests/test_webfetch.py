@@ -10,7 +10,6 @@ import time
 import pytest
 
 from config import load_settings
-from tests.web_fixtures import site  # noqa: F401  (fixture)
 from tools.webfetch import FetchError, FetchRefused, check_url, fetch_page
 
 def _settings(**kw):

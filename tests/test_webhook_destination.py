@@ -10,7 +10,6 @@ import pytest
 from config import ConfigError, Settings, reset_settings_cache
 from service.runner import resume, retry, start_post
 from storage import posts
-from tests.engine_fixtures import llm, scripted_llm  # noqa: F401
 from tests.webhook_receiver import WebhookReceiver
 from tools.publish import PublishFailed, Rendered, WebhookDestination, webhook_signature
 

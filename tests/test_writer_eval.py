@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from config import get_settings
 from evals.training.writer_eval import eval_items, evaluate_writer
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, llm, scripted_llm  # noqa: F401
+from tests.engine_fixtures import JUDGE, PASSING, WRITER
 
 
 async def test_judged_writer_eval_uses_the_configured_judge_prompt(db, llm):
