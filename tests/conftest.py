@@ -73,3 +73,20 @@ async def db(pg_url):
     await database.close()
 
 
+
+
+# Every test is marked by the folder it lives in: tests/unit (no server, no database: `make
+# test-fast`), tests/integration (the embedded database, scripted LLM servers over HTTP, the
+# embedder), tests/e2e (the Agent Server, CLI subprocesses, Telegram, a browser, real models).
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            tier = Path(item.path).resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

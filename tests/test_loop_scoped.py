@@ -70,17 +70,3 @@ def test_a_replaced_value_is_left_open_and_the_new_one_closed():
 
     asyncio.run(replace())
     assert closed == [2]
-
-
-def test_the_process_database_is_closed_with_its_loop(pg_url):
-    from storage.connect import get_database
-
-    async def open_one():
-        db = await get_database()
-        assert await get_database() is db
-        return db
-
-    first = asyncio.run(open_one())
-    assert first.pool.closed
-    second = asyncio.run(open_one())
-    assert second is not first and second.pool.closed

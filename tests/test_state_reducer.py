@@ -52,3 +52,20 @@ def test_every_model_in_the_state_may_be_read_back_from_a_checkpoint():
     walk(PostState)
     missing = {(t.__module__, t.__name__) for t in seen} - set(STATE_TYPES)
     assert not missing, f"add to storage.checkpointer.STATE_TYPES: {sorted(missing)}"
+
+
+def test_a_checkpoint_written_before_the_editor_models_moved_still_loads():
+    """EditorVerdict and friends moved from agents.editor to agents.models: a checkpoint written
+    before names the old module, and must load (into the same class) with the allowlist it has now."""
+    from agents.models import DimensionReasoning, EditorVerdict
+    from storage.checkpointer import make_serde
+
+    serde = make_serde()
+    verdict = EditorVerdict(technical_accuracy=4, calibration=3, mechanistic_depth=3, audience_calibration=4,
+                            flag="none", reasoning=DimensionReasoning(technical_accuracy="a", calibration="b",
+                                                                      mechanistic_depth="c", audience_calibration="d"))
+    kind, data = serde.dumps_typed(verdict)
+    assert b"agents.models" in data
+    old = data.replace(b"agents.models", b"agents.editor")  # same length: still valid msgpack
+    assert serde.loads_typed((kind, old)) == verdict
+    assert serde.loads_typed((kind, data)) == verdict
