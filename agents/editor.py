@@ -15,10 +15,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-
 from agents.models import (  # noqa: F401 - the verdict models are re-exported: callers import them from here
-    DIMENSIONS, MAX_CHECKED_CLAIMS, CitationReport, ClaimResult, ClaimStatus, ClaimVerdict, ClaimVerdicts,
-    DimensionReasoning, EditorVerdict, Flag, Review, Score, as_decimal, mean_score,
+    DIMENSIONS,
+    MAX_CHECKED_CLAIMS,
+    CitationReport,
+    ClaimResult,
+    ClaimStatus,
+    ClaimVerdict,
+    ClaimVerdicts,
+    DimensionReasoning,
+    EditorVerdict,
+    Flag,
+    Review,
+    Score,
+    as_decimal,
+    mean_score,
 )
 from agents.prompts import RenderedPrompt, load_prompt
 

@@ -43,7 +43,7 @@ class EditorVerdict(BaseModel):
         return float(mean_score(*self.scores.values()))
 
 
-def as_decimal(x: float | int) -> Decimal:
+def as_decimal(x: float) -> Decimal:
     # Decimal from the printed value: 3.25 stays 3.25, no binary-float drift at the boundary.
     return Decimal(str(x))
 

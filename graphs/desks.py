@@ -371,7 +371,7 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
     return {"publication": pub, "outcome": "published"}
 
 
-def _desk(name: str, *steps, checkpointed: bool = False, branches: dict | None = None) -> "StateGraph":
+def _desk(name: str, *steps, checkpointed: bool = False, branches: dict | None = None) -> StateGraph:
     """A desk's subgraph: its steps in order. `branches` maps a step to (router, targets) for a
     conditional exit. checkpointed: the desk keeps its own checkpoints (namespace "<desk>:<task>"),
     so each step is a checkpoint in Studio's state history and a desk cut off midway resumes at its

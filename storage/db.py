@@ -59,7 +59,7 @@ def url_without_password(url: str) -> str:
 
 
 # The server answered, but is not taking connections yet (a FATAL that waiting can change).
-_FATAL_BUT_TRANSIENT = re.compile(r"starting up|shutting down|recovery|too many clients|not yet accepting", re.I)
+_FATAL_BUT_TRANSIENT = re.compile(r"starting up|shutting down|recovery|too many clients|not yet accepting", re.IGNORECASE)
 
 
 def _not_reachable_yet(exc: BaseException) -> bool:
@@ -124,8 +124,8 @@ def detect_dialect(version_string: str) -> Dialect:
 def parse_server_version(version_string: str) -> tuple[int, int, int] | None:
     """(major, minor, patch) from `SELECT version()`: 'CockroachDB CCL v25.3.1 (...)' or
     'PostgreSQL 18.1 on ...' (PostgreSQL has no patch level: 0). None if unrecognised."""
-    m = re.search(r"cockroachdb\s+\w+\s+v(\d+)\.(\d+)(?:\.(\d+))?", version_string, re.I) or re.search(
-        r"postgresql\s+(\d+)(?:\.(\d+))?(?:\.(\d+))?", version_string, re.I
+    m = re.search(r"cockroachdb\s+\w+\s+v(\d+)\.(\d+)(?:\.(\d+))?", version_string, re.IGNORECASE) or re.search(
+        r"postgresql\s+(\d+)(?:\.(\d+))?(?:\.(\d+))?", version_string, re.IGNORECASE
     )
     if not m:
         return None
@@ -208,7 +208,7 @@ class Database:
             open=False,
         )
 
-    async def open(self) -> "Database":
+    async def open(self) -> Database:
         await check_reachable(self.url, self.settings.db_connect_wait_s)
         await self.pool.open(wait=True, timeout=self.settings.pool_timeout_s)
         async with self.pool.connection() as conn:
@@ -220,7 +220,7 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         return await self.open()
 
     async def __aexit__(self, *exc) -> None:
@@ -235,9 +235,8 @@ class Database:
         """
 
         async def _once():
-            async with self.pool.connection() as conn:
-                async with conn.transaction():
-                    return await work(conn)
+            async with self.pool.connection() as conn, conn.transaction():
+                return await work(conn)
 
         return await self._retrying(_once, attempts or self.settings.tx_max_attempts)
 

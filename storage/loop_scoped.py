@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 
 class _Entry(Generic[T]):
-    __slots__ = ("value", "closer", "detached")
+    __slots__ = ("closer", "detached", "value")
 
     def __init__(self, value: T):
         self.value = value

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from storage import approvals, posts
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
 from tests.server_fixtures import STUDIO_APPROVER_TOKEN, VIEWER_TOKEN, approver_client, service_client
 
 

@@ -116,7 +116,6 @@ def test_a_wrong_database_name_fails_at_once_with_what_to_check(pg_url, tmp_path
     import subprocess
     import sys
     from pathlib import Path
-
     from urllib.parse import urlsplit, urlunsplit
 
     root = Path(__file__).resolve().parent.parent

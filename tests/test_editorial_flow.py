@@ -10,14 +10,13 @@ import json
 
 import pytest
 
-import tools.retrieval as retrieval
 from service.runner import start_post
 from storage import posts
 from tests.engine_fixtures import JUDGE, OUTLINE, PASSING, WRITER, reset_runtime
 from tests.retrieval_helpers import write_notes
+from tools import retrieval
 from tools.ingest import ingest_paths
 from tools.retrieval import Retriever
-
 
 NOTES = {
     "gqa.md": "# Grouped-query attention\n\nGrouped-query attention lets several query heads share one key/value "

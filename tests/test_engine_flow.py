@@ -11,7 +11,7 @@ import pytest
 
 from service.runner import NothingToResume, current, resume, start_post
 from storage import posts
-from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, verdict
+from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER
 
 ROOT = Path(__file__).resolve().parent.parent
 

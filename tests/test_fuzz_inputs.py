@@ -10,18 +10,26 @@ import logging
 import os
 import string
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from config import Settings
 from service.telegram_bot import WebhookReceiver
 from tests.approval_fixtures import (
-    APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEB_TOKEN, WEBHOOK_CHAT, WEBHOOK_SECRET,
+    APPROVER,
+    APPROVER_2,
+    GROUP_CHAT,
+    NOT_APPROVER,
+    STRANGER_CHAT,
+    WEB_TOKEN,
+    WEBHOOK_CHAT,
+    WEBHOOK_SECRET,
 )
 from tests.fake_telegram import TOKEN
 from tests.server_fixtures import service_client
@@ -164,7 +172,7 @@ def telegram_update(draw) -> tuple[dict, int, bool]:
 
 def test_fuzzed_updates_raise_nothing_and_strangers_start_nothing(webhook_bot, fake_telegram, approval_server, db):
     loop, receiver, errors = webhook_bot
-    started_at = datetime.now(timezone.utc).isoformat()
+    started_at = datetime.now(UTC).isoformat()
     strangers: set[int] = set()
     statuses: dict[int, int] = {}
 

@@ -132,7 +132,7 @@ async def test_web_textarea_edit_then_approve_with_edits(approval_server, approv
     async with httpx.AsyncClient(timeout=60, follow_redirects=False) as http:
         page = await http.get(f"{base}/runs/{tid}", headers=auth)
         assert "id=edit-draft" in page.text and "id=approve-with-edits" in page.text
-        area = re.search(r"<textarea name=draft id=edit-draft[^>]*>(.*?)</textarea>", page.text, re.S).group(1)
+        area = re.search(r"<textarea name=draft id=edit-draft[^>]*>(.*?)</textarea>", page.text, re.DOTALL).group(1)
         assert area.startswith("# GQA and the KV cache")
         gate_id = page.text.split("name=gate_id value='")[1].split("'")[0]
         edited = "# Edited on the web\n\nGrouped-query attention shares key/value heads <b>between</b> query heads."

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from agents.editor import DIMENSIONS
 from evals.judge.labels import load_set
-from tests.engine_fixtures import draft_reply, reset_runtime
+from tests.engine_fixtures import reset_runtime
 from tests.langfuse_api import LangfuseAPIReceiver
 from tools.tracing import flush_traces, get_tracing, reset_tracing, trace_id_for
 

@@ -2,9 +2,9 @@
 records the prompt version behind it. Real posts: in-process runner, scripted LLM over HTTP, embedded PostgreSQL."""
 from __future__ import annotations
 
-import pytest
-
 from dataclasses import replace
+
+import pytest
 
 from agents import prompts as prompt_registry
 from config import ConfigError, get_settings, load_settings, reset_settings_cache

@@ -13,9 +13,14 @@ import pytest
 
 from service.runner import NothingToResume, current, resume, start_post
 from storage import posts
-from tests.approval_fixtures import (InProcessServer, ProcessKilled, die_before_the_resume_starts, polling_bot,
-                                     resume_in_process)
-from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER, verdict
+from tests.approval_fixtures import (
+    InProcessServer,
+    ProcessKilled,
+    die_before_the_resume_starts,
+    polling_bot,
+    resume_in_process,
+)
+from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER
 from tests.server_fixtures import service_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,7 +377,14 @@ async def test_telegram_revise_then_approve_v2_publishes_v2(tg_bot, approval_ser
 
     from tests.approval_fixtures import APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER
     from tests.test_telegram_bot import (
-        _wait_status, buttons, decision_events, gate_message, published_message, start_post as tg_start,
+        _wait_status,
+        buttons,
+        decision_events,
+        gate_message,
+        published_message,
+    )
+    from tests.test_telegram_bot import (
+        start_post as tg_start,
     )
 
     fake = fake_telegram
@@ -491,7 +503,7 @@ async def test_an_answer_for_a_draft_that_changed_lands_nowhere(db, llm, monkeyp
     """The CLI reviewer read v1; meanwhile another channel asked for a revision and v2 now waits.
     `approve --version 1` is refused, and even an answer that passed its check just before the other
     decision landed (the race) is keyed to v1's interrupt: it publishes nothing."""
-    import service.runner as runner
+    from service import runner
     from service.runner import DraftChanged
 
     llm.reset()

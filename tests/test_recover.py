@@ -20,7 +20,7 @@ from service.recovery import recover, run_lease
 from service.runner import current, drive, start_post
 from storage import approvals, maintenance, posts
 from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts, ledger_command
-from tests.engine_fixtures import FAILING, JUDGE, PASSING, WRITER
+from tests.engine_fixtures import FAILING, JUDGE, WRITER
 from tests.scripted_llm import Fault
 from tests.server_fixtures import SERVICE_TOKEN, service_client
 
@@ -312,7 +312,7 @@ async def test_a_cli_post_killed_before_its_first_step_keeps_its_overrides(db, l
     """`newsroom post --policy escalations_only` dying before the run's first step committed: the
     post and its overrides were saved first, so recovery starts it, with that policy (the
     environment says human: it would have waited for a person)."""
-    import service.runner as runner
+    from service import runner
 
     class Killed(BaseException):
         pass

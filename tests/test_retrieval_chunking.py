@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.retrieval_helpers import CORPUS
-from tools.chunking import (chunk_document, parse_document, parse_html, parse_markdown, split_sentences)
+from tools.chunking import chunk_document, parse_document, parse_html, parse_markdown, split_sentences
 
 
 def _max(emb) -> int:

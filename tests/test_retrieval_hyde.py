@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import tools.retrieval as retrieval
 from tests.retrieval_helpers import write_notes
 from tests.scripted_llm import Fault, ScriptedLLM
+from tools import retrieval
 from tools.ingest import ingest_paths
 from tools.retrieval import HYDE_SYSTEM, Retriever
 

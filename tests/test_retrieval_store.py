@@ -233,9 +233,9 @@ async def test_retrieve_dedups_per_source_and_hybrid_fuses(module_db, embedder, 
 
 async def test_researcher_citations_point_at_real_chunks(module_db, embedder, tmp_path, monkeypatch):  # noqa: F811
     """The engine's researcher desk, through the retrieval seam, cites chunk ids that exist."""
-    import tools.retrieval as retrieval
     from agents import researcher
     from agents.models import ResearchPlan, RetrievalResult
+    from tools import retrieval
 
     write_notes(tmp_path / "r", NOTES)
     await ingest_paths([tmp_path / "r"], db=module_db, embedder=embedder)

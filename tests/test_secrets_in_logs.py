@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
+from tests.engine_fixtures import PASSING
 from tests.scripted_llm import Fault
 from tests.server_fixtures import free_port
 

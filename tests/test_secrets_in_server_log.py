@@ -36,7 +36,7 @@ import httpx
 import pytest
 
 from storage import posts
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
+from tests.engine_fixtures import PASSING, WRITER, draft_reply
 from tests.fake_telegram import FakeTelegram
 from tests.scripted_llm import Fault
 from tests.server_fixtures import SERVICE_TOKEN, VIEWER_TOKEN, AgentServer, free_port, service_client

@@ -22,7 +22,7 @@ from service.runner import resume, start_post
 from storage import posts, training
 from tests.engine_fixtures import reset_runtime
 from tests.training_helpers import make_decided_posts, script_writer
-from tests.vllm_fixtures import ADAPTER, BASE, FIXTURE_ADAPTER, ROOT, needs_vllm
+from tests.vllm_fixtures import ADAPTER, BASE, ROOT, needs_vllm
 from tools.llm import LLMAdapterMissing, LLMGateway, LLMOutputInvalid, LLMUnavailable, Route
 
 pytestmark = [pytest.mark.vllm, needs_vllm, pytest.mark.timeout(1800)]

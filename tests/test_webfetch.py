@@ -12,6 +12,7 @@ import pytest
 from config import load_settings
 from tools.webfetch import FetchError, FetchRefused, check_url, fetch_page
 
+
 def _settings(**kw):
     base = {"fetch_allow_hosts": ["127.0.0.1"], "fetch_timeout_s": 10.0, "fetch_max_bytes": 20_000}
     base.update(kw)

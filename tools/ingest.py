@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from config import Settings, get_settings
+from storage.connect import get_database
 from storage.corpus import ChunkIn, CorpusStore, DocumentIn
 from storage.db import Database
-from storage.connect import get_database
 from tools.chunking import SUFFIXES, chunk_document, document_hash, kind_for, parse_document
 from tools.embeddings import Embedder, get_embedder
 

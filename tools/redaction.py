@@ -94,7 +94,7 @@ class Scrubber:
         if v is None or isinstance(v, (bool, int, float)):
             return v
         if isinstance(v, Mapping):
-            return {str(k): (REDACTED if _SECRET_KEY.match(str(k)) and v[k] not in (None, "") else self.value(x))
+            return {str(k): (REDACTED if _SECRET_KEY.match(str(k)) and x not in (None, "") else self.value(x))
                     for k, x in v.items()}
         if isinstance(v, (list, tuple, set, frozenset)):
             return [self.value(x) for x in v]

@@ -24,15 +24,25 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from config import Settings, get_settings
+from storage.connect import get_database
 from storage.corpus import CorpusStore, EmbeddingMismatchError
 from storage.db import Database
-from storage.connect import get_database
 from tools.embeddings import Embedder, get_embedder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RetrievedChunk", "NoteHit", "MultiSearch", "Retriever", "EmbeddingMismatchError", "corpus_size", "retrieve",
-           "set_hyde_generator", "get_retriever", "hyde_messages"]
+__all__ = [
+    "EmbeddingMismatchError",
+    "MultiSearch",
+    "NoteHit",
+    "RetrievedChunk",
+    "Retriever",
+    "corpus_size",
+    "get_retriever",
+    "hyde_messages",
+    "retrieve",
+    "set_hyde_generator",
+]
 
 HydeGenerator = Callable[[str, "str | None"], Awaitable[str]]  # (query, thread_id) -> passage
 

@@ -38,7 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 from config import Settings, get_settings
 from tools.redaction import (  # noqa: F401 - the scrubber moved to tools/redaction.py; these names stay importable here
-    REDACTED, Scrubber, configured_secrets, install_log_redaction, public_reason,
+    REDACTED,
+    Scrubber,
+    configured_secrets,
+    install_log_redaction,
+    public_reason,
 )
 
 if TYPE_CHECKING:
@@ -445,6 +449,20 @@ def _desk_input(state: Any) -> dict:
     return out
 
 
-__all__ = ["Scrubber", "Tracing", "configured_secrets", "flush_traces", "get_tracing", "llm_call_observer",
-           "record_scores", "reset_tracing", "trace_id_for", "traces_flushed", "traced_desk", "tracing_configured", "REDACTED",
-           "TRACE_NAME", "GENERATION_PREFIX"]
+__all__ = [
+    "GENERATION_PREFIX",
+    "REDACTED",
+    "TRACE_NAME",
+    "Scrubber",
+    "Tracing",
+    "configured_secrets",
+    "flush_traces",
+    "get_tracing",
+    "llm_call_observer",
+    "record_scores",
+    "reset_tracing",
+    "trace_id_for",
+    "traced_desk",
+    "traces_flushed",
+    "tracing_configured",
+]

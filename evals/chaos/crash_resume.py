@@ -45,7 +45,7 @@ WAITING = {"awaiting_approval", "escalated"}
 KILL_KINDS = ("desk", "approval", "publish", "random")
 
 
-def _configure_env(state_dir: Path) -> tuple[str, "object"]:
+def _configure_env(state_dir: Path) -> tuple[str, object]:
     """Embedded PostgreSQL + scripted LLM for this drill; returns (database url, llm server)."""
     from storage.embedded import start_embedded
     from tests.engine_fixtures import JUDGE, PASSING, WRITER, writer_reply

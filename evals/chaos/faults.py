@@ -36,7 +36,7 @@ class Scenario:
     fault: str  # what is wrong, in words
     expect: set[str]  # acceptable endings
     script: Callable  # (llm) -> None: queue faults / handlers
-    during: Callable[["Drill"], Awaitable[None]] | None = None  # an action while the run goes on
+    during: Callable[[Drill], Awaitable[None]] | None = None  # an action while the run goes on
     policy: str = "human"  # approval policy for the run
 
 
@@ -85,11 +85,11 @@ def _scenarios() -> list[Scenario]:
     out_of_range = {**_passing(), "calibration": 1234567890}
     missing_keys = {"technical_accuracy": 5, "calibration": 5}
 
-    async def restart_db_while_writing(drill: "Drill") -> None:
+    async def restart_db_while_writing(drill: Drill) -> None:
         await drill.wait_for_request(WRITER, 2)  # the research call is done, the draft call is in flight
         await asyncio.to_thread(drill.restart_db)
 
-    async def restart_db_while_judging(drill: "Drill") -> None:
+    async def restart_db_while_judging(drill: Drill) -> None:
         await drill.wait_for_request(JUDGE, 1)
         await asyncio.to_thread(drill.restart_db)
 

@@ -75,7 +75,7 @@ class Checkpoints:
                                             versions)
 
 
-async def _lifecycle(db, tid: str, ops: "OpCounter", saver=None) -> int:
+async def _lifecycle(db, tid: str, ops: OpCounter, saver=None) -> int:
     """One post's storage writes, in the graph's order. Returns the status moves it made."""
     from storage import approvals, maintenance, posts
 

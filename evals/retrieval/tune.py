@@ -27,7 +27,15 @@ import sys
 import uuid
 from pathlib import Path
 
-from evals.retrieval.run import DEFAULT_CORPUS, DEFAULT_QUERIES, HypothesisCache, load_queries, note_of, score, summarise
+from evals.retrieval.run import (
+    DEFAULT_CORPUS,
+    DEFAULT_QUERIES,
+    HypothesisCache,
+    load_queries,
+    note_of,
+    score,
+    summarise,
+)
 
 OFF_TOPIC = [
     "Sourdough hydration: how much water a rye loaf really needs",
@@ -73,10 +81,10 @@ async def _no_header_db(pg_db, embedder, corpus: Path):
     """A private database on the same server with the corpus embedded from the chunk text alone."""
     import psycopg
 
-    import tools.chunking as chunking
     from config import get_settings
     from storage.db import Database
     from storage.migrate import migrate
+    from tools import chunking
     from tools.ingest import ingest_paths
 
     name = f"tune_noheader_{uuid.uuid4().hex[:8]}"
@@ -189,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     async def _go():
+        from config import get_settings
         from storage.connect import close_database
         from tools.local_llm import local_llm_if_needed
-        from config import get_settings
 
         with local_llm_if_needed(get_settings()):
             try:

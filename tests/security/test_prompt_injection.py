@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-import agents.prompts as prompts
-from agents import editor, writer
+from agents import editor, prompts, writer
 from agents.models import Draft, ResearchNotes
 from config import get_settings
 from tests.engine_fixtures import FAILING, JUDGE, verdict
@@ -27,9 +26,9 @@ def outside_data(text: str) -> str:
     m = re.search(r"<<<(DATA-[0-9a-f]{16}) ", text)
     if m:
         d = re.escape(m.group(1))
-        return re.sub(rf"<<<{d} (\w+)>>>.*?<<<END {d} \1>>>", "", text, flags=re.S)
-    text = re.sub(r"<draft>.*?</draft>", "", text, flags=re.S)
-    return re.sub(r"<notes>.*?</notes>", "", text, flags=re.S)
+        return re.sub(rf"<<<{d} (\w+)>>>.*?<<<END {d} \1>>>", "", text, flags=re.DOTALL)
+    text = re.sub(r"<draft>.*?</draft>", "", text, flags=re.DOTALL)
+    return re.sub(r"<notes>.*?</notes>", "", text, flags=re.DOTALL)
 
 
 def gullible(req):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import anthropic
@@ -13,7 +13,6 @@ import openai
 from pydantic import BaseModel, Field
 
 from config import ConfigError
-
 
 # --- results and errors ----------------------------------------------------------------------
 
@@ -73,7 +72,6 @@ class LLMTimeout(LLMError):
 
 class DeadlineExceeded(LLMError):
     """The call's overall deadline passed (internal: ends the route loop)."""
-    pass
 
 
 class ModelNotListed(LLMError):
@@ -114,7 +112,7 @@ def retry_after_of(response: Any) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def classify(exc: BaseException) -> ErrorClass:

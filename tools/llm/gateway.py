@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -42,8 +42,18 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from config import Settings, get_settings
 from tools.breaker import CircuitBreaker
 from tools.llm.errors import (
-    DeadlineExceeded, ErrorClass, LLMAdapterMissing, LLMError, LLMOutputInvalid, LLMResult, LLMTimeout, LLMUnavailable,
-    ModelNotListed, RouteFailure, classify, short_text,
+    DeadlineExceeded,
+    ErrorClass,
+    LLMAdapterMissing,
+    LLMError,
+    LLMOutputInvalid,
+    LLMResult,
+    LLMTimeout,
+    LLMUnavailable,
+    ModelNotListed,
+    RouteFailure,
+    classify,
+    short_text,
 )
 from tools.llm.parsing import _parse
 from tools.llm.providers import ProviderClients, ProviderReply
@@ -386,7 +396,7 @@ class LLMGateway:
         breaker = self._breaker(self._endpoint_key(route))
         breaker.acquire()  # BreakerOpen: not retryable -> next route at once
         call.attempts += 1  # only requests that were sent count
-        started_wall, started = datetime.now(timezone.utc), self._clock()
+        started_wall, started = datetime.now(UTC), self._clock()
         reply: ProviderReply | None = None
         try:
             try:
@@ -443,7 +453,7 @@ class LLMGateway:
                 role=call.role, thread_id=call.thread_id, provider=route.provider, endpoint=endpoint,
                 model=route.model, messages=call.messages, output=reply.text if reply else None, tokens_in=t_in,
                 tokens_out=t_out, cost_usd=cost, latency_ms=latency_ms, outcome=outcome, error=error,
-                started_at=started_wall, ended_at=datetime.now(timezone.utc), attempt=call.attempts,
+                started_at=started_wall, ended_at=datetime.now(UTC), attempt=call.attempts,
                 route_index=call.index, structured=call.schema.__name__ if call.schema else None,
             )
             for obs in self._observers:

@@ -16,7 +16,7 @@ def _unfenced(body: str) -> str:
     on a reply of spaces)."""
     if len(body) >= 6 and body.startswith("```") and body.endswith("```"):
         inner = body[3:-3]
-        return (inner[4:] if inner.startswith("json") else inner).strip()
+        return (inner.removeprefix("json")).strip()
     return body
 
 
