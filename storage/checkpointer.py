@@ -93,7 +93,7 @@ def _retrying_postgres_saver_class():
     - Retries: its writes are upserts (safe to repeat) and the pool replaces a broken connection on
       the next checkout, so a database restart mid-write costs a retry instead of the run; the first
       attempt runs outside tenacity.
-    Same tables and conflict rules as the library (tests/test_storage_conformance.py runs the
+    Same tables and conflict rules as the library (tests/integration/test_storage_conformance.py runs the
     checkpointer conformance suite against this class).
     """
     from langgraph.checkpoint.base import WRITES_IDX_MAP, get_serializable_checkpoint_metadata

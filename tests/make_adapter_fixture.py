@@ -7,7 +7,7 @@
 2. `newsroom export-training --out tests/fixtures/training` (sft.jsonl, dpo.jsonl, manifest.json);
 3. `newsroom train-adapter --data tests/fixtures/training/sft.jsonl --name newsroom-writer
    --recipe cpu-tiny --steps N --out tests/fixtures/adapters/newsroom-writer --no-register`.
-It was run once; the tests (tests/test_vllm_tier.py) serve what it wrote.
+It was run once; the tests (tests/e2e/test_vllm_tier.py) serve what it wrote.
 """
 from __future__ import annotations
 

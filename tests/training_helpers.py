@@ -1,5 +1,5 @@
 """Decided posts made through the real graph (scripted LLM over HTTP, real database): the material of
-the training export. Used by tests/test_training_loop.py, the vLLM tier and the adapter fixture
+the training export. Used by tests/integration/test_training_loop.py, the vLLM tier and the adapter fixture
 (tests/fixtures/adapters/README.md)."""
 from __future__ import annotations
 

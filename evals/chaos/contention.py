@@ -11,7 +11,7 @@ embedded PostgreSQL (default_transaction_isolation = serializable; the pool pins
           (queued -> researching -> drafting -> editing) -> each move must be recorded once
           (idempotent transitions under contention: duplicate transition events, goal 0).
 Retries (SQLSTATE 40001 serialization failures absorbed by Database.transaction) are counted.
-The assertions live in tests/test_storage_contention.py; this prints the figures.
+The assertions live in tests/integration/test_storage_contention.py; this prints the figures.
 The last line printed is one JSON object.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from evals.chaos.support import private_postgres
 
-BUDGET = 30  # attempts per transaction (tests/test_storage_contention.py explains the number)
+BUDGET = 30  # attempts per transaction (tests/integration/test_storage_contention.py explains the number)
 
 
 def _call(w: int, i: int) -> tuple[int, int, Decimal]:
