@@ -173,7 +173,7 @@ def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -
         budget_usd=limits.get("budget_usd"), steps=steps)
 
 
-# The settings estimate_run reads (graphs/ passes each through setting(), overrides applied).
+# The settings estimate_run reads (graphs/ passes each from the run's RunConfig when it is an override).
 ESTIMATE_LIMITS = ("retrieval_top_k", "writer_max_tokens", "max_revisions", "research_subquestions", "retrieval_hyde",
                    "claim_check", "plan_max_tokens", "hyde_max_tokens", "research_max_tokens", "outline_max_tokens",
                    "claims_max_tokens", "judge_max_tokens", "judge_max_attempts")
