@@ -13,7 +13,7 @@ from agents.schedule import ScheduleError, format_local, parse_topics
 
 def _run(coro):
     async def _then_close():
-        from storage.db import close_database
+        from storage.connect import close_database
 
         try:
             return await coro
@@ -32,7 +32,7 @@ def approve_at(thread_id: str, *, reviewer: str, when: str, tz: str | None, draf
     from service import scheduling
     from service.approvals import PendingInterrupt
     from service.runner import current
-    from storage.db import get_database
+    from storage.connect import get_database
 
     async def _go():
         snap = await current(thread_id)
@@ -63,7 +63,7 @@ def approve_at(thread_id: str, *, reviewer: str, when: str, tz: str | None, draf
 def print_schedule_of(thread_id: str) -> None:
     """`newsroom status`: the post's pending scheduled publish, if it has one."""
     from storage import schedules
-    from storage.db import get_database
+    from storage.connect import get_database
 
     async def _go():
         return await schedules.live_schedule_for(await get_database(), thread_id)
@@ -77,7 +77,7 @@ def print_schedule_of(thread_id: str) -> None:
 
 def settle_send(thread_id: str, *, destination: str, sent: bool, actor: str) -> None:
     """`newsroom retry --resend DEST | --sent DEST`: a human's word on a send whose outcome was unknown."""
-    from storage.db import get_database
+    from storage.connect import get_database
     from tools.publish import settle_uncertain_send
 
     async def _go():
@@ -107,7 +107,7 @@ def scheduled_command(move_id: str | None, cancel_id: str | None, when: str | No
                       reviewer: str) -> None:
     """List the scheduled publishes (soonest first); reschedule or cancel one."""
     from service import scheduling
-    from storage.db import get_database
+    from storage.connect import get_database
 
     if move_id and not when:
         raise click.UsageError("--reschedule ID needs --at TIME")
@@ -152,7 +152,7 @@ def schedule_topic_command(every: str, at: str, topics_file: str, tz: str | None
                            policy: str | None, requester: str) -> None:
     """Start a post from a topic list on a schedule (one topic per run, in order, then round again)."""
     from service import scheduling
-    from storage.db import get_database
+    from storage.connect import get_database
 
     text = click.get_text_stream("stdin").read() if topics_file == "-" else Path(topics_file).read_text("utf-8")
     try:
@@ -183,7 +183,7 @@ def recurring_command(cancel_id: str | None, fire_due: bool, reviewer: str) -> N
     """List the recurring topic lists; cancel one."""
     from service import scheduling
     from storage import schedules
-    from storage.db import get_database
+    from storage.connect import get_database
 
     async def _go():
         db = await get_database()

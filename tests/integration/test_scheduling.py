@@ -16,7 +16,6 @@ from service.approvals import PendingInterrupt
 from service.recovery import plan_recovery
 from service.runner import resume, start_post
 from storage import approvals, posts, schedules
-from tests.engine_fixtures import llm, scripted_llm  # noqa: F401
 
 NOW = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)  # a Tuesday
 
@@ -234,7 +233,7 @@ async def test_two_processes_firing_at_once_publish_each_schedule_once(db, llm, 
     for s in made:
         await _make_due(db, s.schedule_id)
     env = dict(os.environ, DATABASE_URL=pg_url)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     procs = [subprocess.Popen([sys.executable, "-m", "service.cli", "scheduled", "--fire-due"], cwd=root, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

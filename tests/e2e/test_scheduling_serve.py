@@ -21,7 +21,7 @@ from tests.approval_fixtures import WEB_TOKEN
 from tests.scripted_llm import ScriptedLLM
 from tests.server_fixtures import AgentServer, free_port, service_client
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
