@@ -136,7 +136,7 @@ async def _published(db, tid):
 
 async def test_telegram_publish_at_button_reply_scheduled_and_timezone(db, sched_server, fake_telegram):
     from tests.approval_fixtures import APPROVER, GROUP_CHAT, NOT_APPROVER, polling_bot
-    from tests.test_telegram_bot import buttons, gate_message, start_post
+    from tests.e2e.test_telegram_bot import buttons, gate_message, start_post
 
     fake = fake_telegram
     server = _running(sched_server)
