@@ -188,6 +188,29 @@ class Outline(BaseModel):
     sections: list[str] = Field(min_length=2, max_length=6)
 
 
+class DraftSentence(BaseModel):
+    """One sentence of a structured draft and the note it comes from (0: it uses no note)."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: int = Field(ge=0, le=999)
+    text: str = Field(min_length=1, max_length=600)
+
+
+class DraftSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    heading: str = Field(min_length=1, max_length=160)
+    sentences: list[DraftSentence] = Field(min_length=1, max_length=12)
+
+
+class StructuredDraft(BaseModel):
+    """What the Writer's structured draft call must return (writer.draft@5): every sentence names its
+    note, and code renders the note numbers as the [n] markers (agents/writer.render_structured)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=160)
+    sections: list[DraftSection] = Field(min_length=1, max_length=6)
+
+
 class DraftOutline(BaseModel):
     version: int  # the draft it is for
     title: str = ""

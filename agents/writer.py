@@ -10,12 +10,16 @@ import re
 from dataclasses import dataclass
 
 from agents.editor import citation_feedback, feedback_for_writer
-from agents.models import Draft, DraftOutline, Outline, ResearchNotes
+from agents.models import Draft, DraftOutline, DraftSection, DraftSentence, Outline, ResearchNotes, StructuredDraft
 from agents.prompts import load_prompt
 
 log = logging.getLogger(__name__)
 # @2 (security) fenced the data; @3 adds the outline and the citation rules; @4 adds a worked [n] example
 DRAFT_PROMPT = "writer.draft@4"
+# The first draft as structured output: each sentence names its note and code renders that number as
+# its [n] (NEWSROOM_DRAFT_FORMAT=cited_json; the local Qwen default: in free text it left them out).
+CITED_DRAFT_PROMPT = "writer.draft@5"
+CITED_DRAFT_WORDS = 220  # asked of the model: fits the writer's max tokens with the JSON around it
 REVISE_PROMPT = "writer.revise@3"
 REVISE_SECTION_PROMPT = "writer.revise_section@1"  # a human's revise naming one section: only it is rewritten
 OUTLINE_PROMPT = "writer.outline@1"
@@ -25,6 +29,18 @@ _TITLE_OPEN = re.compile(r"[ \t]*#{1,3}[ \t]+")  # a line's opening only: linear
 _MARKER = re.compile(r"\s?\[(\d{1,3}(?:\s{0,2}[,;]\s{0,2}\d{1,3}){0,9})\]")
 _HEADING_OPEN = re.compile(r"[ \t]{0,3}(#{1,6})[ \t]+")  # matched at a line's start only: linear
 _FENCE = ("```", "~~~")
+# A sentence ends at . ! ? before a capital, a digit or an opening quote/parenthesis (linear).
+_PIECE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_TERMINAL = ".!?"
+# Salvage of a reply cut at max_tokens: the title, the headings and each complete sentence object
+# (note and text inside one {...}, either order). Every alternative starts with a fixed literal and
+# holds one bounded string: linear on any reply.
+_STRING = r'"((?:[^"\\]|\\.){0,2000})"'
+_S = r"\s{0,20}"
+_SALVAGE = re.compile(
+    rf'"(title|heading)"{_S}:{_S}{_STRING}'
+    rf'|\{{{_S}"note"{_S}:{_S}(\d{{1,3}}){_S},{_S}"text"{_S}:{_S}{_STRING}{_S}\}}'
+    rf'|\{{{_S}"text"{_S}:{_S}{_STRING}{_S},{_S}"note"{_S}:{_S}(\d{{1,3}}){_S}\}}')
 
 
 def split_title(text: str, fallback: str) -> tuple[str, str]:
@@ -102,6 +118,89 @@ def draft_messages(topic: str, notes: ResearchNotes, outline: DraftOutline | Non
     return load_prompt(DRAFT_PROMPT).messages(topic=topic, notes=notes.notes, outline=outline_text(outline))
 
 
+def cited_draft_messages(topic: str, notes: ResearchNotes, outline: DraftOutline | None = None,
+                         *, words: int = CITED_DRAFT_WORDS) -> list[dict]:
+    sections = f"{len(outline.sections)}" if outline is not None and outline.sections else "2 to 4"
+    return load_prompt(CITED_DRAFT_PROMPT).messages(topic=topic, notes=notes.notes, outline=outline_text(outline),
+                                                    schema=_structured_schema_text(), words=str(words),
+                                                    sections=sections)
+
+
+@functools.cache
+def _structured_schema_text() -> str:
+    return json.dumps(StructuredDraft.model_json_schema(), separators=(",", ":"))
+
+
+def _with_marker(piece: str, marker: str) -> str:
+    """`piece` with `marker` before its closing full stop (the house style: "... 16 tokens [1].")."""
+    piece = piece.rstrip()
+    if piece and piece[-1] in _TERMINAL:
+        return f"{piece[:-1].rstrip()} {marker}{piece[-1]}"
+    return f"{piece} {marker}"
+
+
+def render_sentence(sentence: DraftSentence, known: set[int]) -> tuple[str, int | None]:
+    """One structured sentence as Markdown, and the note it named that is not in the notes (or None).
+    The marker is exactly the note the model named, on each sentence of its text (a text of two
+    sentences names one note for both); markers the model typed into the text are removed, so the
+    note field is the only citation; a note not in the notes gives no marker (the sentence is uncited)."""
+    text = " ".join(_MARKER.sub("", sentence.text).split())
+    if not text:
+        return "", None
+    if sentence.note == 0:
+        return text, None
+    if sentence.note not in known:
+        return text, sentence.note
+    marker = f"[{sentence.note}]"
+    return " ".join(_with_marker(p, marker) for p in _PIECE_END.split(text) if p.strip()), None
+
+
+def render_structured(draft: StructuredDraft, notes: ResearchNotes) -> tuple[str, str, list[int]]:
+    """(title, Markdown body, notes named that are not in the notes) of a structured draft: a "## "
+    heading per section, its sentences as one paragraph."""
+    known = {c.n for c in notes.citations}
+    dropped: list[int] = []
+    blocks: list[str] = []
+    for section in draft.sections:
+        sentences = []
+        for sentence in section.sentences:
+            text, unknown = render_sentence(sentence, known)
+            if unknown is not None:
+                dropped.append(unknown)
+            if text:
+                sentences.append(text)
+        if not sentences:
+            continue
+        heading = " ".join(section.heading.strip().lstrip("#").split())
+        blocks.append((f"## {heading}\n\n" if heading else "") + " ".join(sentences))
+    return " ".join(draft.title.strip().lstrip("#").split()), "\n\n".join(blocks), sorted(set(dropped))
+
+
+def salvage_structured(raw: str) -> StructuredDraft | None:
+    """The complete sentences of a structured reply that stopped early (max tokens): its title, headings
+    and every sentence whose note and text were both written, in order; None when not one sentence
+    was. A sentence cut inside its text is left out, never completed; no note is guessed."""
+    title, sections = "", []
+    for m in _SALVAGE.finditer(raw or ""):
+        key, text = m.group(1), m.group(2) or m.group(4) or m.group(5) or ""
+        try:
+            value = json.loads(f'"{text}"', strict=False)
+        except ValueError:
+            continue
+        if key == "title" and not title:
+            title = value
+        elif key == "heading":
+            sections.append([value, []])
+        elif key is None and sections:
+            sections[-1][1].append((int(m.group(3) or m.group(6)), value))
+    try:
+        return StructuredDraft(title=title, sections=[
+            DraftSection(heading=h, sentences=[DraftSentence(note=n, text=t) for n, t in ss][:12])
+            for h, ss in sections if ss][:6])
+    except ValueError:
+        return None
+
+
 def revision_messages(topic: str, notes: ResearchNotes, previous: Draft, feedback: str) -> list[dict]:
     draft = f"# {previous.title}\n\n{previous.body}"
     return load_prompt(REVISE_PROMPT).messages(topic=topic, notes=notes.notes, draft=draft, feedback=feedback)
@@ -111,15 +210,25 @@ async def write_draft(
     gateway, *, topic: str, notes: ResearchNotes, previous: Draft | None, feedback: str | None,
     reason: str, thread_id: str | None, max_tokens: int, outline: DraftOutline | None = None,
     passed_sentences: list[str] | None = None, sent_messages: list[dict] | None = None,
+    draft_format: str = "text",
 ) -> Draft:
     """Write version n+1: a first draft (from the outline when there is one), or a revision when there
     is a previous draft and feedback. `passed_sentences` (the last citation check's supported
     sentences) are counted in the new draft as kept_claims. `sent_messages`, when given, receives the
-    messages sent (each render has its own data delimiter: the training export keeps these very ones)."""
+    messages sent (each render has its own data delimiter: the training export keeps these very ones).
+    `draft_format` "cited_json": the first draft is structured, each sentence naming its note
+    (write_cited_draft); revisions stay free text."""
     if previous is not None and feedback:
         messages, prompt = revision_messages(topic, notes, previous, feedback), REVISE_PROMPT
     else:
-        messages, prompt, reason = draft_messages(topic, notes, outline), DRAFT_PROMPT, "first" if previous is None else reason
+        reason = "first" if previous is None else reason
+        if draft_format == "cited_json":
+            cited = await write_cited_draft(gateway, topic=topic, notes=notes, outline=outline, thread_id=thread_id,
+                                            max_tokens=max_tokens, sent_messages=sent_messages)
+            if cited is not None:
+                return cited.model_copy(update={"version": (previous.version + 1) if previous else 1,
+                                                "reason": reason})
+        messages, prompt = draft_messages(topic, notes, outline), DRAFT_PROMPT
     if sent_messages is not None:
         sent_messages[:] = messages
     result = await gateway.complete_text("writer", messages, thread_id=thread_id, max_tokens=max_tokens)
@@ -135,6 +244,37 @@ async def write_draft(
         version=(previous.version + 1) if previous else 1, title=title, body=body,
         prompt=prompt, model=result.model, reason=reason, dropped_citations=dropped, kept_claims=kept,
     )
+
+
+async def write_cited_draft(gateway, *, topic: str, notes: ResearchNotes, outline: DraftOutline | None,
+                            thread_id: str | None, max_tokens: int, sent_messages: list[dict] | None = None,
+                            words: int = CITED_DRAFT_WORDS) -> Draft | None:
+    """A first draft as structured output (writer.draft@5), rendered to Markdown with each sentence's
+    note as its [n]. A reply cut at max_tokens keeps its complete sentences (salvage_structured);
+    None when not one sentence came back (the caller writes a free-text draft instead)."""
+    from tools.llm import LLMOutputInvalid
+
+    messages = cited_draft_messages(topic, notes, outline, words=words)
+    if sent_messages is not None:
+        sent_messages[:] = messages
+    try:
+        structured, result = await gateway.complete_json("writer", messages, StructuredDraft, thread_id=thread_id,
+                                                         max_tokens=max_tokens)
+    except LLMOutputInvalid as err:
+        structured, result = salvage_structured(err.raw_text), err.result
+        if structured is None:
+            log.warning("structured draft unusable (%s): writing a free-text draft", str(err)[:200])
+            return None
+        log.info("structured draft stopped early (%s): kept its %d complete sentences", result.finish_reason,
+                 sum(len(s.sentences) for s in structured.sections))
+    title, body, dropped = render_structured(structured, notes)
+    if not body:
+        return None
+    if dropped:
+        log.info("draft named notes that are not in the notes: left uncited %s", dropped)
+    fallback = outline.title if outline and outline.title else topic
+    return Draft(version=1, title=title or fallback[:200], body=body, prompt=CITED_DRAFT_PROMPT, model=result.model,
+                 dropped_citations=dropped)
 
 
 # --- the human's desk: a draft as Markdown, edits, sections ---------------------------------------------

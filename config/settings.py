@@ -197,6 +197,11 @@ class Settings(BaseSettings):
                     "plans at 0.1-1.0 lowered top-1 on topic requests, see evals/bench/RESULTS-retrieval.md)")
     plan_max_tokens: int = Field(default=160, ge=16, description="max tokens of the research plan")
     outline_max_tokens: int = Field(default=120, ge=16, description="max tokens of the Writer's outline")
+    draft_format: Literal["text", "cited_json"] = Field(
+        default="text",
+        description="the first draft's form: text (Markdown with [n] markers the model types) or cited_json "
+                    "(structured: each sentence names its note, rendered as its [n]; default for the local "
+                    "Qwen writer, which left the markers out of free text)")
     claims_max_tokens: int = Field(default=400, ge=16, description="max tokens of the batched claim-support verdict")
     claim_check: bool = Field(default=True, description="ask the judge route whether each cited claim is supported (after the deterministic citation checks)")
 
@@ -522,6 +527,9 @@ class Settings(BaseSettings):
         if (self.local_model == "qwen2.5-coder-1.5b" and self.llm_provider == "llamacpp"
                 and "llm_timeout_s" not in self.model_fields_set):
             self.llm_timeout_s = 600.0
+        if (self.local_model == "qwen2.5-coder-1.5b" and self.llm_provider == "llamacpp"
+                and "draft_format" not in self.model_fields_set):
+            self.draft_format = "cited_json"
         return self
 
     @model_validator(mode="after")

@@ -238,6 +238,7 @@ async def write(state: PostState, config: RunnableConfig) -> dict:
             get_gateway(), topic=_topic(state), notes=state.research, previous=state.latest_draft, feedback=feedback,
             reason=reason, thread_id=tid, max_tokens=run.writer_max_tokens,
             outline=state.outline_for(1), passed_sentences=passed, sent_messages=sent,
+            draft_format=run.draft_format,
         )
     except (LLMUnavailable, ValueError) as err:
         return await _fail_post(tid, "writer", str(err))

@@ -1,0 +1,182 @@
+"""The Writer's structured first draft (writer.draft@5, NEWSROOM_DRAFT_FORMAT=cited_json): each sentence
+names its note, code renders exactly that number as its [n]; a reply cut at max tokens keeps its
+complete sentences; a reply with none falls back to a free-text draft. Through the real gateway and
+a scripted OpenAI-compatible server over HTTP (the llama.cpp route's json_object + schema)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from agents import writer
+from agents.editor import check_rules, split_sentences
+from agents.models import Citation, DraftOutline, DraftSection, DraftSentence, ResearchNotes, StructuredDraft
+from config.settings import load_settings
+from tools.llm import LLMGateway
+from tests.scripted_llm import Reply, ScriptedLLM
+
+NOTES = ResearchNotes(
+    notes='[1] <source title="GQA">Llama 3 8B has 32 query heads and 8 KV heads.</source>\n\n'
+          '[2] <source title="KV cache">The KV cache of Llama 3 8B takes 131,072 bytes per token in fp16.</source>',
+    grounded=True,
+    citations=[Citation(n=1, chunk_id="c1", source_title="GQA", excerpt="Llama 3 8B has 32 query heads and 8 KV heads."),
+               Citation(n=2, chunk_id="c2", source_title="KV cache",
+                        excerpt="The KV cache of Llama 3 8B takes 131,072 bytes per token in fp16.")])
+OUTLINE = DraftOutline(version=1, title="GQA shrinks the cache", sections=["Heads [1]", "Bytes [2]"])
+GOOD = {"title": "How GQA shrinks the KV cache", "sections": [
+    {"heading": "Fewer heads", "sentences": [
+        {"note": 1, "text": "Llama 3 8B has 32 query heads and 8 KV heads."},
+        {"note": 0, "text": "What does that buy?"}]},
+    {"heading": "The bytes", "sentences": [
+        {"note": 2, "text": "The KV cache of Llama 3 8B takes 131,072 bytes per token in fp16."}]}]}
+
+
+def sentence(note: int, text: str) -> DraftSentence:
+    return DraftSentence(note=note, text=text)
+
+
+# --- rendering: the marker is the note the model named, nothing else -------------------------------
+
+def test_render_puts_each_named_note_before_the_full_stop():
+    title, body, dropped = writer.render_structured(StructuredDraft.model_validate(GOOD), NOTES)
+    assert title == "How GQA shrinks the KV cache" and dropped == []
+    assert body == ("## Fewer heads\n\nLlama 3 8B has 32 query heads and 8 KV heads [1]. What does that buy?\n\n"
+                    "## The bytes\n\nThe KV cache of Llama 3 8B takes 131,072 bytes per token in fp16 [2].")
+    # The Editor reads the markers where the renderer put them: both facts cited, the question no claim.
+    cites = [s.cites for s in split_sentences(body)]
+    assert cites == [(1,), (), (2,)]
+    assert not [c for c in check_rules(body, NOTES) if c.status == "unsupported"]
+
+
+def test_a_note_not_in_the_notes_gives_no_marker_and_is_reported():
+    text, unknown = writer.render_sentence(sentence(7, "GQA cuts the cache 4x."), {1, 2})
+    assert (text, unknown) == ("GQA cuts the cache 4x.", 7)
+    # ... and the Editor then sees an uncited number (the rule it always applied)
+    problems = [c.problems for c in check_rules(text, NOTES) if c.status == "unsupported"]
+    assert problems and "without a citation" in problems[0][0]
+
+
+def test_markers_typed_into_the_text_are_replaced_by_the_named_note():
+    text, unknown = writer.render_sentence(sentence(1, "Llama 3 8B has 8 KV heads [2]."), {1, 2})
+    assert (text, unknown) == ("Llama 3 8B has 8 KV heads [1].", None)
+    text, _ = writer.render_sentence(sentence(0, "A transition [1]."), {1, 2})
+    assert text == "A transition."  # note 0: uncited, whatever the text typed
+
+
+def test_two_sentences_in_one_text_both_carry_its_note():
+    text, _ = writer.render_sentence(sentence(2, "It takes 131,072 bytes per token. That is in fp16"), {1, 2})
+    assert text == "It takes 131,072 bytes per token [2]. That is in fp16 [2]"
+    assert [s.cites for s in split_sentences(text)] == [(2,), (2,)]
+
+
+def test_a_section_left_empty_and_heading_hashes_are_dropped():
+    draft = StructuredDraft(title="# T itle", sections=[
+        DraftSection(heading="## Empty", sentences=[sentence(1, "[1]")]),
+        DraftSection(heading="Kept", sentences=[sentence(1, "Llama 3 8B has 8 KV heads.")])])
+    title, body, _ = writer.render_structured(draft, NOTES)
+    assert title == "T itle" and body == "## Kept\n\nLlama 3 8B has 8 KV heads [1]."
+
+
+# --- salvage: a reply cut at max tokens -------------------------------------------------------------
+
+def test_salvage_keeps_complete_sentences_only_and_guesses_no_note():
+    raw = json.dumps(GOOD)
+    cut = raw[:raw.index("131,072") + 3]  # inside the last sentence's text
+    salvaged = writer.salvage_structured(cut)
+    assert salvaged is not None and salvaged.title == GOOD["title"]
+    assert [[(s.note, s.text) for s in sec.sentences] for sec in salvaged.sections] == [
+        [(1, "Llama 3 8B has 32 query heads and 8 KV heads."), (0, "What does that buy?")]]
+
+
+def test_salvage_pairs_note_and_text_only_inside_one_object():
+    # text before note (another provider's key order) is read; a note with no text next to it is not
+    # carried over to the next object's text.
+    raw = ('{"title": "Tt", "sections": [{"heading": "H", "sentences": [{"text": "A \\"quoted\\" fact.", "note": 2}, '
+           '{"note": 1, "tex')
+    salvaged = writer.salvage_structured(raw)
+    assert [(s.note, s.text) for s in salvaged.sections[0].sentences] == [(2, 'A "quoted" fact.')]
+    assert writer.salvage_structured('{"title": "Tt", "sections": [{"heading": "H", "sentences": [{"note": 1, ') is None
+    assert writer.salvage_structured("") is None and writer.salvage_structured("not json at all") is None
+
+
+def test_salvage_is_linear_on_hostile_replies():
+    for raw in ('{"note": 1, "text": "' + "a" * 200_000, '"heading": "' + '\\"' * 100_000,
+                '{"note": 1, ' * 20_000, '"title"' + " " * 200_000):
+        t = time.perf_counter()
+        writer.salvage_structured(raw)
+        assert time.perf_counter() - t < 1.0
+
+
+# --- through the gateway: the request, the rendered draft, the fallbacks -------------------------------
+
+@pytest.fixture(scope="module")
+def llm():
+    with ScriptedLLM(models=["local-writer"]) as srv:
+        yield srv
+
+
+@pytest.fixture
+def gateway(llm):
+    llm.reset()
+    routes = {"writer": [{"provider": "llamacpp", "base_url": llm.base_url, "model": "local-writer"}]}
+    return LLMGateway(load_settings(routes_json=json.dumps(routes), llm_retry_initial_s=0.01, llm_timeout_s=5.0),
+                      recorder=None)
+
+
+async def draft_of(gateway, **kw):
+    sent: list[dict] = []
+    draft = await writer.write_draft(gateway, topic="GQA", notes=NOTES, previous=None, feedback=None, reason="first",
+                                     thread_id=None, max_tokens=600, outline=OUTLINE, sent_messages=sent,
+                                     draft_format="cited_json", **kw)
+    return draft, sent
+
+
+async def test_cited_json_asks_for_the_schema_with_the_notes_as_data(gateway, llm):
+    llm.script(Reply.json(GOOD))
+    draft, sent = await draft_of(gateway)
+    (req,) = llm.requests
+    assert req.response_format["type"] == "json_object"  # llama.cpp: json_object + schema = a grammar
+    assert set(req.schema["properties"]) == {"title", "sections"}
+    data = [m["content"] for m in req.messages[1:-1]]
+    assert any(d.startswith("<<<DATA-") and " notes>>>" in d.splitlines()[0] and "131,072" in d for d in data)
+    assert "131,072" not in req.messages[0]["content"] + req.messages[-1]["content"]  # notes only inside data
+    assert sent == [{"role": m["role"], "content": m["content"]} for m in req.messages]
+    assert draft.prompt == writer.CITED_DRAFT_PROMPT and draft.version == 1 and draft.reason == "first"
+    assert draft.title == GOOD["title"] and draft.body.count("[") == 2 and draft.model == "local-writer"
+
+
+async def test_a_reply_cut_at_max_tokens_keeps_its_complete_sentences(gateway, llm):
+    raw = json.dumps(GOOD)
+    llm.script(Reply(text=raw[:raw.index("131,072")], finish_reason="length"))
+    draft, _ = await draft_of(gateway)
+    assert len(llm.requests) == 1
+    assert draft.prompt == writer.CITED_DRAFT_PROMPT
+    assert draft.body == "## Fewer heads\n\nLlama 3 8B has 32 query heads and 8 KV heads [1]. What does that buy?"
+
+
+async def test_a_reply_with_no_sentence_falls_back_to_a_free_text_draft(gateway, llm):
+    llm.script(Reply(text='{"title": "Only a ti', finish_reason="length"), "# Free text\n\nLlama 3 8B has 8 KV heads [1].")
+    draft, sent = await draft_of(gateway)
+    first, second = llm.requests
+    assert first.wants_json and not second.wants_json
+    assert draft.prompt == writer.DRAFT_PROMPT and draft.title == "Free text"
+    assert sent == [{"role": m["role"], "content": m["content"]} for m in second.messages]
+
+
+async def test_revisions_stay_free_text(gateway, llm):
+    llm.script("# Revised\n\nLlama 3 8B has 8 KV heads [1].")
+    previous = writer.Draft(version=1, title="T", body="b", prompt=writer.CITED_DRAFT_PROMPT, model="m")
+    draft = await writer.write_draft(gateway, topic="GQA", notes=NOTES, previous=previous, feedback="fix it",
+                                     reason="citation_feedback", thread_id=None, max_tokens=300,
+                                     draft_format="cited_json")
+    assert not llm.requests[0].wants_json and draft.prompt == writer.REVISE_PROMPT and draft.version == 2
+
+
+# --- the default: structured on the local Qwen, free text elsewhere ------------------------------------
+
+def test_draft_format_defaults_to_cited_json_on_the_local_qwen_only():
+    assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="llamacpp").draft_format == "cited_json"
+    assert load_settings(local_model="smollm2", llm_provider="llamacpp").draft_format == "text"
+    assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="vllm").draft_format == "text"
+    assert load_settings(local_model="qwen2.5-coder-1.5b", draft_format="text").draft_format == "text"
