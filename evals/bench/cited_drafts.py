@@ -105,8 +105,9 @@ async def run(*, topics: list[str], formats: list[str], top_k: int, plan_tokens:
             mark = len(calls.events)
             kw = {"words": words} if (words and fmt == "cited_json") else {}
             if kw:
-                draft = await writer.write_cited_draft(gateway, topic=topic, notes=notes, outline=outline,
-                                                       thread_id=None, max_tokens=draft_tokens, **kw)
+                draft = await writer.write_cited_draft(
+                    gateway, messages=writer.cited_draft_messages(topic, notes, outline, **kw), notes=notes,
+                    thread_id=None, max_tokens=draft_tokens, fallback_title=topic)
             else:
                 draft = await writer.write_draft(gateway, topic=topic, notes=notes, previous=None, feedback=None,
                                                  reason="first", thread_id=None, max_tokens=draft_tokens,

@@ -164,12 +164,24 @@ async def test_a_reply_with_no_sentence_falls_back_to_a_free_text_draft(gateway,
     assert sent == [{"role": m["role"], "content": m["content"]} for m in second.messages]
 
 
-async def test_revisions_stay_free_text(gateway, llm):
-    llm.script("# Revised\n\nLlama 3 8B has 8 KV heads [1].")
-    previous = writer.Draft(version=1, title="T", body="b", prompt=writer.CITED_DRAFT_PROMPT, model="m")
-    draft = await writer.write_draft(gateway, topic="GQA", notes=NOTES, previous=previous, feedback="fix it",
+async def test_a_cited_json_revision_is_structured_and_counts_the_kept_sentences(gateway, llm):
+    kept = "Llama 3 8B has 32 query heads and 8 KV heads [1]."
+    llm.script(Reply.json(GOOD))
+    previous = writer.Draft(version=1, title="T", body=kept + " Wrong 9 [2].", prompt=writer.CITED_DRAFT_PROMPT, model="m")
+    draft = await writer.write_draft(gateway, topic="GQA", notes=NOTES, previous=previous, feedback="fix the 9",
                                      reason="citation_feedback", thread_id=None, max_tokens=300,
-                                     draft_format="cited_json")
+                                     draft_format="cited_json", passed_sentences=[kept])
+    (req,) = llm.requests
+    assert req.wants_json and "fix the 9" in req.prompt
+    assert draft.prompt == writer.CITED_REVISE_PROMPT and draft.version == 2 and draft.reason == "citation_feedback"
+    assert draft.kept_claims == 1 and kept in draft.body
+
+
+async def test_text_format_revisions_stay_free_text(gateway, llm):
+    llm.script("# Revised\n\nLlama 3 8B has 8 KV heads [1].")
+    previous = writer.Draft(version=1, title="T", body="b", prompt=writer.DRAFT_PROMPT, model="m")
+    draft = await writer.write_draft(gateway, topic="GQA", notes=NOTES, previous=previous, feedback="fix it",
+                                     reason="citation_feedback", thread_id=None, max_tokens=300)
     assert not llm.requests[0].wants_json and draft.prompt == writer.REVISE_PROMPT and draft.version == 2
 
 
