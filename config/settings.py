@@ -195,8 +195,8 @@ class Settings(BaseSettings):
         description="weight of each sub-question's rankings against the topic's (1.0) when the Researcher fuses its "
                     "searches; 0 = the topic ranks, sub-questions only add notes after its own (measured: SmolLM2's "
                     "plans at 0.1-1.0 lowered top-1 on topic requests, see evals/bench/RESULTS-retrieval.md)")
-    plan_max_tokens: int = Field(default=160, ge=16, description="max tokens of the research plan")
-    outline_max_tokens: int = Field(default=120, ge=16, description="max tokens of the Writer's outline")
+    plan_max_tokens: int = Field(default=160, ge=16, description="max tokens of the research plan (240 on the local Qwen)")
+    outline_max_tokens: int = Field(default=120, ge=16, description="max tokens of the Writer's outline (200 on the local Qwen)")
     draft_format: Literal["text", "cited_json"] = Field(
         default="text",
         description="the first draft's form: text (Markdown with [n] markers the model types) or cited_json "
@@ -527,9 +527,13 @@ class Settings(BaseSettings):
         if (self.local_model == "qwen2.5-coder-1.5b" and self.llm_provider == "llamacpp"
                 and "llm_timeout_s" not in self.model_fields_set):
             self.llm_timeout_s = 600.0
-        if (self.local_model == "qwen2.5-coder-1.5b" and self.llm_provider == "llamacpp"
-                and "draft_format" not in self.model_fields_set):
-            self.draft_format = "cited_json"
+        if self.local_model == "qwen2.5-coder-1.5b" and self.llm_provider == "llamacpp":
+            # Measured on Qwen (evals/bench/cited_drafts.py): plans of 144-157 tokens (160 cut 4 of 11
+            # off), outlines of ~53 (one of 120+ seen); in free text it left the [n] markers out.
+            for name, value in (("draft_format", "cited_json"), ("plan_max_tokens", 240),
+                                ("outline_max_tokens", 200)):
+                if name not in self.model_fields_set:
+                    setattr(self, name, value)
         return self
 
     @model_validator(mode="after")

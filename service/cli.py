@@ -20,8 +20,9 @@ from config import ConfigError, get_settings
 DEFAULT_DEMO_TOPIC = "How grouped-query attention (GQA) shrinks the KV cache"
 # The demo post on the local 1.5B model, sized for <= 3 minutes to the gate on 2 cores (README,
 # "Local models"): 4 sources instead of 5 (a shorter prompt for the writer and the judge), a
-# ~250-word draft, room for the judge's verdict.
-DEMO_OVERRIDES_QWEN = {"retrieval_top_k": 4, "writer_max_tokens": 380, "judge_max_tokens": 450}
+# ~220-word structured draft (its JSON took 451 tokens for 259 words; a reply cut at the cap keeps its
+# complete sentences), room for the judge's verdict.
+DEMO_OVERRIDES_QWEN = {"retrieval_top_k": 4, "writer_max_tokens": 480, "judge_max_tokens": 450}
 
 
 def _setup_logging() -> None:

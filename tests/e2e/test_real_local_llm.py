@@ -87,3 +87,45 @@ async def test_qwen_writes_a_cited_draft_from_the_notes(session_dir):
     assert title and len(body.split()) > 60, text
     assert score["cited"], f"no valid [n] citation: {text}"
     assert j["choices"][0]["message"]["content"].strip()
+
+
+@pytest.mark.qwen
+@pytest.mark.timeout(1500)
+async def test_qwen_structured_draft_cites_its_sentences(session_dir):
+    """The production first draft on the local Qwen (NEWSROOM_DRAFT_FORMAT=cited_json, writer.draft@5
+    through the gateway's llama.cpp grammar): most sentences carry the [n] of a note they name, none a
+    source outside the notes, and the Editor's unchanged rules read them. Needs the Qwen weights."""
+    import json as _json
+
+    from agents import writer
+    from agents.editor import check_rules, split_sentences
+    from agents.models import Citation, ResearchNotes
+    from config.settings import load_settings
+    from evals.training.writer_eval import CORPUS, MAX_SOURCE_CHARS, _sections
+    from tools.llm import LLMGateway
+    from tools.model_store import QWEN, installed_path
+
+    if installed_path(QWEN) is None:
+        pytest.skip("Qwen weights not assembled: newsroom models install")
+    title, sections = _sections((CORPUS / "grouped-query-attention.md").read_text(encoding="utf-8"))
+    excerpts = [s[:MAX_SOURCE_CHARS] for s in sections[:3]]
+    citations = [Citation(n=n, chunk_id=f"c{n}", source_title=title, excerpt=e) for n, e in enumerate(excerpts, 1)]
+    notes = ResearchNotes(notes="\n\n".join(f'[{c.n}] <source title="{title}">\n{c.excerpt}\n</source>' for c in citations),
+                          citations=citations, grounded=True)
+    with LocalLLMServer(port=free_port(), aliases=["newsroom-writer", "newsroom-judge"], threads=2,
+                        model="qwen2.5-coder-1.5b", log_path=session_dir / "qwen-cited.log") as server:
+        routes = {"writer": [{"provider": "llamacpp", "base_url": server.base_url, "model": "newsroom-writer"}]}
+        gateway = LLMGateway(load_settings(routes_json=_json.dumps(routes), llm_timeout_s=1200), recorder=None)
+        try:
+            draft = await writer.write_draft(gateway, topic=title, notes=notes, previous=None, feedback=None,
+                                             reason="first", thread_id=None, max_tokens=480, draft_format="cited_json")
+        finally:
+            await gateway.aclose()
+    sentences = split_sentences(draft.body)
+    cited = [s for s in sentences if s.cites]
+    assert draft.prompt == writer.CITED_DRAFT_PROMPT, draft
+    assert len(draft.body.split()) > 60 and len(sentences) >= 4, draft.body
+    assert all(set(s.cites) <= {1, 2, 3} for s in cited), draft.body
+    assert len(cited) >= 0.6 * len(sentences), draft.body
+    flagged = [c for c in check_rules(draft.body, notes) if c.status == "unsupported"]
+    assert len(flagged) < len(sentences), (draft.body, [c.problems for c in flagged])

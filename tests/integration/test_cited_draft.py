@@ -192,3 +192,11 @@ def test_draft_format_defaults_to_cited_json_on_the_local_qwen_only():
     assert load_settings(local_model="smollm2", llm_provider="llamacpp").draft_format == "text"
     assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="vllm").draft_format == "text"
     assert load_settings(local_model="qwen2.5-coder-1.5b", draft_format="text").draft_format == "text"
+
+
+def test_plan_and_outline_caps_fit_qwen_and_stay_for_smollm2():
+    qwen = load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="llamacpp")
+    assert (qwen.plan_max_tokens, qwen.outline_max_tokens) == (240, 200)
+    small = load_settings(local_model="smollm2", llm_provider="llamacpp")
+    assert (small.plan_max_tokens, small.outline_max_tokens) == (160, 120)
+    assert load_settings(local_model="qwen2.5-coder-1.5b", plan_max_tokens=100).plan_max_tokens == 100
