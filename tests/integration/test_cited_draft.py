@@ -200,3 +200,13 @@ def test_plan_and_outline_caps_fit_qwen_and_stay_for_smollm2():
     small = load_settings(local_model="smollm2", llm_provider="llamacpp")
     assert (small.plan_max_tokens, small.outline_max_tokens) == (160, 120)
     assert load_settings(local_model="qwen2.5-coder-1.5b", plan_max_tokens=100).plan_max_tokens == 100
+
+
+def test_the_bench_counts_cited_sentences_and_rule_flags():
+    from evals.bench.cited_drafts import draft_counts
+
+    body = ("Llama 3 8B has 32 query heads and 8 KV heads [1]. It takes 131,072 bytes per token in fp16 [2]. "
+            "It has 64 heads [1]. That costs 9 bytes.")
+    counts = draft_counts(body, NOTES)
+    assert {k: counts[k] for k in ("words", "sentences", "cited", "flags", "passed_rules")} == {
+        "words": 30, "sentences": 4, "cited": 3, "flags": 2, "passed_rules": False}
