@@ -105,7 +105,8 @@ def test_every_prompt_fences_its_untrusted_inputs():
     from config import get_settings
 
     untrusted = {"notes", "draft", "body", "topic", "feedback", "outline", "claims", "questions", "section"}
-    in_use = [writer.DRAFT_PROMPT, writer.CITED_DRAFT_PROMPT, writer.CITED_REVISE_PROMPT, writer.REVISE_PROMPT, writer.REVISE_SECTION_PROMPT, writer.OUTLINE_PROMPT,
+    in_use = [writer.DRAFT_PROMPT, writer.CITED_DRAFT_PROMPT, writer.CITED_REVISE_PROMPT, writer.REVISE_PROMPT,
+              writer.REVISE_SECTION_PROMPT, writer.OUTLINE_PROMPT,
               researcher.NOTES_PROMPT, researcher.PLAN_PROMPT, get_settings().judge_prompt, editor.CLAIMS_PROMPT]
     for ref in in_use:
         tpl = prompts.load_prompt(ref)
