@@ -236,7 +236,7 @@ class Settings(BaseSettings):
         description="the Agent Server the Telegram bot (polling mode) and `newsroom sweep` talk to",
     )
 
-    # --- Telegram bot (service/telegram_bot.py) ---------------------------------------------
+    # --- Telegram bot (service/telegram/) ----------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "NEWSROOM_TELEGRAM_BOT_TOKEN"),
         description="the token BotFather gave; unset = no bot, no webhook route",
@@ -568,7 +568,7 @@ class Settings(BaseSettings):
                 raise ValueError("the service, approver and viewer tokens must all differ")
         return self
 
-    # --- identities (service/auth.py, service/web_ui.py) ---------------------------------------
+    # --- identities (service/auth.py, service/web/auth.py) ---------------------------------------
     @staticmethod
     def _pairs(value: SecretStr | None) -> list[tuple[str, str]]:
         return _parse_token_pairs(value.get_secret_value()) if value is not None else []

@@ -120,7 +120,7 @@ async def _through_the_ledger(value: dict, who: Identity) -> None:
         return
     from langgraph_sdk import get_client
 
-    from service.approvals import ResumeRefused, claim_raw_resume
+    from service.decisions import ResumeRefused, claim_raw_resume
     from storage.connect import get_database
 
     via = "service" if who.is_service else "studio-or-sdk"

@@ -3,7 +3,7 @@
 - /newsroom/health: liveness ({"ok": true}, no credential); ?deep=1 (credential): each LLM
   endpoint and breaker
 - /newsroom/telegram/webhook: Telegram's webhook (checks X-Telegram-Bot-Api-Secret-Token first)
-- /newsroom/ui...: the server-rendered approval pages (service/web_ui.py), behind a login
+- /newsroom/ui...: the server-rendered approval pages (service/web/), behind a login
 - a background sweep of waiting approvals (reminder, then escalate or expire)
 
 The app's middleware (service/http_guard.py) wraps every route of the server, langgraph's too.
@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from config import get_settings
-from service import web_ui
+from service.web import routes as web_routes
 from service.http_guard import ServerGuard
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class _Runtime:
     @property
     def receiver(self):
         if self._receiver is None:
-            from service.telegram_bot import WebhookReceiver
+            from service.telegram.webhook import WebhookReceiver
 
             self._receiver = WebhookReceiver(get_settings(), _in_process_client)
         return self._receiver
@@ -119,7 +119,7 @@ async def _sweep_forever(interval_s: float) -> None:
         try:
             notifier = None
             if settings.telegram_bot_token is not None:
-                from service.telegram_bot import TelegramNotifier
+                from service.telegram.notifier import TelegramNotifier
 
                 try:
                     notifier = TelegramNotifier((await runtime.receiver.application()).bot, settings)
@@ -152,7 +152,7 @@ app = Starlette(
     routes=[
         Route("/newsroom/health", health),
         Route("/newsroom/telegram/webhook", telegram_webhook, methods=["POST"]),
-        *web_ui.routes(_in_process_client, _telegram_start_run),
+        *web_routes.routes(_in_process_client, _telegram_start_run),
     ],
     middleware=[Middleware(ServerGuard)],
     lifespan=lifespan,

@@ -20,7 +20,6 @@ process holds is skipped. So `newsroom recover` is idempotent and two recoverers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,8 +30,9 @@ from langgraph.types import Command
 
 from config.run_config import run_overrides
 from graphs.engine import build_graph
-from service.approvals import resume_value, server_checkpoint_id, server_interrupts
-from service.runner import RunSnapshot, drive, latest_interrupt
+from service.decisions import resume_value
+from service.engine import GRAPH_ID, LocalEngine, RunSnapshot, ServerEngine, latest_interrupt
+from service.leases import run_lease
 from storage import approvals, maintenance
 from storage.checkpointer import checkpointer
 from storage.db import Database
@@ -122,7 +122,7 @@ def _plan_for(cand: maintenance.RecoveryCandidate, st: ThreadState, gates: list[
                         gate_id=g["gate_id"], overrides=overrides)
         if g["decision"] == "reject" and text is None:
             text = f"reject by {g['decided_by']} via {g['decided_via']} (re-delivered after a crash)"
-        # The same resume value the channel would have sent (service.approvals.decide), with the
+        # The same resume value the channel would have sent (service.decisions.decide), with the
         # gate token its claim issued (one is issued at execution for a claim older than tokens).
         value = resume_value(g["decision"], text, g["decided_by"] or "unknown", g.get("resume_token"))
         return Plan(tid, "redelivered", graph_input=Command(resume=value),
@@ -161,58 +161,18 @@ async def plan_recovery(db: Database, *, stale_after_s: float = 0.0, terminal_wi
         return [(cand, await _plan_one(graph, db, cand, gates.get(cand.thread_id, []))) for cand in candidates]
 
 
-async def _heartbeat(db: Database, thread_id: str, holder: str, lease_s: float) -> None:
-    while True:
-        await asyncio.sleep(lease_s / 3)
-        try:
-            if not await maintenance.renew_run_lease(db, thread_id, holder, seconds=lease_s):
-                log.error("lost the run lease on %s (paused past %.0fs?): another process may take it over",
-                          thread_id, lease_s)
-                return
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the next beat tries again; the lease outlives a blip
-            log.warning("run lease renewal for %s failed: %s", thread_id, err)
-
-
-@contextlib.asynccontextmanager
-async def run_lease(db: Database, thread_id: str, *, purpose: str = "run", lease_s: float = maintenance.DEFAULT_LEASE_S,
-                    wait_s: float = 0.0):
-    """Hold the thread's run lease (renewed in the background) for the body; yields False, and
-    runs nothing of its own, when another live holder still has it after wait_s."""
-    holder = maintenance.lease_holder(purpose)
-    deadline = asyncio.get_running_loop().time() + wait_s
-    while not await maintenance.acquire_run_lease(db, thread_id, holder, seconds=lease_s, purpose=purpose):
-        if asyncio.get_running_loop().time() >= deadline:
-            yield False
-            return
-        await asyncio.sleep(0.1)
-    beat = asyncio.create_task(_heartbeat(db, thread_id, holder, lease_s), name=f"lease:{thread_id}")
-    try:
-        yield True
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
-        with contextlib.suppress(Exception):  # an expired lease is as good as released
-            await maintenance.release_run_lease(db, thread_id, holder)
-
-
 async def drive_leased(thread_id: str, graph_input: Any, *, lease_s: float = maintenance.DEFAULT_LEASE_S,
                        **drive_kwargs) -> RunSnapshot | None:
-    """service.runner.drive under the thread's run lease; None if another process is driving it."""
+    """The in-process engine's run under the thread's run lease; None if another process is driving it."""
     db = await get_database()
     async with run_lease(db, thread_id, lease_s=lease_s) as held:
         if not held:
             return None
-        return await drive(thread_id, graph_input, **drive_kwargs)
+        return await LocalEngine().run(thread_id, graph_input, **drive_kwargs)
 
 
 async def _default_driver(thread_id: str, graph_input: Any, overrides: dict) -> RunSnapshot:
-    return await drive(thread_id, graph_input, overrides=overrides)
-
-
-GRAPH_ID = "newsroom"
+    return await LocalEngine().run(thread_id, graph_input, overrides=overrides)
 
 
 def server_driver(client, *, graph_id: str = GRAPH_ID) -> Driver:
@@ -220,25 +180,14 @@ def server_driver(client, *, graph_id: str = GRAPH_ID) -> Driver:
     is the server's (Studio shows it, its job limit applies). multitask_strategy="reject": if the
     server already re-queued its own cut-off run on the thread, ours is refused, not doubled."""
 
+    server = ServerEngine(client, graph_id=graph_id)
+
     async def _drive(thread_id: str, graph_input: Any, overrides: dict) -> RunSnapshot:
         try:
             uuid.UUID(thread_id)
         except ValueError:  # the server only takes UUID thread ids; a script's own id runs here
-            return await drive(thread_id, graph_input, overrides=overrides)
-        await client.threads.create(thread_id=thread_id, if_exists="do_nothing", graph_id=graph_id)
-        kwargs: dict[str, Any] = {"multitask_strategy": "reject"}
-        if overrides:
-            kwargs["config"] = {"configurable": dict(overrides)}
-        if isinstance(graph_input, Command):
-            kwargs["command"] = {"resume": graph_input.resume}
-        elif graph_input is not None:
-            kwargs["input"] = graph_input
-        run = await client.runs.create(thread_id, graph_id, **kwargs)
-        await client.runs.join(thread_id, run["run_id"])
-        state = await client.threads.get_state(thread_id)
-        interrupt, interrupt_id = (server_interrupts(state) or [(None, None)])[-1]
-        return RunSnapshot(thread_id=thread_id, next=tuple(state.get("next") or ()), values=state.get("values") or {},
-                           interrupt=interrupt, interrupt_id=interrupt_id, checkpoint_id=server_checkpoint_id(state))
+            return await LocalEngine().run(thread_id, graph_input, overrides=overrides)
+        return await server.run(thread_id, graph_input, overrides=overrides)
 
     return _drive
 

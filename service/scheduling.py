@@ -35,8 +35,9 @@ from pydantic import Field
 from agents import schedule as rules
 from agents.schedule import ScheduleError
 from config import Settings, get_settings
-from service import approvals as decisions
-from service.approvals import GRAPH_ID, Notifier, PendingInterrupt, SweepReport
+from service import decisions, sweep
+from service.engine import GRAPH_ID, PendingInterrupt
+from service.sweep import Notifier, SweepReport
 from storage import approvals, posts, schedules
 from storage.db import Database
 from storage.schedules import Recurring, Schedule
@@ -201,7 +202,7 @@ async def cancel(db: Database, schedule_id: str, *, actor: str, client=None) -> 
 
 # --- firing --------------------------------------------------------------------------------------
 
-# (thread_id, resume value, run config or None) -> run id (service.approvals.StartRun)
+# (thread_id, resume value, run config or None) -> run id (service.decisions.StartRun)
 StartResume = decisions.StartRun
 
 
@@ -367,7 +368,7 @@ async def start_recurring(db: Database, start_post: StartPost, *, report: Schedu
 # --- the sweep, with schedules ---------------------------------------------------------------------
 
 async def sweep_once(client, db: Database, settings: Settings, notifier: Notifier | None = None) -> ScheduleSweepReport:
-    """service.approvals.sweep_once (reminders, escalation, expiry) plus the due scheduled
+    """service.sweep.sweep_once (reminders, escalation, expiry) plus the due scheduled
     publishes and recurring topics, through the Agent Server CLIENT."""
     report = ScheduleSweepReport()
     for step in (lambda: fire_due(db, server_resume(client), report=report, notifier=notifier),
@@ -377,13 +378,13 @@ async def sweep_once(client, db: Database, settings: Settings, notifier: Notifie
         except Exception as err:  # noqa: BLE001 - the deadline sweep still runs
             log.exception("scheduling sweep step failed")
             report.errors.append(f"scheduling: {err}")
-    base = await decisions.sweep_once(client, db, settings, notifier)
+    base = await sweep.sweep_once(client, db, settings, notifier)
     for name, values in base.model_dump().items():
         getattr(report, name).extend(values)
     return report
 
 
-# --- the web page (service/web_ui.py) -------------------------------------------------------------
+# --- the web page (service/web/routes.py) ----------------------------------------------------------
 
 async def web_context(db: Database, thread_id: str) -> dict[str, Any]:
     """What the run page shows about scheduling: the pending schedule, the zone a typed time is read in."""

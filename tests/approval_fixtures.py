@@ -85,7 +85,7 @@ async def polling_bot(fake_url: str, server_url: str):
     """`newsroom bot`'s Application polling the fake (start_polling, not run_polling: no signal handlers)."""
     from telegram import Update
 
-    from service.telegram_bot import build_application
+    from service.telegram.handlers import build_application
     from tests.server_fixtures import service_client
 
     app = build_application(bot_settings(fake_url, server_url), service_client(server_url))
@@ -98,7 +98,7 @@ async def polling_bot(fake_url: str, server_url: str):
 
 
 class InProcessServer:
-    """Just enough of the Agent Server client for service.approvals.decide, over in-process runs."""
+    """Just enough of the Agent Server client for service.decisions.decide, over in-process runs."""
 
     def __init__(self):
         self.threads = self
@@ -134,7 +134,7 @@ async def ledger_command(db, snap, action: str = "approve", text: str | None = N
     its gate token (the interrupt refuses any other resume)."""
     from langgraph.types import Command
 
-    from service.approvals import PendingInterrupt, claim_interrupt, resume_value
+    from service.decisions import PendingInterrupt, claim_interrupt, resume_value
 
     pending = PendingInterrupt(thread_id=snap.thread_id, interrupt_id=snap.interrupt_id, payload=snap.interrupt)
     _, token = await claim_interrupt(db, pending, action=action, text=text, reviewer=reviewer, via="test")

@@ -81,7 +81,7 @@ class AgentServer:
         raise RuntimeError(f"newsroom serve did not answer /ok in {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
 
     def _recovery_reported(self) -> bool:
-        # service.maintenance_cmd.start_recovery_after_serve echoes one line when its pass ends:
+        # service.cli.maintenance.start_recovery_after_serve echoes one line when its pass ends:
         # "recovery: examined ...", "recovery failed: ..." or "recovery skipped: ...".
         with open(self.log_path, "rb") as f:
             f.seek(self._log_offset)

@@ -26,7 +26,7 @@ from evals.chaos.support import private_postgres, use_scripted_llm
 
 async def _approval(graph, config) -> dict:
     """The approve a human would give, through the approvals ledger (the gate accepts no other)."""
-    from service.approvals import PendingInterrupt, claim_interrupt, resume_value
+    from service.decisions import PendingInterrupt, claim_interrupt, resume_value
     from service.runner import latest_interrupt
     from storage.connect import get_database
 
@@ -54,7 +54,7 @@ async def run(n_posts: int, block: int, keeps: list[int], warmup: int = 4) -> di
     from langgraph.checkpoint.memory import InMemorySaver
 
     from graphs.engine import build_graph
-    from service.maintenance_cmd import prune_finished
+    from service.cli.maintenance import prune_finished
     from storage import maintenance
     from storage.checkpointer import checkpointer, make_serde
     from storage.connect import close_database, get_database

@@ -26,7 +26,7 @@ import time
 
 from langgraph.types import Command
 
-from service.approvals import resume_value
+from service.decisions import resume_value
 from service.recovery import recover, run_lease
 from service.runner import current, drive
 from storage import maintenance, posts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from service.cli import list_cmd, post
+from service.cli.posts import list_cmd, post
 
 
 def test_list_refuses_an_unknown_status_and_names_the_valid_ones(tmp_path, monkeypatch):

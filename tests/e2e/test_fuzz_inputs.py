@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from config import Settings
-from service.telegram_bot import WebhookReceiver
+from service.telegram.webhook import WebhookReceiver
 from tests.approval_fixtures import (
     APPROVER,
     APPROVER_2,
@@ -70,7 +70,7 @@ def webhook_bot(approval_server, fake_telegram, db):
                    telegram_webhook_secret=WEBHOOK_SECRET, agent_server_url=approval_server.url)
     receiver = WebhookReceiver(cfg, lambda: service_client(approval_server.url))
     errors = _Errors()
-    loggers = [logging.getLogger(n) for n in ("service.telegram_bot", "telegram", "telegram.ext")]
+    loggers = [logging.getLogger(n) for n in ("service.telegram", "telegram", "telegram.ext")]
     for lg in loggers:
         lg.addHandler(errors)
     loop.run_until_complete(receiver.application())

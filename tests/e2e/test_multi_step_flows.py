@@ -175,7 +175,7 @@ async def test_invalid_answer_after_the_sweep_escalated_the_post(db, llm):
     strand the thread: nothing waited for approval, so it could be neither approved nor rejected."""
     snap = await start_post("Overdue, then an invalid answer")
     tid = snap.thread_id
-    # what service.approvals._sweep_gate does to a post whose approval deadline and grace passed
+    # what service.sweep._sweep_gate does to a post whose approval deadline and grace passed
     await posts.transition(db, tid, "escalated", actor="sweep", reason="approval deadline passed")
     again = await resume(tid, {"action": "maybe"})
     assert again.waiting_for_human and again.interrupt["draft"]["version"] == 1
@@ -220,7 +220,7 @@ async def test_status_json_and_list_across_steps(db, llm, pg_url):
 async def test_claimed_approve_on_v2_after_a_revise_is_redelivered(db, llm):
     """Revise on v1 through a channel (applied), then approve on v2 claimed and lost in a crash:
     recovery delivers that approve to the v2 gate, not the old revise, and publishes v2 once."""
-    from service.approvals import decide
+    from service.decisions import decide
     from service.recovery import recover
     from storage import approvals
 
@@ -260,7 +260,7 @@ async def test_a_channel_answers_a_draft_asked_again_after_an_invalid_answer(db,
     """Studio (or the CLI) sent an invalid value: the graph asks again about the SAME draft at a new
     interrupt. The buttons shown for that draft still decide it (they used to answer "Already
     decided ... answered elsewhere" and went dead, though nobody had decided), exactly once."""
-    from service.approvals import Outcome, decide
+    from service.decisions import Outcome, decide
     from storage import approvals
 
     server = InProcessServer()
@@ -292,7 +292,7 @@ async def test_a_channel_answers_a_draft_asked_again_after_an_invalid_answer(db,
 async def test_a_claim_made_through_a_reasked_gate_is_recovered(db, llm):
     """The answer given on the old buttons is claimed on the gate of the interrupt that waits, so
     if the channel dies before the resume runs, recovery re-delivers it (with its feedback)."""
-    from service.approvals import decide
+    from service.decisions import decide
     from service.recovery import recover
     from storage import approvals
 
@@ -315,7 +315,7 @@ async def test_the_sweep_hands_a_reasked_draft_to_its_new_gate(db, llm):
     """The deadline sweep does not close a draft asked again as 'answered elsewhere': the new
     interrupt's gate takes over, still open, with the draft's waiting time and messages."""
     from config import get_settings
-    from service.approvals import sweep_once
+    from service.sweep import sweep_once
     from storage import approvals
 
     snap = await start_post("Invalid answer, then the sweep")
@@ -336,7 +336,7 @@ async def test_the_sweep_leaves_a_gate_alone_when_its_server_cannot_see_the_thre
     import httpx
 
     from config import get_settings
-    from service.approvals import sweep_once
+    from service.sweep import sweep_once
     from storage import approvals
 
     class _OtherServer:
@@ -521,7 +521,7 @@ async def test_an_answer_for_a_draft_that_changed_lands_nowhere(db, llm, monkeyp
     async def checked_before_the_other_decision(thread_id):
         return stale
 
-    monkeypatch.setattr(runner, "current", checked_before_the_other_decision)
+    monkeypatch.setattr(runner.engine, "view", checked_before_the_other_decision)
     with pytest.raises(DraftChanged, match="decided elsewhere"):
         await resume(tid, {"action": "approve", "reviewer": "slow"})
     monkeypatch.undo()

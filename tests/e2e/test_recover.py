@@ -129,7 +129,7 @@ async def test_claimed_approval_that_never_ran_is_redelivered(db, llm):
 
 async def test_claimed_revise_with_its_feedback_is_redelivered_to_the_writer(db, llm):
     """The web page claimed a revise (with feedback), then its process died before the resume ran."""
-    from service.approvals import decide
+    from service.decisions import decide
 
     feedback = "Give the KV-cache saving for 8 query heads sharing 2 KV heads, with the arithmetic."
     snap = await start_post("A revise lost in a crash, feedback and all")
@@ -321,7 +321,7 @@ async def test_a_cli_post_killed_before_its_first_step_keeps_its_overrides(db, l
         raise Killed
 
     tid = str(uuid.uuid4())
-    monkeypatch.setattr(runner, "drive_exclusively", die_first)
+    monkeypatch.setattr(runner.engine, "run", die_first)
     with pytest.raises(Killed):
         await runner.start_post("Killed before the first step", thread_id=tid,
                                 overrides={"approval_policy": "escalations_only"})
@@ -377,7 +377,7 @@ async def test_lease_of_a_dead_local_process_is_taken_over_at_once(db, llm):
 async def test_recovery_through_the_agent_server(db, llm, agent_server):
     """At `newsroom serve` start, cut-off runs resume as the server's own runs (Studio sees them)."""
 
-    from service.maintenance_cmd import start_recovery_after_serve
+    from service.cli.maintenance import start_recovery_after_serve
     from service.recovery import server_driver
 
     tid = await _cut_off_while_judging(db, llm, "Resume me inside the Agent Server")
@@ -407,7 +407,7 @@ async def test_a_channel_decision_resumes_with_the_runs_own_overrides(db, llm, a
     """Telegram and the web page resume through the Agent Server: the resume run gets the run's saved
     overrides (max_revisions=0 here, the environment allows 3), so v2 goes straight back to the human."""
 
-    from service.approvals import decide, gate_for, pending_interrupt
+    from service.decisions import decide, gate_for, pending_interrupt
 
     llm.on_chat(lambda req: FAILING, model=JUDGE)
     client = service_client(agent_server.url)

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from config import Settings
-from service import approvals as decisions
-from service.telegram_bot import TelegramNotifier, split_message, tg_len
+from service import decisions, sweep
+from service.telegram.format import split_message, tg_len
+from service.telegram.notifier import TelegramNotifier
 from storage import approvals, posts
 from tests.approval_fixtures import (
     APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, WEBHOOK_SECRET, bot_settings,
@@ -388,15 +389,15 @@ async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, 
     def texts(tid: str) -> list[str]:
         return [m["text"] for m in fake.chat_messages(GROUP_CHAT) if f"thread {tid}" in (m.get("text") or "")]
 
-    first = await decisions.sweep_once(client, db, settings("escalate"), notifier)
+    first = await sweep.sweep_once(client, db, settings("escalate"), notifier)
     assert {escalate_tid, other_tid} <= set(first.reminded)
     assert any(t.startswith("Reminder: draft v1") for t in texts(escalate_tid))
-    second = await decisions.sweep_once(client, db, settings("escalate"), notifier)
+    second = await sweep.sweep_once(client, db, settings("escalate"), notifier)
     assert escalate_tid in second.escalated and escalate_tid not in second.reminded
     post = await posts.get_post(db, escalate_tid)
     assert post["status"] == "escalated" and post["status_reason"] == "approval deadline passed"
     assert any(t.startswith("Escalated: draft v1") for t in texts(escalate_tid))
-    third = await decisions.sweep_once(client, db, settings("escalate"), notifier)
+    third = await sweep.sweep_once(client, db, settings("escalate"), notifier)
     assert escalate_tid not in third.reminded + third.escalated  # once each
     assert sum(t.startswith("Reminder") for t in texts(escalate_tid)) == 1
     # an escalated draft can still be approved from the reminder's buttons
@@ -408,7 +409,7 @@ async def test_sweep_reminds_once_then_escalates_or_expires(bot, fake_telegram, 
     expire_only = await start_post(fake, GROUP_CHAT, APPROVER, "Expires without a decision")
     await gate_message(fake, GROUP_CHAT, expire_only)
     for _ in range(2):
-        report = await decisions.sweep_once(client, db, settings("expire"), notifier)
+        report = await sweep.sweep_once(client, db, settings("expire"), notifier)
     assert expire_only in report.expired
     post = await _wait_status(db, expire_only, "rejected")
     assert post["status_reason"].startswith("approval expired")
@@ -467,10 +468,10 @@ async def test_a_draft_produced_in_studio_is_announced_in_its_chat(bot, fake_tel
 
     quiet = bot_settings(fake.url, server_url, approval_deadline_s=3600)
     for _ in range(2):  # the first pass closes v1's gate, the next one finds v2
-        await decisions.sweep_once(client, db, quiet, notifier)
+        await sweep.sweep_once(client, db, quiet, notifier)
     [message] = announced()
     assert "produced outside this chat" in message["text"] and f"/status {tid[-8:]}" in message["text"]
-    await decisions.sweep_once(client, db, quiet, notifier)
+    await sweep.sweep_once(client, db, quiet, notifier)
     assert len(announced()) == 1  # once
     fake.press(GROUP_CHAT, APPROVER, message, buttons(message)["approve"])
     await _wait_status(db, tid, "published")

@@ -65,7 +65,7 @@ async def test_budget_passed_after_the_writer_stops_before_the_editor_and_escala
     assert p["budget_usd"] == 0.5 and p["budget_stop"]["stopped_before"] == "editor"
     assert p["cost_usd"] == pytest.approx(spent) and p["editor_decision"] is None
     assert "over budget" in p["description"]  # the Agent Inbox shape says so too
-    from service.telegram_bot import gate_summary  # the very payload as Telegram shows it
+    from service.telegram.format import gate_summary  # the very payload as Telegram shows it
 
     shown = gate_summary(p)
     assert "⚠️ <b>ESCALATED</b>: over budget: this run has spent $" in shown and "of a $0.5000 budget" in shown

@@ -131,7 +131,7 @@ async def test_each_desk_step_is_in_the_state_history(db, llm, corpus, site, fet
     _script(llm)
     snap = await start_post("How GQA shrinks the KV cache", source="test", sources=[f"{url}/article"])
     assert snap.waiting_for_human
-    from service.runner import build_graph
+    from graphs.engine import build_graph
     from storage.checkpointer import checkpointer
 
     seen: dict[str, set[str]] = {}
@@ -163,7 +163,7 @@ def _gate_payload() -> dict:
 
 
 def test_the_telegram_gate_message_shows_the_support_rate():
-    from service.telegram_bot import describe_desk, gate_summary
+    from service.telegram.format import describe_desk, gate_summary
 
     text = gate_summary(_gate_payload())
     assert "Citations: 3/4 supported (75%), UNSUPPORTED CLAIMS · checked by rules+newsroom-judge" in text

@@ -11,7 +11,7 @@ import pytest
 
 from agents import supervisor, writer
 from agents.models import Draft
-from service.approvals import AnswerRefused
+from service.decisions import AnswerRefused
 from service.runner import resume, start_post
 from storage import approvals, posts, training
 from tests.engine_fixtures import JUDGE, PASSING, WRITER
@@ -242,7 +242,7 @@ async def test_revise_naming_one_section_rewrites_only_that_section(db, llm):
 async def test_a_claimed_edit_whose_process_died_is_redelivered_with_its_text(db, llm):
     """The web page claimed an approve_with_edits, then its process died before the resume ran: recovery
     applies exactly the edit the ledger holds, and publishes it once."""
-    from service.approvals import decide, gate_for, pending_interrupt
+    from service.decisions import decide, gate_for, pending_interrupt
     from service.recovery import recover
     from tests.approval_fixtures import InProcessServer, ProcessKilled, die_before_the_resume_starts
 

@@ -12,7 +12,7 @@ import pytest
 from agents import schedule as rules
 from agents.schedule import ScheduleError
 from service import scheduling
-from service.approvals import PendingInterrupt
+from service.engine import PendingInterrupt
 from service.recovery import plan_recovery
 from service.runner import resume, start_post
 from storage import approvals, posts, schedules

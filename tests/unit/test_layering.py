@@ -16,25 +16,10 @@ PACKAGES = [*LAYERS, "config"]
 SQL = re.compile(r"\b(SELECT\s+[\w*(),.\s]+\s+FROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX|EXTENSION)"
                  r"|ALTER\s+(TABLE|SYSTEM)|DROP\s+TABLE)\b", re.IGNORECASE)
 
-# Known violations inside service/, which the service/ restructuring (issue 17 item 1, branch
-# arch-service) removes: delete an entry when its arrow or circle is gone. Everything else is strict.
-# Upward imports: (importing file, imported file).
-ALLOWED_UPWARD = {
-    ("service/ingest_cmd.py", "evals/retrieval/run.py"),  # `newsroom eval-retrieval` lives in evals/
-    ("service/ingest_cmd.py", "evals/faithfulness/run.py"),  # `newsroom eval-faithfulness`
-    ("service/judge_eval_cmd.py", "evals/judge/run.py"),  # `newsroom eval-judge`
-    ("service/judge_eval_cmd.py", "evals/judge/gate.py"),
-    ("service/judge_eval_cmd.py", "evals/judge/labels.py"),
-    ("service/judge_eval_cmd.py", "evals/judge/verdicts.py"),
-    ("service/judge_eval_cmd.py", "evals/judge/langfuse_sync.py"),
-    ("service/training_cmd.py", "evals/training/writer_eval.py"),  # `newsroom promote-adapter` evaluates
-}
-# Import circles, each named by the pair of files that import each other (or, for a longer circle,
-# two neighbours on it).
-ALLOWED_CIRCLES = {
-    frozenset({"service/recovery.py", "service/runner.py"}),  # run_lease
-    frozenset({"service/telegram_bot.py", "service/telegram_schedule.py"}),  # the scheduling handlers (issue 16)
-}
+# No known violations are left (service/'s were removed by the issue 17 restructuring): every
+# upward import and every import circle between files fails.
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
+ALLOWED_CIRCLES: set[frozenset[str]] = set()
 
 
 def _py_files(top: str):

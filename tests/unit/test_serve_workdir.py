@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from config import load_settings
-from service.cli import _agent_server_workdir
+from service.cli.server import _agent_server_workdir
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -199,8 +199,8 @@ async def test_bodies_are_bounded_before_they_are_read(approval_server):
 
 
 async def test_the_service_identity_still_drives_everything(approval_server, approval_script, db):
-    # The same server answers its own channels: a decision through service.approvals.decide.
-    from service.approvals import decide, gate_for, pending_interrupt
+    # The same server answers its own channels: a decision through service.decisions.decide.
+    from service.decisions import decide, gate_for, pending_interrupt
 
     tid = await _at_gate(approval_server.url, "The service approves through the ledger")
     client = service_client(approval_server.url)

@@ -1,24 +1,22 @@
-"""The Telegram bot: a client of the Agent Server (langgraph_sdk), on python-telegram-bot 22.
+"""The bot's handlers (python-telegram-bot 22), a client of the Agent Server through a ServerEngine.
 
-The same handlers serve polling mode (`newsroom bot`) and webhook mode (a route of the Agent
-Server's custom HTTP app, service/http_app.py). Runs, threads and interrupts live in the Agent
-Server, so Studio sees every run started here; decisions go through service/approvals.py, which
-claims each one in the database before resuming, so a double press resumes once.
+The same handlers serve polling mode (`newsroom bot`) and webhook mode (service/telegram/webhook.py,
+a route of the Agent Server's custom HTTP app). Runs, threads and interrupts live in the Agent
+Server, so Studio sees every run started here; operations on a post are service/operations.py's,
+decisions go through service/decisions.py, which claims each one in the database before resuming,
+so a double press resumes once. One gatekeeper handler (group -1, PTB's filters.Chat) stops every
+update from a chat that is not allowed; one error handler reports failures to the chat; PTB's
+AIORateLimiter waits out Telegram's flood limits.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
-import html
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, Field
-from telegram import (
-    Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, ReplyParameters, Update,
-)
+from telegram import ForceReply, InputFile, Message, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
@@ -27,9 +25,13 @@ from telegram.ext import (
 )
 
 from config import Settings
-from service import approvals as decisions
-from service import telegram_schedule
-from service.approvals import GRAPH_ID, PendingInterrupt
+from service import decisions, operations
+from service.telegram import schedule as telegram_schedule
+from service.engine import GRAPH_ID, PendingInterrupt, ServerEngine
+from service.telegram.format import (
+    Progress, esc, gate_buttons, gate_summary, parse_button, revise_reply, split_message, tg_len, who,
+)
+from service.views import retry_refused_text
 from storage import approvals, posts
 from storage.approvals import Gate
 from storage.db import Database
@@ -38,12 +40,7 @@ from tools.redaction import public_reason
 
 log = logging.getLogger(__name__)
 
-TEXT_LIMIT = 4096  # Telegram's limit per message, in UTF-16 code units
-CALLBACK_PREFIX = "nr"
-BUTTON_CODES = {"a": "approve", "v": "revise", "x": "reject", "e": "edit", "w": "approve_with_edits",
-                "t": "schedule"}  # t: "⏰ Publish at…" (service/telegram_schedule.py)
 EDIT_FILE_TYPES = (".md", ".markdown", ".txt")  # an edited draft sent back as a document
-ACTION_CODES = {v: k for k, v in BUTTON_CODES.items()}
 HELP = """<b>newsroom</b> — posts written by four desks (research, writing, editing, publishing), approved by you.
 
 /post TOPIC — start a post; I report each desk's progress in one message and send the draft for approval
@@ -63,131 +60,6 @@ approval again (Edit) or is published at once when the check passes (Approve wit
 THREAD may be a thread id or its last 8 characters.""".replace("{schedule_help}", telegram_schedule.HELP)
 
 
-# --- text helpers (pure) ------------------------------------------------------------------------------
-
-def tg_len(text: str) -> int:
-    """Length as Telegram counts it (UTF-16 code units)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def split_message(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Split at paragraph, then line, then word boundaries so every piece fits one message."""
-    if tg_len(text) <= limit:
-        return [text]
-    pieces: list[str] = []
-    rest = text
-    while tg_len(rest) > limit:
-        window = rest[:limit]
-        while tg_len(window) > limit:  # astral characters count twice
-            window = window[:-1]
-        cut = max(window.rfind("\n\n"), -1)
-        if cut < limit // 3:
-            cut = window.rfind("\n")
-        if cut < limit // 3:
-            cut = window.rfind(" ")
-        if cut < limit // 3:
-            cut = len(window)
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip("\n ")
-    if rest.strip():
-        pieces.append(rest)
-    return [p for p in pieces if p]
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=False)
-
-
-SCORE_LABELS = {"technical_accuracy": "accuracy", "calibration": "calibration",
-                "mechanistic_depth": "depth", "audience_calibration": "audience"}
-
-
-def gate_summary(payload: dict, *, max_citations: int = 10) -> str:
-    """The approval message (HTML): title, scores, citations, cost; the draft goes before it."""
-    d = payload.get("draft") or {}
-    lines = [f"<b>Draft v{esc(d.get('version'))} ready for approval</b>: {esc(d.get('title', ''))}"]
-    if d.get("edited_by"):
-        lines.append(f"✍️ edited by {esc(d['edited_by'])}")
-    if payload.get("escalated"):
-        lines.append(f"⚠️ <b>ESCALATED</b>: {esc(payload.get('escalation_reason') or 'needs a human')}")
-    lines.append(f"topic: {esc(payload.get('topic', ''))} · requested by {esc(payload.get('requester', ''))}")
-    scores = payload.get("scores")
-    if scores:
-        s = " · ".join(f"{SCORE_LABELS.get(k, k)} {v}" for k, v in scores.items())
-        mean = payload.get("mean")
-        lines.append(f"Editor: {s} — mean {mean:.2f}, flag {esc(payload.get('flag'))}, "
-                     f"{esc(str(payload.get('editor_decision', '')).upper())}" if mean is not None else f"Editor: {s}")
-    elif d.get("edited_by"):
-        lines.append("Editor: a human's edit — citation check only, no rubric verdict")
-    else:
-        lines.append("Editor: no valid verdict (the judge's output did not validate)"
-                     if payload.get("editor_decision") == "invalid" else "Editor: not judged (see the citation check)")
-    check = payload.get("citation_check")
-    if check:
-        lines.append(citation_line(check))
-        for bad in (check.get("unsupported") or [])[:3]:
-            lines.append(f"  ✗ “{esc(str(bad.get('sentence', ''))[:160])}”: {esc('; '.join(bad.get('problems') or [])[:200])}")
-    if payload.get("ungrounded_reason"):
-        lines.append(f"⚠️ Ungrounded: {esc(str(payload['ungrounded_reason'])[:300])}")
-    for err in (payload.get("fetch_errors") or [])[:5]:
-        lines.append(f"⚠️ Not fetched: {esc(str(err)[:200])}")
-    cites = payload.get("citations") or []
-    if cites:
-        lines.append(f"Sources ({'grounded' if payload.get('grounded') else 'ungrounded'}):")
-        for c in cites[:max_citations]:
-            where = f" — {c.get('heading')}" if c.get("heading") else ""
-            lines.append(f"  [{esc(c.get('n'))}] {esc(str(c.get('source_title', ''))[:120])}{esc(str(where)[:120])}")
-        if len(cites) > max_citations:
-            lines.append(f"  … and {len(cites) - max_citations} more")
-    else:
-        lines.append("Sources: none (UNGROUNDED — verify every claim)")
-    budget = payload.get("budget_usd")
-    lines.append(f"Cost: ${float(payload.get('cost_usd') or 0):.4f}"
-                 + (f" of a ${float(budget):.4f} budget" if budget is not None else "")
-                 + f" · {payload.get('tokens', 0)} tokens · revision cycles {payload.get('revision', 0)}")
-    lines.append(f"thread <code>{esc(payload.get('thread_id', ''))}</code>")
-    return "\n".join(lines)
-
-
-def citation_line(check: dict) -> str:
-    """'Citations: 5/6 supported (83%), passed' — the support rate the gate and progress show."""
-    rate = check.get("support_rate")
-    if rate is None:
-        body = "nothing cited to check"
-    else:
-        body = f"{check.get('supported')}/{check.get('checked')} supported ({rate:.0%})"
-    verdict = "passed" if check.get("passed") else "UNSUPPORTED CLAIMS"
-    extra = f", {check['unverifiable']} unverifiable" if check.get("unverifiable") else ""
-    by = f" · checked by {esc(check.get('checked_by'))}" if check.get("checked_by") else ""
-    err = " · claim check failed, rules only" if check.get("error") else ""
-    return f"Citations: {body}{extra}, {verdict}{by}{err}"
-
-
-def gate_buttons(gate_id: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[
-        InlineKeyboardButton("✅ Approve", callback_data=f"{CALLBACK_PREFIX}:a:{gate_id}"),
-        InlineKeyboardButton("✏️ Revise", callback_data=f"{CALLBACK_PREFIX}:v:{gate_id}"),
-        InlineKeyboardButton("❌ Reject", callback_data=f"{CALLBACK_PREFIX}:x:{gate_id}"),
-    ], [
-        InlineKeyboardButton("📝 Edit", callback_data=f"{CALLBACK_PREFIX}:e:{gate_id}"),
-        InlineKeyboardButton("📝 Approve with edits", callback_data=f"{CALLBACK_PREFIX}:w:{gate_id}"),
-    ], [
-        InlineKeyboardButton("⏰ Publish at…", callback_data=f"{CALLBACK_PREFIX}:t:{gate_id}"),
-    ]])
-
-
-SECTION_LINE = "section:"
-
-
-def revise_reply(text: str) -> tuple[str, str | None]:
-    """(feedback, section) of a revise reply: a first line "section: HEADING" names the one section."""
-    first, _, rest = text.strip().partition("\n")
-    if first.strip().lower().startswith(SECTION_LINE):
-        return rest.strip(), first.strip()[len(SECTION_LINE):].strip() or None
-    return text, None
-
-
-
 def _estimate_line() -> str:
     """The run's cost and time estimate (the server's run makes the same one: same settings, no
     per-run overrides from a chat), for the /post reply; a broken price table says so instead."""
@@ -198,110 +70,6 @@ def _estimate_line() -> str:
     except Exception as err:  # noqa: BLE001 - an estimate never stops a post
         return f"no estimate ({str(err)[:120]})"
 
-class ButtonPress(BaseModel):
-    action: str
-    gate_id: str
-
-
-def parse_button(data: str | None) -> ButtonPress | None:
-    parts = (data or "").split(":")
-    if len(parts) != 3 or parts[0] != CALLBACK_PREFIX or parts[1] not in BUTTON_CODES or not parts[2].isalnum():
-        return None
-    return ButtonPress(action=BUTTON_CODES[parts[1]], gate_id=parts[2])
-
-
-def who(user) -> str:
-    name = f"@{user.username}" if getattr(user, "username", None) else (getattr(user, "full_name", "") or "someone")
-    return f"{name} (telegram {user.id})"
-
-
-# --- progress of one run ------------------------------------------------------------------------------
-
-DESK_STARTS = {"start_research": "🔎 Researcher: researching…", "start_drafting": "✍️ Writer: drafting…",
-               "start_editing": "🧑‍⚖️ Editor: reviewing…", "start_publishing": "📣 Publisher: publishing…"}
-
-
-class Progress(BaseModel):
-    """The one progress message of a run: a line per finished desk, plus what runs now."""
-
-    header: str
-    done: list[str] = Field(default_factory=list)
-    current: str | None = None
-
-    def render(self) -> str:
-        body = "\n".join([self.header, *self.done] + ([self.current] if self.current else []))
-        return body if tg_len(body) <= TEXT_LIMIT else body[-(TEXT_LIMIT - 10):]
-
-    def on_part(self, event: str, data: Any) -> bool:
-        """Fold one stream part in; True if the message should change."""
-        if not isinstance(data, dict):
-            return False
-        before = self.render()
-        if "|" in event:  # a desk subgraph's own step, e.g. "updates|writer:<task id>"
-            for node in data:
-                if node in DESK_STARTS:
-                    self.current = DESK_STARTS[node]
-        else:
-            for node, update in data.items():
-                line = describe_desk(node, update)
-                if line:
-                    self.done.append(line)
-                    self.current = None
-        return self.render() != before
-
-    def finish(self, line: str) -> None:
-        self.current = None
-        self.done.append(line)
-
-
-def describe_desk(node: str, update: Any) -> str | None:
-    """One line for a finished desk, from its state update (plain JSON from the server)."""
-    if not isinstance(update, dict):
-        return None
-    try:
-        if node == "researcher" and update.get("research"):
-            r = update["research"]
-            n = len(r.get("citations") or [])
-            return f"✓ Research: {n} source{'s' if n != 1 else ''}" if r.get("grounded") else \
-                "✓ Research: UNGROUNDED (no corpus match)"
-        if node == "writer" and update.get("drafts"):
-            d = update["drafts"][-1]
-            why = {"editor_feedback": f" — revision {update.get('revision', '?')} after the Editor's notes",
-                   "citation_feedback": f" — revision {update.get('revision', '?')} after the citation check",
-                   "human_feedback": " — revised on your feedback",
-                   "human_edit": f" — edited by {esc(d.get('edited_by') or 'a human')}"}.get(d.get("reason"), "")
-            return f"✓ Draft v{d['version']}: {len(str(d.get('body', '')).split())} words{why}"
-        if node == "human_approval" and update.get("drafts"):
-            d = update["drafts"][-1]
-            return f"✓ Edit: draft v{d['version']} by {esc(d.get('edited_by') or 'a human')}"
-        if node == "editor" and update.get("citation_checks") and (update.get("drafts") or [{}])[-1].get(
-                "reason") == "human_edit":
-            c = update["citation_checks"][-1]
-            return f"✓ {citation_line(c | {'unverifiable': 0})} on the edit v{c['draft_version']}"
-        if node == "editor" and update.get("citation_checks") and not any(
-                r.get("draft_version") == update["citation_checks"][-1].get("draft_version")
-                for r in update.get("reviews") or []):
-            c = update["citation_checks"][-1]
-            return f"✓ {citation_line(c | {'unverifiable': 0})} on v{c['draft_version']} — back to the Writer"
-        if node == "editor" and update.get("reviews"):
-            r = update["reviews"][-1]
-            if r.get("decision") == "invalid":
-                return f"✓ Editor: verdict invalid on v{r['draft_version']}"
-            verdict = "APPROVE" if r["decision"] == "approve" else "REJECT, back to the Writer"
-            mean = r.get("mean")
-            return f"✓ Editor: {verdict} (mean {mean:.2f})" if mean is not None else f"✓ Editor: {verdict}"
-        if node == "prepare_approval":
-            return "⚠️ Escalated to a human" if update.get("escalated") else None
-        if node == "publisher" and update.get("publication"):
-            return f"✓ Published: {esc(update['publication'].get('location'))}"
-        if update.get("outcome") == "failed":
-            return f"✗ Failed: {esc(public_reason(update.get('error')))}"
-    except (KeyError, TypeError, IndexError, ValueError):
-        return f"✓ {esc(node)}"
-    return None
-
-
-# --- the bot ------------------------------------------------------------------------------------------
 
 class NewsroomBot:
     """Handlers plus what they share: settings, the Agent Server client, the database."""
@@ -309,6 +77,7 @@ class NewsroomBot:
     def __init__(self, settings: Settings, client, *, database: Callable[[], Any] = get_database):
         self.settings = settings
         self.client = client
+        self.engine = ServerEngine(client)
         self._database = database
         self.allowed_chats = frozenset(settings.telegram_allowed_chats)
         self.approvers = frozenset(settings.telegram_approvers)
@@ -340,9 +109,6 @@ class NewsroomBot:
         app.add_handler(MessageHandler(filters.COMMAND, self.on_unknown_command))
         app.add_error_handler(self.on_error)
         return app
-
-    def chat_allowed(self, chat_id: int | None) -> bool:
-        return chat_id is not None and chat_id in self.allowed_chats
 
     async def gatekeeper(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Every update from a chat that is not allowed stops here (the handlers never see it)."""
@@ -418,11 +184,11 @@ class NewsroomBot:
                 await msg.reply_text("No posts from this chat yet. Start one with /post TOPIC.")
                 return
             tid = rows[0]["thread_id"]
-        post = await posts.get_post(db, tid)
+        shown = await operations.view(None, db, tid)
+        post, pubs = shown.post, shown.publications
         if post is None:
             await msg.reply_text(f"No post with thread id {tid}.")
             return
-        pubs = await posts.publications_for(db, tid)
         lines = [f"<b>{esc(post['topic'])}</b>", f"thread <code>{tid}</code>",
                  f"status: <b>{esc(post['status'])}</b>" + (f" ({esc(public_reason(post['status_reason']))})"
                                                              if post.get("status_reason") else ""),
@@ -430,10 +196,11 @@ class NewsroomBot:
                  f"{post['tokens_in'] + post['tokens_out']} tokens · ${float(post['cost_usd']):.4f}",
                  f"requested by {esc(post['requester'])} via {esc(post['source'])}"]
         lines += [f"published to {esc(p['destination'])}: {esc(p['location'])}" for p in pubs]
+        lines += [f"not published yet: {esc(name)}" for name in shown.missing]
         if post["status"] == "failed":
             lines.append(f"Once the cause is fixed, an approver can /retry {tid[-8:]}")
         await msg.reply_text("\n".join(lines), parse_mode=ParseMode.HTML)
-        pending = await decisions.pending_interrupt(self.client, tid)
+        pending = await self.engine.pending(tid)
         if pending is not None:
             await self.send_gate(chat.id, pending)
 
@@ -472,32 +239,22 @@ class NewsroomBot:
         if found is None:
             return
         (db, post), chat, user, msg = found, update.effective_chat, update.effective_user, update.effective_message
-        tid = post["thread_id"]
-        if post["status"] in {str(s) for s in posts.TERMINAL}:
-            await msg.reply_text(f"Already finished ({post['status']}). Nothing changed.")
-            return
         reviewer = who(user)
-        pending = await decisions.pending_interrupt(self.client, tid)
-        if pending is not None:
-            # Waiting at the gate: cancelling is a rejection, through the same once-only path.
-            gate = await decisions.gate_for(db, pending, chat_id=chat.id)
-            result = await decisions.decide(self.client, db, gate.gate_id, action="reject",
-                                            text=f"cancelled by {reviewer}", reviewer=reviewer, via="telegram",
-                                            start_run=self.start_and_follow(chat.id, post["topic"], "cancelled", reviewer))
-            if result.resumed:
-                await self.close_gate_messages(result.gate, f"❌ Cancelled by {esc(reviewer)}")
-            else:
-                await msg.reply_text(result.message)
+        try:
+            done = await operations.cancel(self.engine, db, post["thread_id"], reviewer=reviewer, via="telegram",
+                                           chat_id=chat.id,
+                                           start_run=self.start_and_follow(chat.id, post["topic"], "cancelled", reviewer))
+        except operations.NothingToCancel as err:
+            await msg.reply_text(str(err))
             return
-        cancelled = 0
-        for run in await self.client.runs.list(tid, limit=20):
-            if run.get("status") in ("pending", "running"):
-                # wait: the run has stopped before the post and its graph state are closed below.
-                await self.client.runs.cancel(tid, run["run_id"], wait=True, action="interrupt")
-                cancelled += 1
-        await posts.transition(db, tid, "rejected", actor=reviewer, reason=f"cancelled by {reviewer}")
-        await self.close_cancelled_graph(tid, reviewer)
-        await msg.reply_text(f"Cancelled: {post['topic'][:80]} ({cancelled} run{'s' if cancelled != 1 else ''} "
+        if done.decision is not None:  # it waited at the gate: rejected through the once-only path
+            if done.decision.resumed:
+                await self.close_gate_messages(done.decision.gate, f"❌ Cancelled by {esc(reviewer)}")
+            else:
+                await msg.reply_text(done.decision.message)
+            return
+        n = done.runs_stopped
+        await msg.reply_text(f"Cancelled: {post['topic'][:80]} ({n} run{'s' if n != 1 else ''} "
                              f"stopped). Nothing will be published.")
 
     async def cmd_retry(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -512,29 +269,17 @@ class NewsroomBot:
             return
         reviewer = who(user)
         try:
-            config = await decisions.reopen_failed_on_server(self.client, db, tid, reviewer=reviewer)
-        except decisions.RetryRefused as err:
-            await msg.reply_text(str(err))
+            overrides = await operations.reopen_failed(self.engine, db, tid, actor=reviewer)
+        except operations.NothingToRetry as err:
+            await msg.reply_text(retry_refused_text(err))
             return
         progress = Progress(header=f"📝 <b>{esc(post['topic'])}</b>\nthread <code>{tid}</code>\n"
                                    f"retried by {esc(reviewer)}")
         progress.current = "⏳ retrying…"
         sent = await msg.reply_text(progress.render(), parse_mode=ParseMode.HTML)
         # No input: the run continues from the reopened checkpoint, with the run's own overrides.
-        self._spawn(self.follow_run(chat.id, tid, progress, sent.message_id, config=config))
-
-    async def close_cancelled_graph(self, tid: str, reviewer: str) -> None:
-        """End the cancelled thread's graph too: left with pending desks, `newsroom recover` would
-        see a cut-off run and resume a post nobody wants. Written as the supervisor, whose router
-        sends a decided outcome to the end."""
-        try:
-            state = await self.client.threads.get_state(tid)
-            if not state.get("values") or (state["values"].get("outcome") or "pending") != "pending":
-                return  # never started (nothing to resume), or already ended
-            await self.client.threads.update_state(
-                tid, {"outcome": "rejected", "error": f"cancelled by {reviewer}"}, as_node="supervisor")
-        except Exception as err:  # noqa: BLE001 - the post is rejected either way; recovery then fails it loudly
-            log.warning("could not close the graph of cancelled thread %s: %s", tid, err)
+        self._spawn(self.follow_run(chat.id, tid, progress, sent.message_id,
+                                    config={"configurable": overrides} if overrides else None))
 
     async def on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text("Unknown command. /help lists what I understand.")
@@ -572,7 +317,7 @@ class NewsroomBot:
             await query.answer("This button is not recognised. Nothing changed.", show_alert=True)
             return
         chat_id = query.message.chat.id if query.message else None
-        if not self.chat_allowed(chat_id) or not self.is_approver(query.from_user.id):
+        if not self.is_approver(query.from_user.id):  # the chat passed the gatekeeper
             await query.answer("⛔ Only approvers can decide on drafts. Your press changed nothing.", show_alert=True)
             return
         db = await self.db()
@@ -586,7 +331,7 @@ class NewsroomBot:
             return
         if press.action == "approve":
             post = await posts.get_post(db, gate.thread_id) or {}
-            result = await decisions.decide(self.client, db, gate.gate_id, action="approve", text=None,
+            result = await decisions.decide(self.engine, db, gate.gate_id, action="approve", text=None,
                                             reviewer=reviewer, via="telegram",
                                             start_run=self.start_and_follow(chat_id, post.get("topic", ""), "approved", reviewer))
             await query.answer(("✅ Approved — publishing." if result.resumed else result.message)[:200])
@@ -594,9 +339,9 @@ class NewsroomBot:
                 await self.close_gate_messages(result.gate, f"✅ Approved by {esc(reviewer)}")
             return
         # Revise / Reject need words: ask with ForceReply, unless the gate is already over.
-        gate, pending = await decisions.follow_gate(self.client, db, gate)  # its draft asked again: that gate
+        gate, pending = await decisions.follow_gate(self.engine, db, gate)  # its draft asked again: that gate
         if gate.decided or pending is None or pending.interrupt_id != gate.interrupt_id:
-            result = await decisions.decide(self.client, db, gate.gate_id, action=press.action, text="-",
+            result = await decisions.decide(self.engine, db, gate.gate_id, action=press.action, text="-",
                                             reviewer=reviewer, via="telegram")  # answers "already decided"
             await query.answer(result.message[:200], show_alert=True)
             return
@@ -661,7 +406,7 @@ class NewsroomBot:
         prompt = await approvals.get_prompt(db, chat_id=chat.id, message_id=replied.message_id)
         if prompt is None:
             return  # a reply to something that is not one of our questions
-        if not self.chat_allowed(chat.id) or not self.is_approver(user.id if user else None):
+        if not self.is_approver(user.id if user else None):  # the chat passed the gatekeeper
             await msg.reply_text("⛔ Only approvers can decide on drafts. Nothing changed.")
             return
         if prompt.asked_user != user.id:
@@ -687,7 +432,7 @@ class NewsroomBot:
             text, section = revise_reply(msg.text or "")
         verb = {"revise": "revision requested", "reject": "rejected", "edit": "edited",
                 "approve_with_edits": "approved with edits"}[prompt.action]
-        result = await decisions.decide(self.client, db, prompt.gate_id, action=prompt.action, text=text,
+        result = await decisions.decide(self.engine, db, prompt.gate_id, action=prompt.action, text=text,
                                         reviewer=reviewer, via="telegram", draft=draft, section=section,
                                         start_run=self.start_and_follow(chat.id, post.get("topic", ""), verb, reviewer,
                                                                          reply_to=msg.message_id))
@@ -779,9 +524,9 @@ class NewsroomBot:
         return text
 
     async def report_end(self, chat_id: int, thread_id: str, progress: Progress, message_id: int, shown: str) -> None:
-        state = await self.client.threads.get_state(thread_id)
-        pending = await decisions.pending_interrupt(self.client, thread_id)
-        values = state.get("values") or {}
+        snap = await self.engine.view(thread_id)
+        pending = snap.pending if snap is not None else None
+        values = snap.values if snap is not None else {}
         if pending is not None:
             progress.finish("⏸ Waiting for approval" + (" (escalated)" if pending.payload.get("escalated") else ""))
             await self._edit_progress(chat_id, message_id, progress, shown)
@@ -806,7 +551,7 @@ class NewsroomBot:
                             f"Once the cause is fixed, an approver can /retry {thread_id[-8:]}")
             await self._edit_progress(chat_id, message_id, progress, shown)
         else:
-            progress.finish(f"⏹ Stopped (next: {', '.join(state.get('next') or []) or 'nothing'}); /status {thread_id[-8:]}")
+            progress.finish(f"⏹ Stopped (next: {', '.join(snap.next if snap else ()) or 'nothing'}); /status {thread_id[-8:]}")
             await self._edit_progress(chat_id, message_id, progress, shown)
 
     # --- errors ----------------------------------------------------------------------------------------
@@ -825,31 +570,6 @@ class NewsroomBot:
             pass
 
 
-# --- reminders and escalations from the sweep ------------------------------------------------------------
-
-class TelegramNotifier:
-    """service.approvals.Notifier over a Bot: the post's chat and the escalation chat hear it."""
-
-    def __init__(self, bot: Bot, settings: Settings):
-        self.bot, self.settings = bot, settings
-
-    async def notify(self, gate: Gate, kind: str, text: str) -> None:
-        # A draft announced on discovery goes to its own chat; deadline news to the escalation chat too.
-        to = [gate.chat_id] if kind in ("waiting", "scheduled") else [gate.chat_id, self.settings.telegram_escalation_chat]
-        chats = [c for c in dict.fromkeys(to) if c is not None]
-        markup = gate_buttons(gate.gate_id) if kind in ("reminder", "escalated", "waiting") else None
-        for chat in chats:
-            try:
-                sent = await self.bot.send_message(chat, f"{text}\nthread {gate.thread_id}", reply_markup=markup)
-                if markup is not None:
-                    db = await get_database()
-                    await approvals.add_gate_messages(db, gate.gate_id, [sent.message_id])
-            except TelegramError as err:
-                log.warning("could not notify chat %s about %s: %s", chat, gate.thread_id, err)
-
-
-# --- building the application ------------------------------------------------------------------------------
-
 def build_application(settings: Settings, client, *, webhook: bool = False, database=get_database) -> Application:
     """The PTB Application with our handlers; webhook=True builds it without an Updater."""
     if settings.telegram_bot_token is None:
@@ -865,61 +585,3 @@ def build_application(settings: Settings, client, *, webhook: bool = False, data
     app = builder.build()
     NewsroomBot(settings, client, database=database).install(app)
     return app
-
-
-class WebhookReceiver:
-    """Webhook mode: the custom HTTP app hands each POST here. Checks Telegram's secret-token header,
-    validates the body and runs the same handlers before answering (so Telegram's retry of a failed
-    delivery is the only way an update is processed twice, and our ledger makes that harmless)."""
-
-    def __init__(self, settings: Settings, client_factory: Callable[[], Any]):
-        self.settings = settings
-        self._client_factory = client_factory
-        self._app: Application | None = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return self.settings.telegram_bot_token is not None and self.settings.telegram_webhook_secret is not None
-
-    async def application(self) -> Application:
-        async with self._lock:
-            if self._app is None:
-                app = build_application(self.settings, self._client_factory(), webhook=True)
-                await app.initialize()
-                await app.start()
-                self._app = app
-        return self._app
-
-    def refusal(self, secret_header: str | None) -> tuple[int, dict] | None:
-        """Why a delivery is refused before its body is read, or None."""
-        if not self.enabled:
-            return 404, {"ok": False, "error": "webhook mode is off: set TELEGRAM_BOT_TOKEN and "
-                                               "NEWSROOM_TELEGRAM_WEBHOOK_SECRET"}
-        expected = self.settings.telegram_webhook_secret.get_secret_value()
-        if not secret_header or not hmac.compare_digest(secret_header.encode(), expected.encode()):
-            return 403, {"ok": False, "error": "wrong or missing X-Telegram-Bot-Api-Secret-Token"}
-        return None
-
-    async def handle(self, secret_header: str | None, body: bytes) -> tuple[int, dict]:
-        if (refused := self.refusal(secret_header)) is not None:
-            return refused
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            return 400, {"ok": False, "error": f"body is not JSON: {err}"}
-        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-            return 400, {"ok": False, "error": "not a Telegram Update: an object with an integer update_id is required"}
-        app = await self.application()
-        try:
-            update = Update.de_json(data, app.bot)
-        except Exception as err:  # noqa: BLE001 - PTB raises AttributeError, TypeError, ... on mistyped fields
-            return 400, {"ok": False, "error": f"malformed update {data.get('update_id')}: {type(err).__name__}: {err}"}
-        await app.process_update(update)  # handler errors go to on_error, which tells the chat
-        return 200, {"ok": True}
-
-    async def shutdown(self) -> None:
-        if self._app is not None:
-            await self._app.stop()
-            await self._app.shutdown()
-            self._app = None

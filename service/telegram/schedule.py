@@ -1,6 +1,6 @@
 """Scheduling in Telegram: the "⏰ Publish at…" button of a draft (a few offered times, or a reply
 with a time), /scheduled (list, move, cancel) and /timezone. The logic is service/scheduling.py's;
-the handlers here are bound to the bot by service/telegram_bot.NewsroomBot.install."""
+the handlers here are bound to the bot by service/telegram/handlers.NewsroomBot.install."""
 from __future__ import annotations
 
 import html
@@ -15,12 +15,12 @@ from telegram.ext import ContextTypes
 
 from agents import schedule as rules
 from agents.schedule import ScheduleError
-from service import approvals as decisions
+from service import decisions
 from service import scheduling
 from storage import approvals, posts
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from service.telegram_bot import NewsroomBot
+    from service.telegram.handlers import NewsroomBot
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""`newsroom eval-judge`: measure a judge against the labelled drafts (registered by service/cli.py).
+"""`newsroom eval-judge`: measure a judge against the labelled drafts (the `newsroom.commands` entry
+point in pyproject.toml registers it with the CLI: service/ never imports evals/).
 
     newsroom eval-judge                                   # the configured judge, NEWSROOM_JUDGE_PROMPT
     newsroom eval-judge --route local --prompt all        # the local model, every judge prompt side by side
@@ -18,7 +19,7 @@ import click
 
 from config import get_settings
 
-DEFAULT_RECORDED = Path(__file__).resolve().parent.parent / "evals" / "judge" / "recorded" / "verdicts.jsonl"
+DEFAULT_RECORDED = Path(__file__).resolve().parent / "recorded" / "verdicts.jsonl"
 
 
 def _prompts(values: tuple[str, ...], default: str) -> list[str]:

@@ -12,7 +12,7 @@ from config import get_settings
 
 
 def _run(coro):
-    return asyncio.run(coro)  # errors a user can act on are reported by the CLI group (service.cli._Commands)
+    return asyncio.run(coro)  # errors a user can act on are reported by the CLI group (service.cli.common.Commands)
 
 
 async def _recover_then_close(**kwargs):

@@ -10,177 +10,48 @@ approver's or viewer's token (NEWSROOM_APPROVER_TOKENS / NEWSROOM_VIEWER_TOKENS)
 NEWSROOM_WEB_TOKEN (an approver named "web" whose reviewer name is typed into the form), either
 logged in (a session cookie: an itsdangerous-signed session id with an expiry, backed by a row that
 logout revokes) or as `Authorization: Bearer <token>` for scripts. Viewers see pages and decide
-nothing. Decisions go through service/approvals.decide, the same once-only path as Telegram.
-Pages are Jinja2 templates (service/templates/, autoescaped); the flash message after a decision
+nothing. Decisions go through service/decisions.decide, the same once-only path as Telegram.
+Pages are Jinja2 templates (service/web/templates/, autoescaped); the flash message after a decision
 travels in a signed cookie (not in the URL); every response carries a Content-Security-Policy.
 """
 from __future__ import annotations
 
-import collections
-import hmac
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
-from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from itsdangerous import BadSignature
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from config import Identity, Settings, get_settings
-from service import approvals as decisions
-from service import scheduling
-from service.http_guard import request_scheme
+from config import get_settings
+from service import decisions, operations, scheduling
+from service.engine import ServerEngine
+from service.views import retry_refused_text
+from service.web.auth import (
+    BASE, COOKIE, SecurityHeaders, WebAuthBackend, is_https, limiter, same_origin, signer, web_enabled, web_identity,
+)
 from storage import approvals, posts, sessions
 from storage.connect import get_database
-from tools.publish import missing_destinations
 from tools.redaction import public_reason
 
 log = logging.getLogger(__name__)
 
-BASE = "/newsroom/ui"
-COOKIE = "newsroom_session"
 FLASH_COOKIE = "newsroom_flash"
 FLASH_MAX_AGE_S = 120
-SHARED_WEB_NAME = "web"
 DIMENSIONS = ("technical_accuracy", "calibration", "mechanistic_depth", "audience_calibration")
-SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
-                                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on our own
-    # form posts, which the same-origin check (and the server guard) must refuse.
-    (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"), (b"cache-control", b"no-store"),
-]
 # (chat_id, topic, verb, reviewer) -> a StartRun that also reports to Telegram, or None for a plain resume.
 StartRunHook = Callable[[int | None, str, str, str], Awaitable[decisions.StartRun | None]]
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-
-
-# --- who is asking -------------------------------------------------------------------------------------
-
-class WebUser(BaseUser):
-    def __init__(self, identity: Identity, *, session_id: str | None = None):
-        self.who, self.session_id = identity, session_id
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def display_name(self) -> str:
-        return self.who.name
-
-    @property
-    def role(self) -> str:
-        return self.who.role
-
-    @property
-    def shared(self) -> bool:
-        """The shared NEWSROOM_WEB_TOKEN: the reviewer types a name (recorded as "NAME (web)")."""
-        return self.who.name == SHARED_WEB_NAME and self.who.role == "approver"
-
-
-def web_enabled(settings: Settings) -> bool:
-    return settings.web_token is not None or any(i.role != "service" for _, i in settings.identities())
-
-
-def web_identity(settings: Settings, token: str | None) -> Identity | None:
-    """An approver or viewer token, or the shared web token (compared in constant time)."""
-    if not token:
-        return None
-    found = settings.identify(token)
-    if settings.web_token is not None and hmac.compare_digest(token.strip().encode(),
-                                                              settings.web_token.get_secret_value().encode()):
-        found = Identity(name=SHARED_WEB_NAME, role="approver")
-    return found if found is not None and found.role != "service" else None
-
-
-def _signer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.signing_key(purpose), salt=f"newsroom-{purpose}")
-
-
-class WebAuthBackend(AuthenticationBackend):
-    """A Bearer token (scripts) or the session cookie (a browser that logged in)."""
-
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        settings = get_settings()
-        auth = conn.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else conn.headers.get("x-newsroom-token")
-        if token:
-            identity = web_identity(settings, token)
-            return (AuthCredentials([identity.role]), WebUser(identity)) if identity else None
-        cookie = conn.cookies.get(COOKIE)
-        if not cookie or not web_enabled(settings):
-            return None
-        try:
-            session_id = _signer(settings, "web-session").loads(cookie, max_age=settings.session_max_age_s)
-        except BadSignature:  # forged, tampered or expired (SignatureExpired is a BadSignature)
-            return None
-        row = await sessions.live_session(await get_database(), str(session_id))
-        if row is None:  # logged out (revoked) or past its expiry
-            return None
-        identity = Identity(name=row["identity"], role=row["role"])
-        return AuthCredentials([identity.role]), WebUser(identity, session_id=row["session_id"])
-
-
-class SecurityHeaders:
-    """CSP and friends on every page of the web UI (pure ASGI)."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = dict(message, headers=[*message.get("headers", []), *SECURITY_HEADERS])
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
-class LoginLimiter:
-    """Failed logins per client address in a sliding minute (memory: one server process)."""
-
-    def __init__(self):
-        self._failures: dict[str, collections.deque] = {}
-
-    def blocked(self, client: str, limit: int) -> bool:
-        recent = self._failures.get(client)
-        now = time.monotonic()
-        while recent and now - recent[0] > 60:
-            recent.popleft()
-        return bool(recent) and len(recent) >= limit
-
-    def failed(self, client: str) -> None:
-        if len(self._failures) > 10000:  # bounded: a spray of addresses cannot grow it forever
-            self._failures.clear()
-        self._failures.setdefault(client, collections.deque()).append(time.monotonic())
-
-
-limiter = LoginLimiter()
-
-
-def same_origin(request: Request) -> bool:
-    """A cookie-authorized POST must come from our own pages (SameSite=Strict does most of this)."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
-        return origin is None
-    return urlparse(origin).netloc == request.headers.get("host", "")
-
-
-def is_https(request: Request) -> bool:
-    return request_scheme(request.scope, request.headers, get_settings().trust_forwarded_proto) == "https"
 
 
 # --- rendering ----------------------------------------------------------------------------------------------
@@ -207,7 +78,7 @@ def disabled_page(request: Request) -> Response:
 def redirect_with_flash(request: Request, url: str, text: str) -> Response:
     resp = RedirectResponse(url, status_code=303)
     if text:
-        resp.set_cookie(FLASH_COOKIE, _signer(get_settings(), "web-flash").dumps(text[:500]), max_age=FLASH_MAX_AGE_S,
+        resp.set_cookie(FLASH_COOKIE, signer(get_settings(), "web-flash").dumps(text[:500]), max_age=FLASH_MAX_AGE_S,
                         httponly=True, samesite="strict", path=BASE, secure=is_https(request))
     return resp
 
@@ -217,7 +88,7 @@ def take_flash(request: Request) -> str | None:
     if not value:
         return None
     try:
-        return str(_signer(get_settings(), "web-flash").loads(value, max_age=FLASH_MAX_AGE_S))
+        return str(signer(get_settings(), "web-flash").loads(value, max_age=FLASH_MAX_AGE_S))
     except BadSignature:
         return None  # forged: shown to nobody
 
@@ -229,19 +100,34 @@ def _event_detail(ev: dict) -> str:
 
 # --- routes ------------------------------------------------------------------------------------------------------
 
-def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | None = None) -> list[Route]:
-    def refused(request: Request) -> Response | None:
-        if not web_enabled(get_settings()):
-            return disabled_page(request)
-        if not request.user.is_authenticated:
-            if request.method == "GET":
-                return login_page(request, "Log in to see runs.")
-            return message(request, "Refused", "Missing or wrong credential. Nothing changed.", 403)
-        return None
+def refusal_for(request: Request) -> Response | None:
+    """Why this request gets no page: the pages are off (503), or nobody is logged in (the login
+    form for a GET, 403 for anything else)."""
+    if not web_enabled(get_settings()):
+        return disabled_page(request)
+    if not request.user.is_authenticated:
+        if request.method == "GET":
+            return login_page(request, "Log in to see runs.")
+        return message(request, "Refused", "Missing or wrong credential. Nothing changed.", 403)
+    return None
 
+
+class RequireUser:
+    """Every page but login and logout needs a logged-in user (after AuthenticationMiddleware has
+    set request.user): the refusal is answered here, before any handler runs (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (refusal := refusal_for(Request(scope, receive))) is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | None = None) -> list[Route]:
     async def runs_list(request: Request) -> Response:
-        if (refusal := refused(request)) is not None:
-            return refusal
         rows = await posts.list_posts(await get_database(), limit=100)
         return render(request, "runs.html", title="runs", rows=rows)
 
@@ -263,7 +149,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         session_id = await sessions.open_session(await get_database(), identity=identity.name, role=identity.role,
                                                  max_age_s=settings.session_max_age_s)
         resp = RedirectResponse(BASE, status_code=303)
-        resp.set_cookie(COOKIE, _signer(settings, "web-session").dumps(session_id), httponly=True, samesite="strict",
+        resp.set_cookie(COOKIE, signer(settings, "web-session").dumps(session_id), httponly=True, samesite="strict",
                         path=BASE, secure=is_https(request), max_age=int(settings.session_max_age_s))
         return resp
 
@@ -276,11 +162,11 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         return resp
 
     async def run_page(request: Request) -> Response:
-        if (refusal := refused(request)) is not None:
-            return refusal
         tid = request.path_params["thread_id"]
         db = await get_database()
-        post = await posts.get_post(db, tid) if "\x00" not in tid else None  # PostgreSQL text cannot hold NUL
+        # PostgreSQL text cannot hold NUL
+        shown = await operations.view(None, db, tid) if "\x00" not in tid else operations.PostView(None, [], [], [], [])
+        post = shown.post
         if post is None:
             return message(request, f"No run {tid[:80]}", "Nothing by that id.", 404)
         client = client_factory()
@@ -289,7 +175,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         except Exception as err:  # noqa: BLE001 - a post without a server thread (CLI runs) still shows
             log.info("no server state for %s: %s", tid, err)
             values = {}
-        pending = await decisions.pending_interrupt(client, tid) if values else None
+        pending = await ServerEngine(client).pending(tid) if values else None
         gate_id = None
         if pending is not None:
             chat = (post.get("metadata") or {}).get("chat_id")
@@ -301,8 +187,8 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
         review = reviews[-1] if reviews else None
         check = citation_check_for(values, draft)
         research = values.get("research") or {}
-        events = [dict(ev, shown=_event_detail(ev)) for ev in await posts.list_events(db, tid)]
-        pubs = await posts.publications_for(db, tid)
+        events = [dict(ev, shown=_event_detail(ev)) for ev in shown.events]
+        pubs = shown.publications
         resp = render(request, "run.html", title=post["topic"][:60], post=post, pending=pending, gate_id=gate_id,
                       draft=draft, review=review, dimensions=DIMENSIONS, flash=take_flash(request),
                       review_error=public_reason((review or {}).get("error")),
@@ -311,21 +197,21 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                                   else None) for c in (research.get("citations") or [])],
                       check=check, claims=[c for c in (check or {}).get("claims") or [] if c.get("status") != "not_a_claim"],
                       ungrounded=research.get("ungrounded_reason"), fetch_errors=research.get("fetch_errors") or [],
-                      events=events, calls=await posts.llm_calls_for(db, tid), pubs=pubs,
+                      events=events, calls=shown.llm_calls, pubs=pubs,
                       estimate=next(((ev["detail"] or {}).get("summary") for ev in events
                                      if ev["kind"] == "cost_estimate"), None),
-                      missing=missing_destinations(post, pubs, get_settings().publish_destinations),
+                      missing=shown.missing,
                       can_decide=request.user.who.can_decide, shared_login=request.user.shared,
+                      can_cancel=request.user.who.can_decide and post["status"] not in {str(s) for s in posts.TERMINAL},
                       edit_text=f"# {draft.get('title', '')}\n\n{draft.get('body', '')}" if draft else "",
                       edit_max_chars=get_settings().edit_max_chars, **await scheduling.web_context(db, tid))
         resp.delete_cookie(FLASH_COOKIE, path=BASE)
         return resp
 
     async def checked_form_post(request: Request) -> Response | tuple[str, dict[str, str]]:
-        """A decision or retry form post: an approver, the same origin and no NUL byte (PostgreSQL
-        text cannot hold it), or the refusal page. Returns (thread id, form fields)."""
-        if (refusal := refused(request)) is not None:
-            return refusal
+        """A decision, retry or cancel form post (RequireUser let a user through): an approver, the
+        same origin and no NUL byte (PostgreSQL text cannot hold it), or the refusal page. Returns
+        (thread id, form fields)."""
         if not request.user.who.can_decide:
             return message(request, "Refused", "Viewers cannot decide. Nothing changed.", 403)
         if not same_origin(request):
@@ -387,16 +273,16 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
             return checked
         tid, form = checked
         reviewer = reviewer_of(request, form)
-        db, client = await get_database(), client_factory()
+        db, engine = await get_database(), ServerEngine(client_factory())
         if await posts.get_post(db, tid) is None:
             return message(request, f"No run {tid[:80]}", "Nothing by that id.", 404)
         try:
-            config = await decisions.reopen_failed_on_server(client, db, tid, reviewer=reviewer)
-        except decisions.RetryRefused as err:
-            return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", public_reason(str(err)))
+            overrides = await operations.reopen_failed(engine, db, tid, actor=reviewer)
+        except operations.NothingToRetry as err:
+            return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", public_reason(retry_refused_text(err)))
         try:
             # No input: the run continues from the reopened checkpoint (a server run: Studio shows it).
-            await client.runs.create(tid, decisions.GRAPH_ID, input=None, config=config, multitask_strategy="reject")
+            await engine.submit(tid, None, config={"configurable": overrides} if overrides else None)
             msg = "Retrying from where it failed."
         except Exception as err:  # noqa: BLE001 - reported; the reopened run has pending desks: recovery resumes it
             log.warning("retry of %s did not start: %s", tid, err)
@@ -404,18 +290,46 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
                    "server start resumes it.")
         return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", msg)
 
-    guarded = [Middleware(SecurityHeaders), Middleware(AuthenticationMiddleware, backend=WebAuthBackend())]
+    async def cancel(request: Request) -> Response:
+        checked = await checked_form_post(request)
+        if isinstance(checked, Response):
+            return checked
+        tid, form = checked
+        reviewer = reviewer_of(request, form)
+        db = await get_database()
+        post = await posts.get_post(db, tid)
+        if post is None:
+            return message(request, f"No run {tid[:80]}", "Nothing by that id.", 404)
+        chat = (post.get("metadata") or {}).get("chat_id")
+        chat = int(chat) if chat is not None else None
+        start_run = await start_run_hook(chat, post["topic"], "cancelled", reviewer) if start_run_hook else None
+        try:
+            done = await operations.cancel(ServerEngine(client_factory()), db, tid, reviewer=reviewer, via="web",
+                                           chat_id=chat, start_run=start_run)
+        except operations.NothingToCancel as err:
+            return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", str(err))
+        if done.decision is not None:
+            msg = "Cancelled: the waiting draft was rejected; nothing will be published." if done.decision.resumed \
+                else done.decision.message
+        else:
+            n = done.runs_stopped
+            msg = f"Cancelled ({n} run{'s' if n != 1 else ''} stopped). Nothing will be published."
+        return redirect_with_flash(request, f"{BASE}/runs/{quote(tid)}", public_reason(msg))
+
+    identified = [Middleware(SecurityHeaders), Middleware(AuthenticationMiddleware, backend=WebAuthBackend())]
+    guarded = [*identified, Middleware(RequireUser)]  # login and logout work without a user
     return [
         Route(BASE, runs_list, middleware=guarded),
-        Route(f"{BASE}/login", login, methods=["GET", "POST"], middleware=guarded),
-        Route(f"{BASE}/logout", logout, methods=["POST"], middleware=guarded),
+        Route(f"{BASE}/login", login, methods=["GET", "POST"], middleware=identified),
+        Route(f"{BASE}/logout", logout, methods=["POST"], middleware=identified),
         Route(f"{BASE}/runs/{{thread_id}}", run_page, middleware=guarded),
         Route(f"{BASE}/runs/{{thread_id}}/decide", decide, methods=["POST"], middleware=guarded),
         Route(f"{BASE}/runs/{{thread_id}}/retry", retry, methods=["POST"], middleware=guarded),
+        Route(f"{BASE}/runs/{{thread_id}}/cancel", cancel, methods=["POST"], middleware=guarded),
     ]
 
 
-__all__ = ["routes", "WebAuthBackend", "WebUser", "web_identity", "same_origin", "BASE", "COOKIE"]
+__all__ = ["routes", "BASE", "StartRunHook"]
 
 
 def citation_check_for(values: dict, draft: dict | None) -> dict | None:

@@ -27,7 +27,7 @@ def _client(url: str | None):
 
 async def _sweep_loop(app, settings, url: str | None) -> None:
     from service.scheduling import sweep_once  # the deadline sweep plus scheduled publishes and recurring topics
-    from service.telegram_bot import TelegramNotifier
+    from service.telegram.notifier import TelegramNotifier
     from storage.connect import get_database
 
     while True:
@@ -87,7 +87,7 @@ def bot_command(server_url: str | None, webhook_url: str | None, sweep: bool) ->
     """The Telegram bot in polling mode (or --set-webhook URL for webhook mode), a client of the Agent Server."""
     from telegram import Update
 
-    from service.telegram_bot import build_application
+    from service.telegram.handlers import build_application
 
     settings = get_settings()
     if settings.telegram_bot_token is None:
@@ -149,7 +149,7 @@ def sweep_command(server_url: str | None, loop_s: float | None) -> None:
         if settings.telegram_bot_token is not None:
             from telegram import Bot
 
-            from service.telegram_bot import TelegramNotifier
+            from service.telegram.notifier import TelegramNotifier
 
             base = settings.telegram_api_base_url.rstrip("/")
             bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=f"{base}/bot",

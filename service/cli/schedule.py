@@ -30,7 +30,7 @@ def _reviewer_default() -> str:
 def approve_at(thread_id: str, *, reviewer: str, when: str, tz: str | None, draft_version: int | None) -> None:
     """Approve the waiting draft now; the sweep publishes it at WHEN (called by `newsroom approve --at`)."""
     from service import scheduling
-    from service.approvals import PendingInterrupt
+    from service.engine import PendingInterrupt
     from service.runner import current
     from storage.connect import get_database
 

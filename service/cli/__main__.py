@@ -1,0 +1,4 @@
+"""`python -m service.cli`: the same as the `newsroom` console script."""
+from service.cli import main
+
+main()
