@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
@@ -19,8 +19,9 @@ from service import decisions
 from service import scheduling
 from storage import approvals, posts
 
-if TYPE_CHECKING:  # pragma: no cover - types only
-    from service.telegram.handlers import NewsroomBot
+# `bot` below is the service.telegram.handlers.NewsroomBot that binds these handlers (not imported:
+# handlers.py imports this module, and no two files import each other).
+NewsroomBotLike = Any
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def parse_time_press(data: str | None) -> tuple[str, datetime] | None:
     return parts[1], datetime.fromtimestamp(int(parts[2]), tz=UTC)
 
 
-async def offer_times(bot: "NewsroomBot", query, gate, reviewer: str) -> None:
+async def offer_times(bot: NewsroomBotLike, query, gate, reviewer: str) -> None:
     """The press on "⏰ Publish at…": the offered times as buttons; a reply to that message is a time."""
     db = await bot.db()
     gate, pending = await decisions.follow_gate(bot.client, db, gate)
@@ -69,7 +70,7 @@ async def offer_times(bot: "NewsroomBot", query, gate, reviewer: str) -> None:
     await query.answer("Pick a time, or reply to my message with one.")
 
 
-async def _schedule(bot: "NewsroomBot", gate_id: str, when, *, chat_id: int, reviewer: str) -> tuple[bool, str]:
+async def _schedule(bot: NewsroomBotLike, gate_id: str, when, *, chat_id: int, reviewer: str) -> tuple[bool, str]:
     db = await bot.db()
     tz = await scheduling.effective_timezone(db, chat_id=chat_id, settings=bot.settings)
     try:
@@ -84,7 +85,7 @@ async def _schedule(bot: "NewsroomBot", gate_id: str, when, *, chat_id: int, rev
     return True, f"⏰ Publishes at {rules.format_local(s.publish_at, s.timezone)}"
 
 
-async def on_time_press(bot: "NewsroomBot", update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_time_press(bot: NewsroomBotLike, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     press = parse_time_press(query.data)
     if press is None:
@@ -107,7 +108,7 @@ async def on_time_press(bot: "NewsroomBot", update: Update, context: ContextType
             log.info("could not remove the time buttons: %s", err)
 
 
-async def on_time_reply(bot: "NewsroomBot", msg, prompt, reviewer: str) -> None:
+async def on_time_reply(bot: NewsroomBotLike, msg, prompt, reviewer: str) -> None:
     """A reply with a time to the offer message (on_reply checked chat, approver and asked user)."""
     if msg.document is not None or not (msg.text or "").strip():
         await msg.reply_text("Reply with a time, e.g. 2026-12-02 09:00 or in 2 h. Nothing changed.")
@@ -117,7 +118,7 @@ async def on_time_reply(bot: "NewsroomBot", msg, prompt, reviewer: str) -> None:
         await msg.reply_text(f"{text} Nothing changed.")
 
 
-async def cmd_scheduled(bot: "NewsroomBot", update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def cmd_scheduled(bot: NewsroomBotLike, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat, user, msg = update.effective_chat, update.effective_user, update.effective_message
     db = await bot.db()
     args = list(context.args or [])
@@ -155,7 +156,7 @@ async def cmd_scheduled(bot: "NewsroomBot", update: Update, context: ContextType
         await msg.reply_text(str(err) if str(err).endswith("Nothing changed.") else f"{err} Nothing changed.")
 
 
-async def cmd_timezone(bot: "NewsroomBot", update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def cmd_timezone(bot: NewsroomBotLike, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat, user, msg = update.effective_chat, update.effective_user, update.effective_message
     db = await bot.db()
     if not context.args:
