@@ -138,7 +138,7 @@ async def authorize(ctx: Auth.types.AuthContext, value: Any) -> None:
     """One policy for every resource and action (a global handler: no path falls through open)."""
     who = _identity(ctx)
     if ctx.action in READ_ACTIONS:
-        return None
+        return
     if ctx.resource in SERVICE_ONLY and not who.is_service:
         raise _refuse(403, f"only the service may {ctx.action} {ctx.resource}")
     if ctx.resource == "store" and not who.is_service:
@@ -151,7 +151,7 @@ async def authorize(ctx: Auth.types.AuthContext, value: Any) -> None:
         checked_overrides(configurable, who)
         await _fixed_policy(value.get("thread_id"), configurable)
         await _through_the_ledger(value, who)
-    return None
+    return
 
 
 def check_configured() -> None:

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from contextlib import asynccontextmanager
-
 import time
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -26,8 +25,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from config import get_settings
-from service.web import routes as web_routes
 from service.http_guard import ServerGuard
+from service.web import routes as web_routes
 
 log = logging.getLogger(__name__)
 

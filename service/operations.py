@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from agents.supervisor import ResumeValueError, parse_answer
-from config.run_config import run_overrides
 from config import get_settings
+from config.run_config import run_overrides
 from service.decisions import DecisionResult, StartRun, claim_interrupt, decide, gate_for, resume_value
 from service.engine import Engine, PendingInterrupt, ProgressFn, RunSnapshot, new_thread_id
 from storage import posts

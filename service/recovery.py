@@ -35,8 +35,8 @@ from service.engine import GRAPH_ID, LocalEngine, RunSnapshot, ServerEngine, lat
 from service.leases import run_lease
 from storage import approvals, maintenance
 from storage.checkpointer import checkpointer
-from storage.db import Database
 from storage.connect import get_database
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -251,4 +251,4 @@ async def recover(*, stale_after_s: float = 0.0, terminal_window_s: float = 8640
     return report
 
 
-__all__ = ["RecoveryReport", "Plan", "ThreadState", "thread_state", "plan_recovery", "recover", "run_lease", "drive_leased", "server_driver"]
+__all__ = ["Plan", "RecoveryReport", "ThreadState", "drive_leased", "plan_recovery", "recover", "run_lease", "server_driver", "thread_state"]

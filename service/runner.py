@@ -4,18 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from service import operations
 from service.engine import LocalEngine, ProgressFn, RunSnapshot, latest_interrupt, new_thread_id, snapshot
 from service.leases import ThreadBusy
 from service.operations import (
-    DraftChanged, InvalidRequest, NothingToCancel, NothingToResume, NothingToRetry, checked_input, kept_overrides,
+    DraftChanged,
+    InvalidRequest,
+    NothingToCancel,
+    NothingToResume,
+    NothingToRetry,
+    checked_input,
+    kept_overrides,
 )
-from service import operations
 
 engine = LocalEngine()
 
-__all__ = ["RunSnapshot", "ProgressFn", "ThreadBusy", "InvalidRequest", "NothingToResume", "DraftChanged",
-           "NothingToRetry", "NothingToCancel", "checked_input", "new_thread_id", "latest_interrupt", "snapshot",
-           "kept_overrides", "drive", "drive_exclusively", "current", "start_post", "resume", "retry", "cancel"]
+__all__ = [
+    "DraftChanged",
+    "InvalidRequest",
+    "NothingToCancel",
+    "NothingToResume",
+    "NothingToRetry",
+    "ProgressFn",
+    "RunSnapshot",
+    "ThreadBusy",
+    "cancel",
+    "checked_input",
+    "current",
+    "drive",
+    "drive_exclusively",
+    "kept_overrides",
+    "latest_interrupt",
+    "new_thread_id",
+    "resume",
+    "retry",
+    "snapshot",
+    "start_post",
+]
 
 
 async def drive(thread_id: str, graph_input: Any, *, progress: ProgressFn | None = None,

@@ -44,9 +44,25 @@ from storage.schedules import Recurring, Schedule
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ScheduleError", "ScheduleRefused", "schedule_gate", "schedule_pending", "list_scheduled", "reschedule",
-           "cancel", "describe", "effective_timezone", "set_chat_timezone", "fire_due", "start_recurring",
-           "add_recurring", "sweep_once", "ScheduleSweepReport", "server_resume", "server_start_post"]
+__all__ = [
+    "ScheduleError",
+    "ScheduleRefused",
+    "ScheduleSweepReport",
+    "add_recurring",
+    "cancel",
+    "describe",
+    "effective_timezone",
+    "fire_due",
+    "list_scheduled",
+    "reschedule",
+    "schedule_gate",
+    "schedule_pending",
+    "server_resume",
+    "server_start_post",
+    "set_chat_timezone",
+    "start_recurring",
+    "sweep_once",
+]
 
 
 class ScheduleRefused(ValueError):

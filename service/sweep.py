@@ -11,7 +11,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from config import Settings
-from service.decisions import reasked, decide, pending_interrupt
+from service.decisions import decide, pending_interrupt, reasked
 from storage import approvals, posts
 from storage.approvals import Gate, OpenGate
 from storage.db import Database

@@ -213,14 +213,13 @@ def _evaluate(settings, items, routes, prompts, recorded_path, cache_path, no_ca
 def _write_details(path: Path, runs) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for run in runs:
-            for o in run.outcomes:
-                fh.write(json.dumps({
+            fh.writelines(json.dumps({
                     "run": run.label, "item": o.item.id, "defect": o.item.defect, "status": o.status,
                     "human": {**o.item.human_scores, "flag": o.item.flag, "decision": o.item.human_decision},
                     "judge": ({**o.verdict.scores, "flag": o.verdict.flag, "decision": o.judge_decision,
                                "reasoning": o.verdict.reasoning.model_dump()} if o.verdict else None),
                     "error": o.error, "raw": o.record.raw_text[:2000] if o.record else None,
-                }) + "\n")
+                }) + "\n" for o in run.outcomes)
 
 
 def _to_langfuse(settings, items, runs, summaries, dataset_name) -> None:

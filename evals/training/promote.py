@@ -11,7 +11,6 @@ import click
 from config import get_settings
 from service.cli.training import _run
 
-
 # --- promotion --------------------------------------------------------------------------------------
 
 async def promote(name: str, *, vllm_url: str, api_key: str | None, judge: bool, force: bool, limit: int,

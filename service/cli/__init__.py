@@ -16,8 +16,7 @@ from importlib.metadata import entry_points
 import click
 
 from config import ConfigError, get_settings
-import service.cli.posts as posts
-import service.cli.server as server
+from service.cli import posts, server
 from service.cli.bot import bot_command, sweep_command
 from service.cli.common import Commands, setup_logging
 from service.cli.maintenance import prune_command, recover_command

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from config import get_settings
-import service.cli.render as render
+from service.cli import render
 from service.cli.common import run
 
 DEFAULT_DEMO_TOPIC = "How grouped-query attention (GQA) shrinks the KV cache"

@@ -13,6 +13,7 @@ import click
 from config import get_settings
 from service.cli.common import run
 
+
 def _refuse_busy_port(host: str, port: int) -> None:
     import socket
 

@@ -20,22 +20,38 @@ from telegram import ForceReply, InputFile, Message, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
-    AIORateLimiter, Application, ApplicationBuilder, ApplicationHandlerStop, CallbackQueryHandler, CommandHandler,
-    ContextTypes, MessageHandler, TypeHandler, filters,
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
 )
 
 from config import Settings
 from service import decisions, operations
-from service.telegram import schedule as telegram_schedule
 from service.engine import GRAPH_ID, PendingInterrupt, ServerEngine
+from service.telegram import schedule as telegram_schedule
 from service.telegram.format import (
-    Progress, esc, gate_buttons, gate_summary, parse_button, revise_reply, split_message, tg_len, who,
+    Progress,
+    esc,
+    gate_buttons,
+    gate_summary,
+    parse_button,
+    revise_reply,
+    split_message,
+    tg_len,
+    who,
 )
 from service.views import retry_refused_text
 from storage import approvals, posts
 from storage.approvals import Gate
-from storage.db import Database
 from storage.connect import get_database
+from storage.db import Database
 from tools.redaction import public_reason
 
 log = logging.getLogger(__name__)

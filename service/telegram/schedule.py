@@ -15,8 +15,7 @@ from telegram.ext import ContextTypes
 
 from agents import schedule as rules
 from agents.schedule import ScheduleError
-from service import decisions
-from service import scheduling
+from service import decisions, scheduling
 from storage import approvals, posts
 
 # `bot` below is the service.telegram.handlers.NewsroomBot that binds these handlers (not imported:

@@ -37,7 +37,16 @@ from service import decisions, operations, scheduling
 from service.engine import ServerEngine
 from service.views import retry_refused_text
 from service.web.auth import (
-    BASE, COOKIE, SecurityHeaders, WebAuthBackend, is_https, limiter, same_origin, signer, web_enabled, web_identity,
+    BASE,
+    COOKIE,
+    SecurityHeaders,
+    WebAuthBackend,
+    is_https,
+    limiter,
+    same_origin,
+    signer,
+    web_enabled,
+    web_identity,
 )
 from storage import approvals, posts, sessions
 from storage.connect import get_database
@@ -329,7 +338,7 @@ def routes(client_factory: Callable[[], Any], start_run_hook: StartRunHook | Non
     ]
 
 
-__all__ = ["routes", "BASE", "StartRunHook"]
+__all__ = ["BASE", "StartRunHook", "routes"]
 
 
 def citation_check_for(values: dict, draft: dict | None) -> dict | None:
