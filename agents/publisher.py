@@ -5,7 +5,7 @@ import hashlib
 import html
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import nh3
 
@@ -52,7 +52,7 @@ def sanitize_markdown(text: str) -> str:
     """Markdown as published: raw HTML stripped (nh3, no tags kept), links and images whose target
     is not http(s) reduced to their text (javascript:, data:, vbscript:, file:, relative ones)."""
     def link(m: re.Match) -> str:
-        bang, label, target, title = m.groups()
+        bang, label, target, _title = m.groups()
         if _safe_url(target):
             return m.group(0)
         return label if not bang else f"[image: {label}]" if label else ""
@@ -92,7 +92,7 @@ def render_post(thread_id: str, draft: Draft, notes: ResearchNotes | None, *, re
                 scores: dict | None = None, now: datetime | None = None,
                 front_matter_extra: tuple[str, ...] | list[str] = ()) -> Rendered:
     key = publish_key(thread_id, draft)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     sources = [nh3.clean(x, tags=set(), attributes={}) for x in _sources(notes)]
     title = nh3.clean(draft.title, tags=set(), attributes={}).strip() or "post"
     body = sanitize_markdown(draft.body.strip())

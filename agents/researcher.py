@@ -15,8 +15,15 @@ import json
 import logging
 import re
 
-from agents.models import (Candidate, Citation, FetchedSource, PlannedSubQuestions, ResearchNotes, ResearchPlan,
-                           RetrievalResult)
+from agents.models import (
+    Candidate,
+    Citation,
+    FetchedSource,
+    PlannedSubQuestions,
+    ResearchNotes,
+    ResearchPlan,
+    RetrievalResult,
+)
 from agents.prompts import load_prompt
 
 log = logging.getLogger(__name__)

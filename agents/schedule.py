@@ -207,5 +207,19 @@ def topic_for(topics: list[str], index: int) -> str:
     return topics[index % len(topics)]
 
 
-__all__ = ["ScheduleError", "zone", "known_zone", "parse_publish_time", "checked_window", "is_due", "format_local", "offered_times",
-           "Recurrence", "parse_recurrence", "next_occurrence", "parse_topics", "topic_for", "MAX_AHEAD"]
+__all__ = [
+    "MAX_AHEAD",
+    "Recurrence",
+    "ScheduleError",
+    "checked_window",
+    "format_local",
+    "is_due",
+    "known_zone",
+    "next_occurrence",
+    "offered_times",
+    "parse_publish_time",
+    "parse_recurrence",
+    "parse_topics",
+    "topic_for",
+    "zone",
+]

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    AliasChoices, BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator,
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -520,7 +527,7 @@ class Settings(BaseSettings):
         return v.replace("cockroachdb://", "postgresql://", 1)
 
     @model_validator(mode="after")
-    def _local_model_defaults(self) -> "Settings":
+    def _local_model_defaults(self) -> Settings:
         # The 1.5B local model decodes ~11 tokens/s on 2 quiet cores and several times slower on
         # busy ones; a retried timeout only queues behind the generation still running on the
         # one-request-at-a-time llama.cpp server. Unless set explicitly: a longer per-call timeout.
@@ -537,7 +544,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _check_webhook(self) -> "Settings":
+    def _check_webhook(self) -> Settings:
         if "webhook" in self.publish_destinations and (self.webhook_url is None or self.webhook_secret is None):
             raise ValueError("NEWSROOM_PUBLISH_DESTINATIONS names webhook: set NEWSROOM_WEBHOOK_URL and "
                              "NEWSROOM_WEBHOOK_SECRET (a webhook is never sent unsigned)")
@@ -550,7 +557,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _check_roles(self) -> "Settings":
+    def _check_roles(self) -> Settings:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("NEWSROOM_POOL_MIN_SIZE must be <= NEWSROOM_POOL_MAX_SIZE")
         if self.effective_judge_provider != "anthropic" and self.judge_model == self.writer_model and (

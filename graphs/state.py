@@ -11,8 +11,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from agents.editor import CitationReport, EditorVerdict
-from agents.models import (BudgetStop, Citation, CostEstimate, Draft, DraftOutline, FetchedSource, HumanDecision, Publication, ResearchNotes,
-                           ResearchPlan, RetrievalResult, Review)
+from agents.models import (
+    BudgetStop,
+    Citation,
+    CostEstimate,
+    Draft,
+    DraftOutline,
+    FetchedSource,
+    HumanDecision,
+    Publication,
+    ResearchNotes,
+    ResearchPlan,
+    RetrievalResult,
+    Review,
+)
 
 
 def _item_key(item: Any) -> str:
@@ -97,6 +109,16 @@ class PostInput(BaseModel):
     sources: list[str] = Field(default_factory=list, max_length=20)  # URLs to fetch and cite (`--source URL`)
 
 
-__all__ = ["PostState", "PostInput", "append_new", "Citation", "CitationReport", "Draft", "EditorVerdict",
-           "HumanDecision",
-           "Publication", "ResearchNotes", "Review"]
+__all__ = [
+    "Citation",
+    "CitationReport",
+    "Draft",
+    "EditorVerdict",
+    "HumanDecision",
+    "PostInput",
+    "PostState",
+    "Publication",
+    "ResearchNotes",
+    "Review",
+    "append_new",
+]

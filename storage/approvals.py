@@ -288,8 +288,32 @@ async def resolve_thread_id(db: Database, text: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-__all__ = ["Gate", "OpenGate", "Prompt", "register_gate", "get_gate", "gate_for_interrupt", "gates_for_thread",
-           "open_gates", "add_gate_messages", "claim_gate", "issue_missing_token", "consume_gate_token",
-           "approved_gates", "new_resume_token", "reask_gate", "REASKED", "HUMAN_DECISIONS", "EDIT_DECISIONS", "release_gate", "set_gate_run", "mark_reminded",
-           "mark_escalated", "add_prompt", "get_prompt", "posts_for_chat", "resolve_thread_id",
-           "thread_ids_matching"]
+__all__ = [
+    "EDIT_DECISIONS",
+    "HUMAN_DECISIONS",
+    "REASKED",
+    "Gate",
+    "OpenGate",
+    "Prompt",
+    "add_gate_messages",
+    "add_prompt",
+    "approved_gates",
+    "claim_gate",
+    "consume_gate_token",
+    "gate_for_interrupt",
+    "gates_for_thread",
+    "get_gate",
+    "get_prompt",
+    "issue_missing_token",
+    "mark_escalated",
+    "mark_reminded",
+    "new_resume_token",
+    "open_gates",
+    "posts_for_chat",
+    "reask_gate",
+    "register_gate",
+    "release_gate",
+    "resolve_thread_id",
+    "set_gate_run",
+    "thread_ids_matching",
+]

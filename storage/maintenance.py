@@ -183,6 +183,20 @@ async def keep_last_checkpoints(db: Database, thread_id: str, keep: int) -> int:
     return await db.transaction(_work)
 
 
-__all__ = ["lease_holder", "holder_is_dead", "acquire_run_lease", "renew_run_lease", "release_run_lease", "live_leases",
-           "RecoveryCandidate", "recovery_candidates", "decided_gates_waiting", "Footprint", "finished_threads",
-           "checkpoint_footprint", "checkpoint_table_bytes", "keep_last_checkpoints", "DEFAULT_LEASE_S"]
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "Footprint",
+    "RecoveryCandidate",
+    "acquire_run_lease",
+    "checkpoint_footprint",
+    "checkpoint_table_bytes",
+    "decided_gates_waiting",
+    "finished_threads",
+    "holder_is_dead",
+    "keep_last_checkpoints",
+    "lease_holder",
+    "live_leases",
+    "recovery_candidates",
+    "release_run_lease",
+    "renew_run_lease",
+]

@@ -104,7 +104,7 @@ async def create_post(
 # Threads whose create_post has nothing left to do, per Database: the supervisor calls it on every
 # visit (5 times in a post) and each call was a transaction of 4 round trips. A post row is never
 # deleted, so the memo cannot go stale; it is bounded, and a forgotten thread only costs the call.
-_ensured: "weakref.WeakKeyDictionary[Database, OrderedDict[str, None]]" = weakref.WeakKeyDictionary()
+_ensured: weakref.WeakKeyDictionary[Database, OrderedDict[str, None]] = weakref.WeakKeyDictionary()
 _ENSURED_MAX = 10_000
 
 
@@ -391,9 +391,30 @@ async def usage_for(db: Database, thread_id: str) -> dict:
 
 
 __all__ = [
-    "PostStatus", "TRANSITIONS", "TERMINAL", "WAITING_FOR_HUMAN", "IllegalTransition", "PostNotFound",
-    "create_post", "get_post", "reopen_failed", "NotRetryable", "run_overrides_of", "list_posts", "posts_in_status", "transition", "record_event",
+    "TERMINAL",
+    "TRANSITIONS",
+    "WAITING_FOR_HUMAN",
+    "IllegalTransition",
+    "NotRetryable",
+    "PostNotFound",
+    "PostStatus",
+    "add_post_usage",
+    "call_uuid",
+    "count_publications",
+    "create_post",
+    "get_post",
+    "get_publication",
     "list_events",
-    "record_human_decision", "get_publication", "publications_for", "count_publications",
-    "record_publication", "record_llm_call", "call_uuid", "add_post_usage", "llm_calls_for", "usage_for",
+    "list_posts",
+    "llm_calls_for",
+    "posts_in_status",
+    "publications_for",
+    "record_event",
+    "record_human_decision",
+    "record_llm_call",
+    "record_publication",
+    "reopen_failed",
+    "run_overrides_of",
+    "transition",
+    "usage_for",
 ]

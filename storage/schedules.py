@@ -15,7 +15,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
-from storage import approvals_sql, schedules_sql as q
+from storage import approvals_sql
+from storage import schedules_sql as q
 from storage.approvals import new_resume_token
 from storage.db import Database
 

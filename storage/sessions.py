@@ -34,4 +34,4 @@ async def revoke_session(db: Database, session_id: str) -> None:
     await db.transaction(_work)
 
 
-__all__ = ["open_session", "live_session", "revoke_session"]
+__all__ = ["live_session", "open_session", "revoke_session"]

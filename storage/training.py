@@ -117,5 +117,16 @@ async def retire_adapter(db: Database, name: str) -> bool:
     return await db.transaction(_work)
 
 
-__all__ = ["record_draft", "retire_adapter", "drafts_of", "decided_posts", "register_adapter", "get_adapter", "promoted_adapter",
-           "list_adapters", "decide_adapter", "AdapterNotFound", "AdapterStateError"]
+__all__ = [
+    "AdapterNotFound",
+    "AdapterStateError",
+    "decide_adapter",
+    "decided_posts",
+    "drafts_of",
+    "get_adapter",
+    "list_adapters",
+    "promoted_adapter",
+    "record_draft",
+    "register_adapter",
+    "retire_adapter",
+]

@@ -21,7 +21,7 @@ import gzip
 import json
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -31,11 +31,11 @@ PROJECT_ID = "proj-newsroom-tests"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _maybe_json(value):
@@ -149,7 +149,7 @@ class LangfuseAPIReceiver(LangfuseReceiver):
             return 200, item
         return None
 
-    def start(self) -> "LangfuseAPIReceiver":
+    def start(self) -> LangfuseAPIReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):

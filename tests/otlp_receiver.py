@@ -126,7 +126,7 @@ class LangfuseReceiver:
             return 202, "application/json", b'{"message": "Accepted"}'
         return 404, "application/json", b'{"message": "not here"}'
 
-    def start(self) -> "LangfuseReceiver":
+    def start(self) -> LangfuseReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -155,7 +155,7 @@ class LangfuseReceiver:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "LangfuseReceiver":
+    def __enter__(self) -> LangfuseReceiver:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -53,7 +53,7 @@ class Reply:
     model: str | None = None  # the model name reported back (default: the one requested)
 
     @classmethod
-    def json(cls, obj: Any, **kw) -> "Reply":
+    def json(cls, obj: Any, **kw) -> Reply:
         return cls(text=json.dumps(obj), tool_input=obj if isinstance(obj, dict) else None, **kw)
 
 
@@ -66,24 +66,24 @@ class Fault:
     truncate: bool = False  # announce a body (or stream) and cut the connection mid-way
 
     @classmethod
-    def server_error(cls, status: int = 500, message: str = "scripted failure") -> "Fault":
+    def server_error(cls, status: int = 500, message: str = "scripted failure") -> Fault:
         return cls(status=status, body={"error": {"message": message, "type": "server_error"}})
 
     @classmethod
-    def rate_limited(cls, retry_after_s: float = 1.0) -> "Fault":
+    def rate_limited(cls, retry_after_s: float = 1.0) -> Fault:
         return cls(status=429, headers={"retry-after": f"{retry_after_s:g}"},
                    body={"error": {"message": "slow down", "type": "rate_limit_error"}})
 
     @classmethod
-    def hang(cls, seconds: float = 3600.0) -> "Fault":
+    def hang(cls, seconds: float = 3600.0) -> Fault:
         return cls(status=504, hang_s=seconds, body={"error": {"message": "hung", "type": "timeout"}})
 
     @classmethod
-    def truncated(cls) -> "Fault":
+    def truncated(cls) -> Fault:
         return cls(status=200, truncate=True)
 
     @classmethod
-    def not_found(cls, message: str = "model does not exist") -> "Fault":
+    def not_found(cls, message: str = "model does not exist") -> Fault:
         return cls(status=404, body={"error": {"message": message, "type": "not_found_error"}})
 
 
@@ -196,7 +196,7 @@ class ScriptedLLM:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> "ScriptedLLM":
+    def start(self) -> ScriptedLLM:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
@@ -234,7 +234,7 @@ class ScriptedLLM:
             self._thread.join(10)
         self._server = None
 
-    def __enter__(self) -> "ScriptedLLM":
+    def __enter__(self) -> ScriptedLLM:
         return self.start()
 
     def __exit__(self, *exc) -> None:

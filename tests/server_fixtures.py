@@ -58,7 +58,7 @@ class AgentServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 120.0) -> "AgentServer":
+    def start(self, timeout_s: float = 120.0) -> AgentServer:
         """Returns once /ok answers AND the server's own start-up recovery pass has reported: that
         pass examines every thread of the database, and a test creating a cut-off thread while it
         plans would race with it (it may resume the test's thread first, as it should in production)."""

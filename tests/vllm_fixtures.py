@@ -40,7 +40,7 @@ class VLLMServer:
                 "--max-lora-rank", "16", "--max-loras", "4", "--max-model-len", "2048", "--dtype", "bfloat16",
                 "--host", "127.0.0.1", "--port", str(self.port)]
 
-    def start(self, timeout_s: float = 600.0) -> "VLLMServer":
+    def start(self, timeout_s: float = 600.0) -> VLLMServer:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    VLLM_CPU_KVCACHE_SPACE="1",  # GiB; the default reserves most of the machine's RAM
                    VLLM_HOST_IP="127.0.0.1", VLLM_ALLOW_RUNTIME_LORA_UPDATING="True", VLLM_PLUGINS="",

@@ -78,7 +78,7 @@ class WebhookReceiver:
         headers = {"location": f"http://127.0.0.1:{self.port}/posts/{key}"} if status in (200, 201) else {}
         return JSONResponse({"ok": status < 300}, status_code=status, headers=headers)
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         app = Starlette(routes=[Route("/hooks/posts", self._hook, methods=["POST"])])
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                      lifespan="off", timeout_graceful_shutdown=1))

@@ -99,7 +99,7 @@ def _parse_front_matter(text: str) -> tuple[dict, str]:
         else:
             meta[key] = value.strip("'\"")
     rest = text[end + 4:]
-    return meta, rest[1:] if rest.startswith("\n") else rest
+    return meta, rest.removeprefix("\n")
 
 
 def parse_markdown(text: str, *, fallback_title: str = "") -> ParsedDocument:
@@ -157,9 +157,9 @@ def parse_text(text: str, *, fallback_title: str = "") -> ParsedDocument:
 
 
 class _HTMLBlocks(html.parser.HTMLParser):
-    BLOCK = {"p", "div", "section", "article", "main", "header", "ul", "ol", "table", "tr", "blockquote",
-             "figure", "figcaption", "dl", "dt", "dd", "br", "hr", "aside"}
-    SKIP = {"script", "style", "noscript", "template", "svg", "nav", "footer", "head"}
+    BLOCK = frozenset({"p", "div", "section", "article", "main", "header", "ul", "ol", "table", "tr", "blockquote",
+             "figure", "figcaption", "dl", "dt", "dd", "br", "hr", "aside"})
+    SKIP = frozenset({"script", "style", "noscript", "template", "svg", "nav", "footer", "head"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -226,9 +226,7 @@ class _HTMLBlocks(html.parser.HTMLParser):
         elif tag == "pre":
             self._flush()
             self._pre = max(0, self._pre - 1)
-        elif tag in self.BLOCK and tag not in ("br", "hr") and not self._pre and tag not in ("ul", "ol"):
-            self._flush()
-        elif tag in ("ul", "ol"):
+        elif tag in self.BLOCK and tag not in ("br", "hr") and not self._pre and tag not in ("ul", "ol") or tag in ("ul", "ol"):
             self._flush()
 
     def handle_data(self, data):

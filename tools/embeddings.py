@@ -109,7 +109,7 @@ class SentenceTransformerEmbedder:
                     from transformers.utils import logging as hf_logging
 
                     hf_logging.disable_progress_bar()  # "Loading weights" bars on every start
-                except Exception:  # pragma: no cover - cosmetic only
+                except Exception:  # noqa: BLE001, S110 - cosmetic only  # pragma: no cover
                     pass
                 if self.threads:
                     import torch

@@ -130,9 +130,8 @@ async def prune_missing(store: CorpusStore, folders: Iterable[Path], kept: set[s
     for sp in await store.source_paths():
         if sp in kept:
             continue
-        if any(_resolved_source(sp).is_relative_to(root) for root in roots):
-            if await store.delete_document(sp):
-                removed.append(sp)
+        if any(_resolved_source(sp).is_relative_to(root) for root in roots) and await store.delete_document(sp):
+            removed.append(sp)
     return removed
 
 
@@ -233,7 +232,7 @@ async def ingest_paths(paths: Iterable[str | os.PathLike], *, progress: Progress
             report.chunks_embedded += len(todo)
         try:  # one transaction for the batch: round trips do not grow with the number of files
             statuses = await store.upsert_documents([p.doc for p in pending], embed_model=embedder.name, dim=dim)
-        except Exception:  # isolate the failing document: one transaction per file
+        except Exception:  # noqa: BLE001 - isolate the failing document: one transaction per file
             log.warning("batch write failed; writing the %d documents one by one", len(pending))
             statuses = []
             for p in pending:

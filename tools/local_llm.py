@@ -163,7 +163,7 @@ class LocalLLMServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout_s: float = 60.0) -> "LocalLLMServer":
+    def start(self, timeout_s: float = 60.0) -> LocalLLMServer:
         if importlib.util.find_spec("llama_cpp") is None:
             raise LocalLLMError("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]~=0.3.36'")
         model = str(gguf_path(self.model, self.cache_dir))
@@ -181,15 +181,14 @@ class LocalLLMServer:
         # Always a log file (a pipe nobody reads would stall the server): its tail explains a death.
         self.log_path = self.log_path or base / f"llama-server-{self.port}.log"
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        out = open(self.log_path, "ab")
         # Our entry point checks the build against this CPU first, then runs llama_cpp.server.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.llama_server", "--config_file", str(self._config_file)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **_SERVER_ENV,
-                 "PYTHONPATH": os.pathsep.join(filter(None, [str(_project_root()), os.environ.get("PYTHONPATH")]))},
-        )
-        out.close()  # the child holds its own descriptor
+        with open(self.log_path, "ab") as out:  # closed here: the child holds its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tools.llama_server", "--config_file", str(self._config_file)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **_SERVER_ENV,
+                     "PYTHONPATH": os.pathsep.join(filter(None, [str(_project_root()), os.environ.get("PYTHONPATH")]))},
+            )
         self._stopping = False
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -233,7 +232,7 @@ class LocalLLMServer:
         report = self.exit_report()
         return report.split("\n", 1)[0] + "; " + report.rsplit("\n", 1)[-1] if report else None
 
-    def __enter__(self) -> "LocalLLMServer":
+    def __enter__(self) -> LocalLLMServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

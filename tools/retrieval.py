@@ -146,7 +146,7 @@ class Retriever:
             gen = self.hyde_generate or _hyde_override or gateway_hyde
             try:
                 hypothesis = (await gen(query, thread_id) or "").strip()
-            except Exception as e:  # HyDE is an enhancement: never fail retrieval because of it
+            except Exception as e:  # noqa: BLE001 - HyDE is an enhancement: never fail retrieval because of it
                 log.warning("HyDE generation failed (%s: %s): searching with the query alone", type(e).__name__, e)
                 trace.hyde_error = f"{type(e).__name__}: {e}"
                 hypothesis = ""
@@ -263,7 +263,7 @@ class Retriever:
         gen = self.hyde_generate or _hyde_override or gateway_hyde
         try:
             text = (await gen(query, thread_id) or "").strip()
-        except Exception as e:  # HyDE is an enhancement: never fail retrieval because of it
+        except Exception as e:  # noqa: BLE001 - HyDE is an enhancement: never fail retrieval because of it
             log.warning("HyDE generation failed (%s: %s): searching with the query alone", type(e).__name__, e)
             self.last.hyde_error = f"{type(e).__name__}: {e}"
             return ""

@@ -370,5 +370,17 @@ def read_manifest(adapter_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-__all__ = ["Recipe", "RECIPES", "TrainingError", "TrainResult", "train_adapter", "hf_base_model",
-           "convert_gguf_to_hf", "load_sft", "tokenize_sft", "read_manifest", "qlora_available", "file_sha256"]
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "TrainResult",
+    "TrainingError",
+    "convert_gguf_to_hf",
+    "file_sha256",
+    "hf_base_model",
+    "load_sft",
+    "qlora_available",
+    "read_manifest",
+    "tokenize_sft",
+    "train_adapter",
+]

@@ -134,4 +134,4 @@ async def export_training(db: Database, out_dir: Path) -> dict:
     return manifest
 
 
-__all__ = ["build_export", "export_training", "Export", "EXPORT_FORMAT"]
+__all__ = ["EXPORT_FORMAT", "Export", "build_export", "export_training"]

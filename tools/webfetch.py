@@ -66,7 +66,7 @@ def check_url(url: str) -> httpx.URL:
     """The URL parsed, or FetchRefused: http(s) only, a host, no credentials."""
     try:
         u = httpx.URL(url)
-    except Exception as err:  # httpx.InvalidURL and friends
+    except Exception as err:  # noqa: BLE001 - httpx.InvalidURL and friends
         raise FetchRefused(f"not a valid URL: {err}") from None
     if u.scheme not in ALLOWED_SCHEMES:
         raise FetchRefused(f"scheme {u.scheme or '(none)'!r} is not allowed (only http and https)")

@@ -26,7 +26,6 @@ import json
 import os
 import statistics
 import time
-
 from contextlib import nullcontext
 
 import psutil
@@ -156,7 +155,7 @@ async def _noop_floor(sizes: list[int], jobs: int, workdir) -> list[dict]:
         out = []
         for n in sizes:
             cpu0 = _tree_cpu(proc.pid)
-            wall, res = await _batch(client, n, f"noop-{n}")
+            wall, _ = await _batch(client, n, f"noop-{n}")
             cpu = (_tree_cpu(proc.pid) - cpu0) / n
             out.append({"posts": n, "wall_s": round(wall, 2), "alone_s": round(alone, 3),
                         "efficiency": round(alone / wall, 3), "server_cpu_s_per_run": round(cpu, 4)})
@@ -174,11 +173,10 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
               profile: bool = False) -> dict:
     from langgraph_sdk import get_client
 
+    from storage import bench as dbbench
     from tests.engine_fixtures import JUDGE, PASSING, WRITER, writer_reply
     from tests.scripted_llm import Reply, ScriptedLLM
     from tests.server_fixtures import SERVICE_TOKEN, AgentServer, free_port
-
-    from storage import bench as dbbench
 
     delay = llm_ms / 1000
     with private_postgres() as (url, state_dir), ScriptedLLM(models=[WRITER, JUDGE]) as llm:

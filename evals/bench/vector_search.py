@@ -43,7 +43,7 @@ def synthetic(n: int, rng: np.random.Generator, centers: np.ndarray) -> np.ndarr
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 async def load(store, vecs: np.ndarray, tagged_every: int = 10) -> float:

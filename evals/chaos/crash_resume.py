@@ -160,7 +160,7 @@ async def drill(n_posts: int, n_kills: int, seed: int, deadline_s: float, jobs: 
                 publish_delay_s: float = 0.15, state_dir: Path | None = None, echo=print) -> dict:
     state_dir = Path(state_dir or tempfile.mkdtemp(prefix="newsroom-chaos-"))
     state_dir.mkdir(parents=True, exist_ok=True)
-    url, llm = _configure_env(state_dir)
+    _url, llm = _configure_env(state_dir)
     from graphs.engine import build_graph
     from storage import approvals, posts
     from storage.checkpointer import checkpointer

@@ -90,7 +90,7 @@ class LabelledDraft(BaseModel):
     queue_id: str | None = None
 
     @model_validator(mode="after")
-    def _notes_or_sources(self) -> "LabelledDraft":
+    def _notes_or_sources(self) -> LabelledDraft:
         if bool(self.sources) == bool(self.notes):
             raise ValueError("give either sources (corpus files) or notes (inline), not both or neither")
         if self.defect not in ("none", "unplanted") and not self.planted:

@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ def record_experiment(settings: Settings, dataset: str, run, summary: dict) -> d
 
     client = _client(settings)
     by_item = {o.item.id: o for o in run.outcomes}
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     run_name = f"{run.target.identity.label} {run.prompt_ref} {stamp}"
     try:
         items = [i for i in client.get_dataset(dataset).items
@@ -282,7 +282,7 @@ def pull_annotations(settings: Settings, queue_id: str, set_dir: Path) -> PullRe
             report.skipped.append(f"{where}: no trace id for the observation")
             continue
         try:
-            observations = list(_pages(lambda page, cursor: client.api.observations.get_many(
+            observations = list(_pages(lambda page, cursor, trace_id=trace_id: client.api.observations.get_many(
                 trace_id=trace_id, fields="core,basic,io,metadata", limit=100, cursor=cursor, parse_io_as_json=True)))
         except Exception as err:  # noqa: BLE001
             report.skipped.append(f"{where}: reading trace {trace_id}: {type(err).__name__}: {str(err)[:200]}")

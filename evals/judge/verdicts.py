@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -93,7 +93,7 @@ class VerdictStore:
 
     def add(self, record: VerdictRecord) -> None:
         if not record.recorded_at:
-            record.recorded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            record.recorded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.records[record.key] = record
         if self.path is None:
             return

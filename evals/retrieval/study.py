@@ -189,7 +189,7 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
         return out
     for d, vecs in await db.transaction(_read):
         note = note_of(d["source_path"])
-        for _, v in vecs.items():
+        for v in vecs.values():
             chunk_notes.append(note)
             chunk_vecs.append(v)
     rows = await db.fetch(corpus_sql.HEADING_PATHS_UNDER_PREFIX, {"p": prefix + "%"})

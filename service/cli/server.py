@@ -126,7 +126,7 @@ def health(as_json: bool) -> None:
         return
     click.echo(f"database: {report['database']['dialect']} ({report['database']['version']})" if ok
                else f"database: UNREACHABLE ({report['database']['error']})")
-    for ep, info in report["llm"].items():
+    for info in report["llm"].values():
         state = "reachable" if info["reachable"] else f"UNREACHABLE ({info['error']})"
         click.echo(f"{info['provider']:<9} {info['base_url']}: {state}; breaker {info['breaker'].get('state')}")
         if not info["reachable"] and is_on_demand_server(get_settings(), info["base_url"]):

@@ -82,7 +82,7 @@ async def test_sdk_edit_goes_through_the_ledger_as_the_caller_then_an_inbox_acce
     assert v2["version"] == 2 and v2["edited_by"] == APPROVER_NAME  # the authenticated approver, not a typed name
     assert v2["body"].endswith("Added from the SDK by an approver.")
     assert _waiting(state)["citation_check"]["draft_version"] == 2
-    gate = [g for g in await approvals.gates_for_thread(db, tid) if g.decision == "edit"][0]
+    gate = next(g for g in await approvals.gates_for_thread(db, tid) if g.decision == "edit")
     assert (gate.decided_by, gate.decided_via, gate.edited_draft) == (APPROVER_NAME, "studio-or-sdk", edited)
     # An "edit" that changes nothing in v2 is refused (approve it instead), nothing claimed.
     with pytest.raises(httpx.HTTPStatusError) as same:

@@ -14,13 +14,18 @@ import sys
 import httpx
 import pytest
 
-from tools import llama_server
-from tools.local_llm import (
-    LocalLLMError, LocalLLMServer, build_features, cpu_flags, describe_exit, local_llm_if_needed,
-    unusable_instructions,
-)
 from tests.engine_fixtures import reset_runtime
 from tests.server_fixtures import free_port
+from tools import llama_server
+from tools.local_llm import (
+    LocalLLMError,
+    LocalLLMServer,
+    build_features,
+    cpu_flags,
+    describe_exit,
+    local_llm_if_needed,
+    unusable_instructions,
+)
 
 needs_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                  reason="llama-cpp-python not installed (make install installs it)")

@@ -417,7 +417,7 @@ async def test_telegram_revise_then_approve_v2_publishes_v2(tg_bot, approval_ser
     # every button of v1 is over now (approve, revise, reject)
     for action in ("approve", "revise", "reject"):
         old = fake.press(GROUP_CHAT, APPROVER_2, gate1, buttons(gate1)[action])
-        await fake.wait_for(lambda: fake.callback_answers(old["callback_query"]["id"]), what=f"old {action} answer")
+        await fake.wait_for(lambda old=old: fake.callback_answers(old["callback_query"]["id"]), what=f"old {action} answer")
         assert "Already decided" in fake.callback_answers(old["callback_query"]["id"])[0]["text"], action
     # the stale ForceReply question of v1 decides nothing either
     fake.send_text(GROUP_CHAT, APPROVER, "late feedback for v1", reply_to=question)

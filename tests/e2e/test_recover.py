@@ -122,7 +122,7 @@ async def test_claimed_approval_that_never_ran_is_redelivered(db, llm):
     report = await recover(thread_ids=[snap.thread_id])
     assert report.redelivered == [snap.thread_id] and report.outcomes[snap.thread_id] == "published"
     assert len(await posts.publications_for(db, snap.thread_id)) == 1
-    decision = [e for e in await posts.list_events(db, snap.thread_id) if e["kind"] == "human_decision"][0]
+    decision = next(e for e in await posts.list_events(db, snap.thread_id) if e["kind"] == "human_decision")
     assert decision["actor"] == "dora" and decision["detail"]["decision"] == "approve"
     assert (await recover(thread_ids=[snap.thread_id])).acted == 0
 

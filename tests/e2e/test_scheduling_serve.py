@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from storage import posts, schedules
-from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
 from tests.approval_fixtures import WEB_TOKEN
+from tests.engine_fixtures import JUDGE, PASSING, WRITER, draft_reply
 from tests.scripted_llm import ScriptedLLM
 from tests.server_fixtures import AgentServer, free_port, service_client
 

@@ -64,7 +64,7 @@ def test_no_secret_in_cli_logs_at_debug(db, llm, pg_url):
                for r in llm.requests), "the judge did not use the Anthropic route"
     assert any(r.api == "openai" and r.headers.get("authorization") == f"Bearer {CANARIES['NEWSROOM_LLM_API_KEY']}"
                for r in llm.requests)
-    logs = "\n".join([post.stdout, post.stderr, approve.stdout, approve.stderr])
+    logs = f"{post.stdout}\n{post.stderr}\n{approve.stdout}\n{approve.stderr}"
     assert "DEBUG" in logs and "published to" in logs  # DEBUG output was produced and searched
     leaked = [name for name, value in {**CANARIES, "DB_PASSWORD": DB_PASSWORD}.items() if value in logs]
     assert leaked == [], f"secrets in logs: {leaked}"

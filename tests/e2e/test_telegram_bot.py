@@ -16,7 +16,14 @@ from service.telegram.format import split_message, tg_len
 from service.telegram.notifier import TelegramNotifier
 from storage import approvals, posts
 from tests.approval_fixtures import (
-    APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, WEBHOOK_SECRET, bot_settings,
+    APPROVER,
+    APPROVER_2,
+    GROUP_CHAT,
+    NOT_APPROVER,
+    STRANGER_CHAT,
+    WEBHOOK_CHAT,
+    WEBHOOK_SECRET,
+    bot_settings,
     polling_bot,
 )
 from tests.engine_fixtures import WRITER
@@ -475,7 +482,7 @@ async def test_a_draft_produced_in_studio_is_announced_in_its_chat(bot, fake_tel
     assert len(announced()) == 1  # once
     fake.press(GROUP_CHAT, APPROVER, message, buttons(message)["approve"])
     await _wait_status(db, tid, "published")
-    assert [e["actor"] for e in decision_events(await posts.list_events(db, tid))][0] == "studio-user"
+    assert next(e["actor"] for e in decision_events(await posts.list_events(db, tid))) == "studio-user"
 
 
 async def test_sweep_command_discovers_runs_started_elsewhere(
@@ -484,7 +491,6 @@ async def test_sweep_command_discovers_runs_started_elsewhere(
     registered, with its deadline counted from when the post began waiting."""
     import os
     import sys
-
     import uuid
 
     client = service_client(approval_server.url)

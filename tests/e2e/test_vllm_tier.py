@@ -113,7 +113,7 @@ async def test_json_schema_verdicts_validate(vllm_server):
         for body in ("The KV cache stores keys and values per token [1].",
                      "Each token needs 131,072 bytes of KV cache for Llama 3.1 8B [2]."):
             try:
-                verdict, res = await gw.complete_json("judge", judge_messages(item.topic, item.topic, body, item.notes,
+                verdict, _res = await gw.complete_json("judge", judge_messages(item.topic, item.topic, body, item.notes,
                                                                                   prompt_ref=prompt_ref),
                                                       EditorVerdict, max_tokens=600)
                 valid.append(verdict)

@@ -106,7 +106,7 @@ async def test_planned_research_fetch_and_a_planted_wrong_number(db, llm, corpus
     assert v1["draft_version"] == 1 and not v1["passed"] and v1["checked_by"] == "rules"
     assert any("6 does not occur in [1]" in pr for c in v1["claims"] for pr in c["problems"])
     assert [r["draft_version"] for r in v["reviews"]] == [2]
-    revision_prompt = [r.prompt for r in llm.requests_for(WRITER) if "Revise the draft" in r.prompt][0]
+    revision_prompt = next(r.prompt for r in llm.requests_for(WRITER) if "Revise the draft" in r.prompt)
     assert "6 does not occur in [1]" in revision_prompt
     assert v["drafts"][1]["reason"] == "citation_feedback" and v["revision"] == 1
 
@@ -233,7 +233,7 @@ async def test_a_revision_that_drops_the_post_never_reaches_the_judge(db, llm, c
     assert snap.values["reviews"] == [] and llm.requests_for(JUDGE) == []
     assert snap.interrupt["escalated"] is True and snap.interrupt["citation_check"]["passed"] is False
     # the revision prompt asked to keep the rest of the post
-    revision_prompt = [r.prompt for r in llm.requests_for(WRITER) if "Revise the draft" in r.prompt][0]
+    revision_prompt = next(r.prompt for r in llm.requests_for(WRITER) if "Revise the draft" in r.prompt)
     assert "Keep the rest of the post" in revision_prompt
 
 

@@ -278,7 +278,7 @@ async def test_ctrl_c_of_a_cli_post_says_which_thread_and_recovery_runs_it_on(db
                 break
             await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        _out, err = await asyncio.to_thread(proc.communicate, timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -132,7 +132,7 @@ async def test_edit_becomes_a_human_version_checked_then_waits_and_approve_publi
     assert decision["decision"] == "edit" and decision["edited_version"] == 2
     assert decision["payload_hash"] == edit_ev["detail"]["payload_hash"]
     # The ledger kept the text and the hash of the version it became.
-    gate = [g for g in await approvals.gates_for_thread(db, tid) if g.decision == "edit"][0]
+    gate = next(g for g in await approvals.gates_for_thread(db, tid) if g.decision == "edit")
     assert gate.edited_draft == edited and gate.edited_hash == hashlib.sha256(
         f"{v2['title']}\n\n{v2['body']}".encode()).hexdigest()
     # The human's version is a draft row authored by a human (the learning loop prefers it).

@@ -16,8 +16,15 @@ from config import ConfigError, load_settings
 from tests.scripted_llm import Fault, Reply, ScriptedLLM
 from tools.breaker import BreakerOpen, BreakerState, CircuitBreaker
 from tools.llm import (
-    LLMAdapterMissing, LLMCallEvent, LLMGateway, LLMOutputInvalid, LLMUnavailable, Route, get_gateway,
-    price_for, routes_from_settings,
+    LLMAdapterMissing,
+    LLMCallEvent,
+    LLMGateway,
+    LLMOutputInvalid,
+    LLMUnavailable,
+    Route,
+    get_gateway,
+    price_for,
+    routes_from_settings,
 )
 
 Score = Literal[1, 2, 3, 4, 5]

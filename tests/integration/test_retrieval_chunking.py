@@ -2,6 +2,7 @@
 mid-sentence, and no chunk (as embedded, with its context line) exceeds the model's max tokens."""
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import HealthCheck, given, settings
@@ -83,7 +84,7 @@ async def test_oversize_paragraph_splits_at_sentence_ends_with_overlap(embedder)
     chunks = chunk_document(parse_markdown(text), count, max_tokens=128, overlap_tokens=24)
     assert len(chunks) > 3
     assert max(count([c.embed_text for c in chunks])) <= 128
-    for prev, c in zip(chunks, chunks[1:]):
+    for prev, c in itertools.pairwise(chunks):
         pieces = [s for _, s in split_sentences(c.content)]
         assert all(p in sentences for p in pieces), "a chunk boundary fell inside a sentence"
         assert c.overlap, "consecutive chunks of one section overlap"

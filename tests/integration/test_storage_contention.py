@@ -16,8 +16,7 @@ import pytest
 
 from config import load_settings
 from storage.db import Database
-from storage.posts import (add_post_usage, call_uuid, create_post, get_post, llm_calls_for, record_llm_call,
-                           usage_for)
+from storage.posts import add_post_usage, call_uuid, create_post, get_post, llm_calls_for, record_llm_call, usage_for
 
 # Attempt budget. Writers that hammer ONE row in a loop each win an attempt with odds of about
 # 1/writers, so the attempts a transaction needs grow with them: measured on 2 cores, up to 8

@@ -79,9 +79,9 @@ def test_cockroachdb_statements_follow_its_documented_syntax():
     text = "\n".join(stmts)
     # No extension and no pgvector index methods on CockroachDB.
     assert "CREATE EXTENSION" not in text.upper()
-    assert not re.search(r"USING\s+(hnsw|ivfflat)", text, re.I)
+    assert not re.search(r"USING\s+(hnsw|ivfflat)", text, re.IGNORECASE)
     # A vector index needs a fixed-dimension VECTOR column and names a supported opclass.
-    assert re.search(r"embedding\s+VECTOR\(\d+\)", text, re.I)
+    assert re.search(r"embedding\s+VECTOR\(\d+\)", text, re.IGNORECASE)
     vidx = [s for s in stmts if s.upper().startswith("CREATE VECTOR INDEX")]
     assert len(vidx) == 1
     # Vector column last, after the equality-filtered prefix columns the retrieval query uses;

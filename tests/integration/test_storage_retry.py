@@ -3,6 +3,7 @@ TransactionRetryExhausted after exactly the configured attempts; other errors ar
 """
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 
@@ -63,7 +64,7 @@ async def test_always_40001_exhausts_after_configured_attempts(small_db):
     assert post["tokens_in"] == 0  # none of our writes committed
     assert post["tokens_out"] == 3  # the interfering session's did, once per attempt
     print(f"\n3 attempts in {elapsed * 1000:.0f} ms, gaps "
-          f"{[round((b - a) * 1000) for a, b in zip(attempts, attempts[1:])]} ms: {msg}")
+          f"{[round((b - a) * 1000) for a, b in itertools.pairwise(attempts)]} ms: {msg}")
 
 
 async def test_explicit_attempts_override(small_db):
@@ -114,12 +115,11 @@ async def test_pool_timeout_is_not_multiplied_by_retries(pg_url, db):
     """Pool exhausted: one pool_timeout_s wait and a PoolTimeout, not tx_max_attempts of them."""
     s = load_settings(database_url=pg_url, pool_min_size=1, pool_max_size=1, pool_timeout_s=0.5,
                       tx_max_attempts=10)
-    async with Database(pg_url, s, name="tiny") as tiny:
-        async with tiny.pool.connection():  # hold the only connection
-            t0 = time.perf_counter()
-            with pytest.raises(PoolTimeout):
-                await tiny.fetch("SELECT 1")
-            elapsed = time.perf_counter() - t0
+    async with Database(pg_url, s, name="tiny") as tiny, tiny.pool.connection():  # hold the only connection
+        t0 = time.perf_counter()
+        with pytest.raises(PoolTimeout):
+            await tiny.fetch("SELECT 1")
+        elapsed = time.perf_counter() - t0
     assert 0.4 < elapsed < 2.0, elapsed
     with pytest.raises(PoolClosed):
         await tiny.fetch("SELECT 1")

@@ -15,8 +15,18 @@ import pytest
 
 from config import get_settings
 from storage.db import Database
-from storage.posts import (IllegalTransition, PostNotFound, create_post, get_post, list_events, llm_calls_for,
-                           record_human_decision, record_llm_call, record_publication, transition)
+from storage.posts import (
+    IllegalTransition,
+    PostNotFound,
+    create_post,
+    get_post,
+    list_events,
+    llm_calls_for,
+    record_human_decision,
+    record_llm_call,
+    record_publication,
+    transition,
+)
 
 
 @pytest.fixture(params=["postgres", "cockroachdb"])

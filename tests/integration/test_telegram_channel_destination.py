@@ -120,11 +120,10 @@ async def test_a_reply_lost_after_telegram_took_the_message_is_not_retried_nor_r
     """Telegram takes the message and its answer never arrives in time (a read timeout): the send
     is not retried, the intent stays, the post fails saying the outcome is unknown, and a replay does
     not send again; `--resend` (the human saw it missing) sends it once more."""
+    from graphs import desks
     from service.recovery import recover
     from service.runner import retry
     from tools.publish import settle_uncertain_send
-
-    from graphs import desks
 
     fake = channel
     dest = TelegramChannelDestination(TOKEN, str(CHANNEL), api_base_url=fake.url, max_attempts=4, backoff_s=0.01,

@@ -42,8 +42,8 @@ def _module_file(dotted: str) -> str | None:
 
 
 def _package_of(rel: str) -> str:
-    parts = rel[:-3].split("/")
-    return ".".join(parts[:-1]) if parts[-1] != "__init__" else ".".join(parts[:-1])
+    # a/b/c.py and a/b/__init__.py both resolve relative imports against package a.b
+    return ".".join(rel[:-3].split("/")[:-1])
 
 
 @cache
@@ -94,10 +94,10 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
     stack: list[str] = []
     found: list[list[str]] = []
     counter = 0
-    for start in graph:
+    for start, targets in graph.items():
         if start in index:
             continue
-        work = [(start, iter(sorted(graph[start])))]
+        work = [(start, iter(sorted(targets)))]
         index[start] = low[start] = counter
         counter += 1
         stack.append(start)

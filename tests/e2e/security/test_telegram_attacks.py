@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from storage import posts
-from tests.approval_fixtures import APPROVER, APPROVER_2, GROUP_CHAT, NOT_APPROVER, STRANGER_CHAT, WEBHOOK_CHAT, polling_bot
+from tests.approval_fixtures import (
+    APPROVER,
+    APPROVER_2,
+    GROUP_CHAT,
+    NOT_APPROVER,
+    STRANGER_CHAT,
+    WEBHOOK_CHAT,
+    polling_bot,
+)
 from tests.e2e.test_telegram_bot import buttons, gate_message, start_post
 
 pytestmark = pytest.mark.slow

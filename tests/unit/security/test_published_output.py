@@ -20,7 +20,7 @@ HOSTILE = Draft(version=3, title='GQA <script>steal()</script>', prompt="writer.
                       '\n\n[ref]: vbscript:msgbox(1)\n'))
 NOTES = ResearchNotes(notes="[1] ...", grounded=True,
                       citations=[Citation(n=1, chunk_id="c1", source_title='GQA paper <img src=x onerror=alert(4)>')])
-ACTIVE = re.compile(r"<script|onerror|<iframe|javascript:|data:image|vbscript:|<img", re.I)
+ACTIVE = re.compile(r"<script|onerror|<iframe|javascript:|data:image|vbscript:|<img", re.IGNORECASE)
 
 
 def test_a_hostile_draft_is_published_inert(tmp_path):
