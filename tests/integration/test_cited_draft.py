@@ -13,8 +13,8 @@ from agents import writer
 from agents.editor import check_rules, split_sentences
 from agents.models import Citation, DraftOutline, DraftSection, DraftSentence, ResearchNotes, StructuredDraft
 from config.settings import load_settings
-from tools.llm import LLMGateway
 from tests.scripted_llm import Reply, ScriptedLLM
+from tools.llm import LLMGateway
 
 NOTES = ResearchNotes(
     notes='[1] <source title="GQA">Llama 3 8B has 32 query heads and 8 KV heads.</source>\n\n'
