@@ -189,11 +189,13 @@ class Outline(BaseModel):
 
 
 class DraftSentence(BaseModel):
-    """One sentence of a structured draft and the note it comes from (0: it uses no note)."""
+    """One sentence of a structured draft and the note it comes from (0: it uses no note). The text
+    comes first: the schema's order is the grammar's, so the model picks the note after writing the
+    sentence (writer.draft@6; note first, @5, let the outline's section label pick it)."""
 
     model_config = ConfigDict(extra="forbid")
-    note: int = Field(ge=0, le=999)
     text: str = Field(min_length=1, max_length=600)
+    note: int = Field(ge=0, le=999)
 
 
 class DraftSection(BaseModel):
@@ -203,7 +205,7 @@ class DraftSection(BaseModel):
 
 
 class StructuredDraft(BaseModel):
-    """What the Writer's structured draft call must return (writer.draft@5): every sentence names its
+    """What the Writer's structured draft call must return (writer.draft@6): every sentence names its
     note, and code renders the note numbers as the [n] markers (agents/writer.render_structured)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 DRAFT_PROMPT = "writer.draft@4"
 # The first draft as structured output: each sentence names its note and code renders that number as
 # its [n] (NEWSROOM_DRAFT_FORMAT=cited_json; the local Qwen default: in free text it left them out).
-CITED_DRAFT_PROMPT = "writer.draft@5"
-CITED_REVISE_PROMPT = "writer.revise@4"  # a revision of a cited_json draft, in the same form
+# @6: each sentence's text before its note (DraftSentence's field order) and a two-note section.
+CITED_DRAFT_PROMPT = "writer.draft@6"
+CITED_REVISE_PROMPT = "writer.revise@5"  # a revision of a cited_json draft, in the same form
 CITED_DRAFT_WORDS = 220  # asked of the model: fits the writer's max tokens with the JSON around it
 REVISE_PROMPT = "writer.revise@3"
 REVISE_SECTION_PROMPT = "writer.revise_section@1"  # a human's revise naming one section: only it is rewritten
@@ -255,7 +256,7 @@ async def write_cited_draft(gateway, *, messages: list[dict], notes: ResearchNot
                             max_tokens: int, prompt: str = CITED_DRAFT_PROMPT, fallback_title: str = "",
                             sent_messages: list[dict] | None = None) -> Draft | None:
     """A draft as structured output (`messages`: cited_draft_messages, or revision_messages with
-    writer.revise@4), rendered to Markdown with each sentence's note as its [n]. A reply cut at
+    writer.revise@5), rendered to Markdown with each sentence's note as its [n]. A reply cut at
     max_tokens keeps its complete sentences (salvage_structured); None when not one sentence came
     back (the caller writes a free-text draft instead)."""
     from tools.llm import LLMOutputInvalid

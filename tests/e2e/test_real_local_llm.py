@@ -92,7 +92,7 @@ async def test_qwen_writes_a_cited_draft_from_the_notes(session_dir):
 @pytest.mark.qwen
 @pytest.mark.timeout(1500)
 async def test_qwen_structured_draft_cites_its_sentences(session_dir):
-    """The production first draft on the local Qwen (NEWSROOM_DRAFT_FORMAT=cited_json, writer.draft@5
+    """The production first draft on the local Qwen (NEWSROOM_DRAFT_FORMAT=cited_json, writer.draft@6
     through the gateway's llama.cpp grammar): most sentences carry the [n] of a note they name, none a
     source outside the notes, and the Editor's unchanged rules read them. Needs the Qwen weights."""
     import json as _json

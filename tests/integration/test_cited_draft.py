@@ -1,5 +1,5 @@
-"""The Writer's structured first draft (writer.draft@5, NEWSROOM_DRAFT_FORMAT=cited_json): each sentence
-names its note, code renders exactly that number as its [n]; a reply cut at max tokens keeps its
+"""The Writer's structured first draft (writer.draft@6, NEWSROOM_DRAFT_FORMAT=cited_json): each sentence
+names its note after its text, code renders exactly that number as its [n]; a reply cut at max tokens keeps its
 complete sentences; a reply with none falls back to a free-text draft. Through the real gateway and
 a scripted OpenAI-compatible server over HTTP (the llama.cpp route's json_object + schema)."""
 from __future__ import annotations
@@ -100,6 +100,25 @@ def test_salvage_pairs_note_and_text_only_inside_one_object():
     assert writer.salvage_structured("") is None and writer.salvage_structured("not json at all") is None
 
 
+def test_salvage_reads_the_text_first_order_of_the_schema():
+    raw = json.dumps({"title": "Tt", "sections": [{"heading": "H", "sentences": [
+        {"text": "Llama 3 8B has 8 KV heads.", "note": 1}, {"text": "It takes 131,072 bytes", "note": 2}]}]})
+    cut = raw[:raw.rindex('"note"') + 8]  # the last sentence's note not yet written
+    salvaged = writer.salvage_structured(cut)
+    assert [(s.note, s.text) for s in salvaged.sections[0].sentences] == [(1, "Llama 3 8B has 8 KV heads.")]
+
+
+def test_the_draft_prompts_example_is_in_the_schemas_order_and_uses_two_notes_in_a_section():
+    from agents.prompts import load_prompt
+
+    tpl = load_prompt(writer.CITED_DRAFT_PROMPT)
+    example = tpl.system[tpl.system.index("Answer:\n") + len("Answer:\n"):].replace("{{", "{").replace("}}", "}")
+    parsed = StructuredDraft.model_validate_json(example)
+    assert all(list(s.model_dump()) == ["text", "note"] for sec in parsed.sections for s in sec.sentences)
+    assert example.index('"text"') < example.index('"note"')
+    assert any(len({s.note for s in sec.sentences} - {0}) == 2 for sec in parsed.sections)
+
+
 def test_salvage_is_linear_on_hostile_replies():
     for raw in ('{"note": 1, "text": "' + "a" * 200_000, '"heading": "' + '\\"' * 100_000,
                 '{"note": 1, ' * 20_000, '"title"' + " " * 200_000):
@@ -138,6 +157,10 @@ async def test_cited_json_asks_for_the_schema_with_the_notes_as_data(gateway, ll
     (req,) = llm.requests
     assert req.response_format["type"] == "json_object"  # llama.cpp: json_object + schema = a grammar
     assert set(req.schema["properties"]) == {"title", "sections"}
+    # The sentence's text comes before its note in the schema (the grammar's order on llama.cpp), so
+    # the model names the note after writing the sentence.
+    sentence_schema = req.schema["$defs"]["DraftSentence"]
+    assert list(sentence_schema["properties"]) == ["text", "note"] and sentence_schema["required"] == ["text", "note"]
     data = [m["content"] for m in req.messages[1:-1]]
     assert any(d.startswith("<<<DATA-") and " notes>>>" in d.splitlines()[0] and "131,072" in d for d in data)
     assert "131,072" not in req.messages[0]["content"] + req.messages[-1]["content"]  # notes only inside data
