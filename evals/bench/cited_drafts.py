@@ -153,7 +153,7 @@ async def run(*, topics: list[str], formats: list[str], top_k: int, plan_tokens:
 
 async def run_with_llm(**kw) -> dict:
     from config import get_settings
-    from storage.db import close_database
+    from storage.connect import close_database
     from tools.local_llm import local_llm_if_needed
 
     try:
