@@ -21,6 +21,11 @@ DRAFT_PROMPT = "writer.draft@4"
 # @6: each sentence's text before its note (DraftSentence's field order) and a two-note section.
 CITED_DRAFT_PROMPT = "writer.draft@6"
 CITED_REVISE_PROMPT = "writer.revise@5"  # a revision of a cited_json draft, in the same form
+# NEWSROOM_DRAFT_FORMAT=cited_sections: one structured call per outline section, each given only the
+# notes that section's outline line names, so a sentence can only be copied from a note it may cite.
+CITED_SECTION_PROMPT = "writer.draft_section@1"
+SECTION_MIN_TOKENS = 200  # a section's cap: the draft's max tokens shared by the sections, at least this
+_OUTLINE_CITES = re.compile(r"\[(\d{1,3}(?:\s{0,2}[,;]\s{0,2}\d{1,3}){0,9})\]")  # an outline line's [n]
 CITED_DRAFT_WORDS = 220  # asked of the model: fits the writer's max tokens with the JSON around it
 REVISE_PROMPT = "writer.revise@3"
 REVISE_SECTION_PROMPT = "writer.revise_section@1"  # a human's revise naming one section: only it is rewritten
@@ -129,6 +134,38 @@ def cited_draft_messages(topic: str, notes: ResearchNotes, outline: DraftOutline
                                                     words=str(words), sections=sections)
 
 
+def section_note_numbers(line: str, notes: ResearchNotes) -> list[int]:
+    """The notes an outline line names ("KV heads [1, 3]" -> [1, 3]), those in the notes only; all the
+    notes when it names none."""
+    known = [c.n for c in notes.citations]
+    named = {int(x) for m in _OUTLINE_CITES.finditer(line) for x in re.split(r"[,;]", m.group(1)) if x.strip()}
+    return [n for n in known if n in named] or known
+
+
+def notes_subset(notes: ResearchNotes, numbers: list[int]) -> str:
+    """The blocks of `notes.notes` for `numbers`, with their own numbers ("[3] <source ...>"): each block
+    runs from its "[n] <source" line to the next note's (an excerpt is HTML-escaped: it holds no "<").
+    All the notes when a block is not where expected."""
+    known = [c.n for c in notes.citations]
+    text = notes.notes
+    starts: dict[int, int] = {}
+    for n in known:
+        at = text.find(f"[{n}] <source", max(starts.values(), default=0))
+        if at < 0 or (at > 0 and text[at - 1] != "\n"):
+            return text
+        starts[n] = at
+    ends = {n: (starts[known[i + 1]] if i + 1 < len(known) else len(text)) for i, n in enumerate(known)}
+    return "\n\n".join(text[starts[n]:ends[n]].strip() for n in numbers if n in starts)
+
+
+def section_draft_messages(topic: str, notes: ResearchNotes, outline: DraftOutline, index: int) -> list[dict]:
+    line = outline.sections[index]
+    numbers = section_note_numbers(line, notes)
+    section = f"{line} [{', '.join(map(str, numbers))}]" if not _OUTLINE_CITES.search(line) else line
+    return load_prompt(CITED_SECTION_PROMPT).messages(topic=topic, outline=outline_text(outline), section=section,
+                                                      notes=notes_subset(notes, numbers))
+
+
 def _with_marker(piece: str, marker: str) -> str:
     """`piece` with `marker` before its closing full stop (the house style: "... 16 tokens [1].")."""
     piece = piece.rstrip()
@@ -178,6 +215,28 @@ def salvage_structured(raw: str) -> StructuredDraft | None:
     """The complete sentences of a structured reply that stopped early (max tokens): its title, headings
     and every sentence whose note and text were both written, in order; None when not one sentence
     was. A sentence cut inside its text is left out, never completed; no note is guessed."""
+    title, sections = _salvaged_parts(raw)
+    try:
+        return StructuredDraft(title=title, sections=[
+            DraftSection(heading=h, sentences=[DraftSentence(note=n, text=t) for n, t in ss][:12])
+            for h, ss in sections if ss][:6])
+    except ValueError:
+        return None
+
+
+def salvage_section(raw: str) -> DraftSection | None:
+    """salvage_structured for one section's reply (writer.draft_section@1): its heading and complete sentences."""
+    _, sections = _salvaged_parts(raw)
+    if not sections or not sections[0][1]:
+        return None
+    try:
+        return DraftSection(heading=sections[0][0] or "-",
+                            sentences=[DraftSentence(note=n, text=t) for n, t in sections[0][1]][:12])
+    except ValueError:
+        return None
+
+
+def _salvaged_parts(raw: str) -> tuple[str, list]:
     title, sections = "", []
     for m in _SALVAGE.finditer(raw or ""):
         key, text = m.group(1), m.group(2) or m.group(4) or m.group(5) or ""
@@ -191,12 +250,7 @@ def salvage_structured(raw: str) -> StructuredDraft | None:
             sections.append([value, []])
         elif key is None and sections:
             sections[-1][1].append((int(m.group(3) or m.group(6)), value))
-    try:
-        return StructuredDraft(title=title, sections=[
-            DraftSection(heading=h, sentences=[DraftSentence(note=n, text=t) for n, t in ss][:12])
-            for h, ss in sections if ss][:6])
-    except ValueError:
-        return None
+    return title, sections
 
 
 def revision_messages(topic: str, notes: ResearchNotes, previous: Draft, feedback: str, *,
@@ -219,7 +273,12 @@ async def write_draft(
     note (write_cited_draft); free text only when the structured reply held no sentence."""
     revising = previous is not None and bool(feedback)
     reason = reason if revising else ("first" if previous is None else reason)
-    if draft_format == "cited_json":
+    if draft_format == "cited_sections" and not revising and outline is not None and len(outline.sections) >= 2:
+        cited = await write_sectioned_draft(gateway, topic=topic, notes=notes, outline=outline, thread_id=thread_id,
+                                            max_tokens=max_tokens, sent_messages=sent_messages)
+        if cited is not None:
+            return cited
+    if draft_format in ("cited_json", "cited_sections"):
         structured = (revision_messages(topic, notes, previous, feedback, prompt=CITED_REVISE_PROMPT) if revising
                       else cited_draft_messages(topic, notes, outline))
         cited = await write_cited_draft(gateway, messages=structured, notes=notes, thread_id=thread_id,
@@ -280,6 +339,45 @@ async def write_cited_draft(gateway, *, messages: list[dict], notes: ResearchNot
         log.info("draft named notes that are not in the notes: left uncited %s", dropped)
     return Draft(version=1, title=title or fallback_title[:200] or "Untitled", body=body, prompt=prompt,
                  model=result.model, dropped_citations=dropped)
+
+
+async def write_sectioned_draft(gateway, *, topic: str, notes: ResearchNotes, outline: DraftOutline,
+                                thread_id: str | None, max_tokens: int,
+                                sent_messages: list[dict] | None = None) -> Draft | None:
+    """A first draft written section by section (writer.draft_section@1), each call given only the
+    notes its outline line names; rendered like a whole structured draft (each sentence's note as its
+    [n], exactly as named). A section whose reply holds no complete sentence is left out; None when
+    none does (the caller writes the post in one call). `sent_messages` receives every call's messages,
+    in order. The sections share `max_tokens` (each at least SECTION_MIN_TOKENS)."""
+    from tools.llm import LLMOutputInvalid
+
+    cap = max(SECTION_MIN_TOKENS, max_tokens // len(outline.sections))
+    sections, sent, model = [], [], ""
+    for i in range(len(outline.sections)):
+        messages = section_draft_messages(topic, notes, outline, i)
+        sent.extend(messages)
+        try:
+            section, result = await gateway.complete_json("writer", messages, DraftSection, thread_id=thread_id,
+                                                          max_tokens=cap)
+        except LLMOutputInvalid as err:
+            section, result = salvage_section(err.raw_text), err.result
+            if section is None:
+                log.warning("section %d of the draft unusable (%s): left out", i + 1, str(err)[:200])
+                continue
+        sections.append(section)
+        model = model or result.model
+    if sent_messages is not None:
+        sent_messages[:] = sent
+    if not sections:
+        return None
+    title, body, dropped = render_structured(
+        StructuredDraft(title=outline.title or topic[:160] or "Untitled", sections=sections[:6]), notes)
+    if not body:
+        return None
+    if dropped:
+        log.info("draft named notes that are not in the notes: left uncited %s", dropped)
+    return Draft(version=1, title=title, body=body, prompt=CITED_SECTION_PROMPT, model=model,
+                 dropped_citations=dropped, reason="first")
 
 
 # --- the human's desk: a draft as Markdown, edits, sections ---------------------------------------------

@@ -204,11 +204,12 @@ class Settings(BaseSettings):
                     "plans at 0.1-1.0 lowered top-1 on topic requests, see evals/bench/RESULTS-retrieval.md)")
     plan_max_tokens: int = Field(default=160, ge=16, description="max tokens of the research plan (240 on the local Qwen)")
     outline_max_tokens: int = Field(default=120, ge=16, description="max tokens of the Writer's outline (200 on the local Qwen)")
-    draft_format: Literal["text", "cited_json"] = Field(
+    draft_format: Literal["text", "cited_json", "cited_sections"] = Field(
         default="text",
-        description="the first draft's form: text (Markdown with [n] markers the model types) or cited_json "
+        description="the first draft's form: text (Markdown with [n] markers the model types), cited_json "
                     "(structured: each sentence names its note, rendered as its [n]; default for the local "
-                    "Qwen writer, which left the markers out of free text)")
+                    "Qwen writer, which left the markers out of free text) or cited_sections (cited_json "
+                    "written one call per outline section, each from the notes its outline line names)")
     claims_max_tokens: int = Field(default=400, ge=16, description="max tokens of the batched claim-support verdict")
     claim_check: bool = Field(default=True, description="ask the judge route whether each cited claim is supported (after the deterministic citation checks)")
 

@@ -145,9 +145,9 @@ def gateway(llm):
 
 async def draft_of(gateway, **kw):
     sent: list[dict] = []
+    kw.setdefault("draft_format", "cited_json")
     draft = await writer.write_draft(gateway, topic="GQA", notes=NOTES, previous=None, feedback=None, reason="first",
-                                     thread_id=None, max_tokens=600, outline=OUTLINE, sent_messages=sent,
-                                     draft_format="cited_json", **kw)
+                                     thread_id=None, max_tokens=600, outline=OUTLINE, sent_messages=sent, **kw)
     return draft, sent
 
 
@@ -233,3 +233,58 @@ def test_the_bench_counts_cited_sentences_and_rule_flags():
     counts = draft_counts(body, NOTES)
     assert {k: counts[k] for k in ("words", "sentences", "cited", "flags", "passed_rules")} == {
         "words": 30, "sentences": 4, "cited": 3, "flags": 2, "passed_rules": False}
+
+
+# --- cited_sections: one call per outline section, from the notes its line names ------------------------
+
+def test_an_outline_line_picks_its_notes_and_none_means_all():
+    assert writer.section_note_numbers("Heads [1]", NOTES) == [1]
+    assert writer.section_note_numbers("Both [2, 1] and [7]", NOTES) == [1, 2]  # [7] is not a note
+    assert writer.section_note_numbers("No marker", NOTES) == [1, 2]
+    only_two = writer.notes_subset(NOTES, [2])
+    assert only_two.startswith("[2] <source") and "131,072" in only_two and "32 query heads" not in only_two
+    assert writer.notes_subset(NOTES, [1, 2]) == NOTES.notes
+    odd = NOTES.model_copy(update={"notes": "free text, no blocks"})
+    assert writer.notes_subset(odd, [1]) == "free text, no blocks"  # nothing cut from what it cannot split
+
+
+SECTION_1 = {"heading": "Fewer heads", "sentences": [{"text": "Llama 3 8B has 32 query heads and 8 KV heads.", "note": 1}]}
+SECTION_2 = {"heading": "The bytes", "sentences": [
+    {"text": "The KV cache of Llama 3 8B takes 131,072 bytes per token in fp16.", "note": 2},
+    {"text": "Llama 3 8B has 32 query heads.", "note": 2}]}  # a wrong label stays as the model gave it
+
+
+async def test_cited_sections_sends_each_section_only_its_notes_and_keeps_every_label(gateway, llm):
+    llm.script(Reply.json(SECTION_1), Reply.json(SECTION_2))
+    draft, sent = await draft_of(gateway, draft_format="cited_sections")
+    first, second = llm.requests
+    assert first.wants_json and set(first.schema["properties"]) == {"heading", "sentences"}
+    data1 = "\n".join(m["content"] for m in first.messages[1:-1])
+    data2 = "\n".join(m["content"] for m in second.messages[1:-1])
+    assert "32 query heads" in data1 and "131,072" not in data1
+    assert "131,072" in data2 and "32 query heads" not in data2.split(" notes>>>")[-1]
+    for req in (first, second):  # the notes only inside data blocks
+        assert "131,072" not in req.messages[0]["content"] + req.messages[-1]["content"]
+    assert draft.prompt == writer.CITED_SECTION_PROMPT and draft.title == OUTLINE.title and draft.version == 1
+    assert draft.body == ("## Fewer heads\n\nLlama 3 8B has 32 query heads and 8 KV heads [1].\n\n## The bytes\n\n"
+                          "The KV cache of Llama 3 8B takes 131,072 bytes per token in fp16 [2]. "
+                          "Llama 3 8B has 32 query heads [2].")
+    # ... and the Editor's unchanged rules catch the wrong label: code did not move it to [1].
+    flagged = [c for c in check_rules(draft.body, NOTES) if c.status == "unsupported"]
+    assert [c.sentence for c in flagged] == ["Llama 3 8B has 32 query heads [2]."]
+    assert len(sent) == len(first.messages) + len(second.messages)
+
+
+async def test_cited_sections_keeps_a_cut_sections_complete_sentences_and_leaves_out_an_empty_one(gateway, llm):
+    raw = json.dumps(SECTION_2)
+    llm.script(Reply(text='{"heading": "Fewer', finish_reason="length"),
+               Reply(text=raw[:raw.index("Llama 3 8B has 32")], finish_reason="length"))
+    draft, _ = await draft_of(gateway, draft_format="cited_sections")
+    assert len(llm.requests) == 2 and draft.prompt == writer.CITED_SECTION_PROMPT
+    assert draft.body == "## The bytes\n\nThe KV cache of Llama 3 8B takes 131,072 bytes per token in fp16 [2]."
+
+
+async def test_cited_sections_with_no_usable_section_writes_the_post_in_one_call(gateway, llm):
+    llm.script(Reply(text="{", finish_reason="length"), Reply(text="{", finish_reason="length"), Reply.json(GOOD))
+    draft, _ = await draft_of(gateway, draft_format="cited_sections")
+    assert len(llm.requests) == 3 and draft.prompt == writer.CITED_DRAFT_PROMPT
