@@ -166,7 +166,7 @@ async def run_with_llm(**kw) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from service.cli import DEFAULT_DEMO_TOPIC
+    from service.cli.posts import DEFAULT_DEMO_TOPIC
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--topics", type=int, default=3, help="the demo topic, then topics from evals/retrieval/topics.jsonl")
