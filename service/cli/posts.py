@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from config import get_settings
-from service.cli import render
 from service.cli.common import run
+from service.cli.render import print_next, print_outcome, progress
 
 DEFAULT_DEMO_TOPIC = "How grouped-query attention (GQA) shrinks the KV cache"
 # The demo post on the local 1.5B model, sized for <= 3 minutes to the gate on 2 cores (README,
@@ -53,10 +53,10 @@ def post(topic: tuple[str, ...], requester: str, policy: str | None, sources: tu
         overrides["run_budget_usd"] = budget
     tid = new_thread_id()
     with _resumable_on_interrupt(tid), local_llm_if_needed(get_settings()):
-        snap = run(start_post(text, requester=requester, thread_id=tid, progress=render.progress, overrides=overrides,
+        snap = run(start_post(text, requester=requester, thread_id=tid, progress=progress, overrides=overrides,
                                sources=list(sources)))
-    render.print_outcome(snap)
-    render.print_next(snap)
+    print_outcome(snap)
+    print_next(snap)
 
 
 @contextlib.contextmanager
@@ -105,11 +105,11 @@ def _resume(thread_id: str, value: dict, draft_version: int | None = None) -> No
     needs_llm = value["action"] in ("revise", "edit", "approve_with_edits")
     with _resumable_on_interrupt(thread_id), local_llm_if_needed(get_settings()) if needs_llm else _null():
         try:
-            snap = run(resume(thread_id, value, progress=render.progress, expected_version=draft_version))
+            snap = run(resume(thread_id, value, progress=progress, expected_version=draft_version))
         except (NothingToResume, ThreadBusy, AnswerRefused) as err:
             raise click.ClickException(str(err)) from None
-    render.print_outcome(snap)
-    render.print_next(snap)
+    print_outcome(snap)
+    print_next(snap)
 
 
 class _null:
@@ -223,11 +223,11 @@ def retry(thread_id: str, reviewer: str, resend: str | None, sent: str | None) -
         settle_send(thread_id, destination=resend or sent, sent=bool(sent), actor=reviewer)
     with _resumable_on_interrupt(thread_id), local_llm_if_needed(get_settings()):
         try:
-            snap = run(retry_failed(thread_id, actor=reviewer, progress=render.progress))
+            snap = run(retry_failed(thread_id, actor=reviewer, progress=progress))
         except (NothingToRetry, ThreadBusy) as err:
             raise click.ClickException(str(err)) from None
-    render.print_outcome(snap)
-    render.print_next(snap)
+    print_outcome(snap)
+    print_next(snap)
 
 
 @click.command()
@@ -342,8 +342,8 @@ def demo(topic: str, max_revisions: int | None) -> None:
     tid = new_thread_id()
     with _resumable_on_interrupt(tid), local_llm_if_needed(settings):
         snap = run(start_post(topic, requester=os.environ.get("USER", "demo"), source="cli", thread_id=tid,
-                               progress=render.progress, overrides=overrides))
-        render.print_outcome(snap)
+                               progress=progress, overrides=overrides))
+        print_outcome(snap)
         while snap.waiting_for_human and sys.stdin.isatty():
             choice = click.prompt("approve / revise / reject / later", type=click.Choice(["approve", "revise", "reject", "later"]),
                                   default="approve")
@@ -355,14 +355,14 @@ def demo(topic: str, max_revisions: int | None) -> None:
             if choice == "reject":
                 value["reason"] = click.prompt("reason")
             try:
-                snap = run(resume(snap.thread_id, value, progress=render.progress))
+                snap = run(resume(snap.thread_id, value, progress=progress))
             except NothingToResume as err:
                 raise click.ClickException(str(err)) from None
-            render.print_outcome(snap)
+            print_outcome(snap)
     if snap.waiting_for_human:
         click.echo(f"\nThe run is waiting at the approval gate. To publish it:\n  .venv/bin/newsroom approve {snap.thread_id}")
     else:
-        render.print_next(snap)  # a failed run: how to retry it, exit 1
+        print_next(snap)  # a failed run: how to retry it, exit 1
 
 
 def _maybe_ingest_demo_corpus() -> None:
