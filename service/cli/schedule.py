@@ -2,25 +2,13 @@
 (the logic is service/scheduling.py's; this file only parses and prints)."""
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import click
 
 from agents.schedule import ScheduleError, format_local, parse_topics
-
-
-def _run(coro):
-    async def _then_close():
-        from storage.connect import close_database
-
-        try:
-            return await coro
-        finally:
-            await close_database()
-
-    return asyncio.run(_then_close())
+from service.cli.common import run
 
 
 def _reviewer_default() -> str:
@@ -49,7 +37,7 @@ def approve_at(thread_id: str, *, reviewer: str, when: str, tz: str | None, draf
         return await scheduling.schedule_pending(db, pending, when=when, tz=zone, reviewer=reviewer, via="cli")
 
     try:
-        s = _run(_go())
+        s = run(_go())
     except (ScheduleError, scheduling_refused()) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"approved by {reviewer}; publishes at {format_local(s.publish_at, s.timezone)} "
@@ -68,7 +56,7 @@ def print_schedule_of(thread_id: str) -> None:
     async def _go():
         return await schedules.live_schedule_for(await get_database(), thread_id)
 
-    s = _run(_go())
+    s = run(_go())
     if s is not None:
         click.echo(f"scheduled: approved by {s.scheduled_by} via {s.scheduled_via}; publishes at "
                    f"{format_local(s.publish_at, s.timezone)} (schedule {s.schedule_id})"
@@ -83,7 +71,7 @@ def settle_send(thread_id: str, *, destination: str, sent: bool, actor: str) -> 
     async def _go():
         return await settle_uncertain_send(await get_database(), thread_id, destination, sent=sent, actor=actor)
 
-    n = _run(_go())
+    n = run(_go())
     if n == 0:
         raise click.ClickException(f"no send to {destination} of unknown outcome for {thread_id}: nothing to settle")
     click.echo(f"{destination}: {'recorded as arrived' if sent else 'will be sent again'} ({n} send)")
@@ -131,7 +119,7 @@ def scheduled_command(move_id: str | None, cancel_id: str | None, when: str | No
         return [scheduling.describe(s) for s in rows] or ["no scheduled publishes"]
 
     try:
-        lines = _run(_go())
+        lines = run(_go())
     except (ScheduleError, scheduling_refused()) as err:
         raise click.ClickException(str(err)) from None
     for line in lines:
@@ -167,7 +155,7 @@ def schedule_topic_command(every: str, at: str, topics_file: str, tz: str | None
                                               chat_id=chat_id, run_overrides={"approval_policy": policy} if policy else None)
 
     try:
-        rec = _run(_go())
+        rec = run(_go())
     except ScheduleError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"recurring {rec.recurring_id}: {len(rec.topics)} topics, first post at "
@@ -199,7 +187,7 @@ def recurring_command(cancel_id: str | None, fire_due: bool, reviewer: str) -> N
                 f"error: {e}" for e in report.errors]
         return [scheduling.describe_recurring(r) for r in await schedules.recurring(db)] or ["no recurring topics"]
 
-    for line in _run(_go()):
+    for line in run(_go()):
         click.echo(line)
 
 

@@ -8,27 +8,17 @@
 """
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
 import click
 
 from config import get_settings
+from service.cli.common import run
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def _run(coro):
-    async def _then_close():
-        from storage.connect import close_database
-
-        try:
-            return await coro
-        finally:
-            await close_database()
-
-    return asyncio.run(_then_close())
 
 
 # --- local weights --------------------------------------------------------------------------------
@@ -91,7 +81,7 @@ def export_training_command(out_dir: Path) -> None:
     async def _export():
         return await export_training(await get_database(), out_dir)
 
-    m = _run(_export())
+    m = run(_export())
     click.echo(f"{m['posts_considered']} decided posts: {m['sft']['examples']} SFT examples -> {out_dir / 'sft.jsonl'}, "
                f"{m['dpo']['pairs']} DPO pairs -> {out_dir / 'dpo.jsonl'}")
     for s in m["skipped"]:
@@ -145,7 +135,7 @@ def train_adapter_command(data: Path, name: str, family: str | None, recipe: str
                                           data_sha256=m["data"]["sha256"], manifest=m)
 
         try:
-            _run(_register())
+            run(_register())
         except AdapterStateError as err:
             raise click.ClickException(str(err)) from None
         click.echo(f"registered {name} as a candidate of {m['family']}: newsroom promote-adapter {name}")
@@ -166,7 +156,7 @@ def adapters_group(ctx: click.Context, family: str | None) -> None:
     async def _list():
         return await list_adapters(await get_database(), family)
 
-    rows = _run(_list())
+    rows = run(_list())
     if not rows:
         click.echo("no adapters yet: newsroom train-adapter --data sft.jsonl --name NAME")
     for r in rows:
@@ -191,7 +181,7 @@ def adapters_path(name: str | None, family: str | None) -> None:
         db = await get_database()
         return await (get_adapter(db, name) if name else promoted_adapter(db, family))
 
-    row = _run(_get())
+    row = run(_get())
     if row is None:
         raise click.ClickException(f"no adapter {name!r}" if name else f"no promoted adapter in family {family!r}")
     click.echo(f"{row['name']}={row['path']}")
@@ -208,7 +198,7 @@ def adapters_retire(name: str) -> None:
         return await retire_adapter(await get_database(), name)
 
     try:
-        changed = _run(_retire())
+        changed = run(_retire())
     except AdapterNotFound as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"{name} retired" if changed else f"{name} was already retired")
