@@ -9,7 +9,7 @@ import json
 import click
 
 from config import get_settings
-from service.cli.training import _run
+from service.cli.common import run
 
 # --- promotion --------------------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ def promote_adapter_command(name: str, vllm_url: str | None, judge: bool, force:
     s = get_settings()
     key = s.llm_api_key.get_secret_value()
     try:
-        out = _run(promote(name, vllm_url=vllm_url or s.llm_base_url, api_key=key, judge=judge, force=force,
+        out = run(promote(name, vllm_url=vllm_url or s.llm_base_url, api_key=key, judge=judge, force=force,
                            limit=limit, load_only=load_only))
     except (AdapterNotFound, AdapterStateError, VLLMAdminError) as err:
         raise click.ClickException(str(err)) from None
