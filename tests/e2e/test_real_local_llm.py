@@ -58,9 +58,12 @@ async def test_smollm2_post_reaches_the_gate_and_publishes(db, smollm2):
 
 @pytest.mark.qwen
 @pytest.mark.timeout(1200)
-async def test_qwen_writes_a_cited_draft_from_the_notes(session_dir):
-    """The default local writer (Qwen2.5-Coder-1.5B, assembled once per machine): a draft from the
-    production prompt cites the notes with valid [n] markers. Needs the 1.1 GB weights: `make test-vllm`
+async def test_qwen_writes_a_grounded_free_text_draft_from_the_notes(session_dir):
+    """The default local writer (Qwen2.5-Coder-1.5B, assembled once per machine) on the free-text draft
+    prompt (the remote models' format): a readable post whose figures come from the notes, and any [n]
+    it writes names a note. Whether it cites at all is not asked: in free text Qwen cites 0-1 sentences
+    in 14-20 and varies between runs at temperature 0 (CI on e29a88e got none), which is why the local
+    default is the structured draft the next test checks. Needs the 1.1 GB weights: `make test-vllm`
     runs it after `newsroom models install`; `make test` leaves it out."""
     from agents.models import ResearchNotes
     from agents.writer import draft_messages, split_title
@@ -85,7 +88,9 @@ async def test_qwen_writes_a_cited_draft_from_the_notes(session_dir):
     title, body = split_title(text, fallback=item.topic)
     score = score_draft(text, item)
     assert title and len(body.split()) > 60, text
-    assert score["cited"], f"no valid [n] citation: {text}"
+    assert set(score["markers"]) <= set(item.sources), f"[n] outside the notes: {text}"
+    # the post states the notes' figures (the CI draft above restated 131,072 bytes and 128 KiB)
+    assert score["numbers_stated"] >= 1 and score["numbers_supported"] >= 0.5, (score, text)
     assert j["choices"][0]["message"]["content"].strip()
 
 
