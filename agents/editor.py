@@ -163,8 +163,8 @@ async def review_draft(
 # Deterministic rules first (every [n] exists; every number in a cited sentence occurs in the cited
 # source, or is marked "(derived)" and follows from two of its numbers by one operation; no uncited
 # sentence states a number or repeats a source nearly word for word; a cited sentence shares at
-# least some terms with its source), then one
-# batched call on the judge route that labels every cited claim supported / unsupported / not a claim
+# least some terms with its source), then the model-free support check (wrong source, uncited claim:
+# below), then one batched call on the judge route that labels every cited claim supported / unsupported / not a claim
 # with a quote from the source; a "supported" whose quote is not in the source counts as unsupported.
 # All regexes here are linear-time (no nested quantifiers): drafts are untrusted text.
 
@@ -398,6 +398,104 @@ def check_rules(body: str, notes, *, kept: dict[str, ClaimResult] | None = None)
     return results
 
 
+# --- the support check: between the rules and the claim call --------------------------------------
+#
+# Model-free and deterministic: the draft's sentences and the notes' sentences as unit vectors of the
+# project's sentence embedder (tools/embeddings computes them; they are passed in), plus the share
+# of a sentence's content words its note contains. A sentence's support by note n is the mean of its
+# best cosine against one of n's sentences and that word share. A cited sentence that another note
+# supports clearly better than the one it cites is a wrong source; an uncited sentence that a note
+# supports as strongly as a restatement is an uncited claim. Both name the note, so a revision can
+# cite it. The two thresholds were chosen on the tuning half of the planted set and the independent
+# clean drafts (`python -m evals.faithfulness.tune_support`), never on the half that is reported.
+
+SUPPORT_MIN_RESTATEMENT = 0.52  # an uncited sentence supported this well by a note restates it
+SUPPORT_MIN_MARGIN = 0.30  # a cited sentence another note supports by this much more has the wrong source
+SUPPORT_MIN_WORDS = 2  # fewer content words than this: too little to compare
+
+
+def support_passages(notes) -> dict[int, list[str]]:
+    """What a draft sentence is compared with: each note's excerpt split into sentences as a draft is."""
+    return {c.n: [s.plain for s in split_sentences(c.excerpt or "")] or [c.excerpt or ""] for c in notes.citations}
+
+
+def support_texts(body: str, notes) -> list[str]:
+    """Every text the support check needs a vector for: the draft's sentences (markers removed) and
+    the notes' sentences, each once."""
+    texts = [s.plain for s in split_sentences(body)]
+    texts += [p for ps in support_passages(notes).values() for p in ps]
+    return list(dict.fromkeys(t for t in texts if t))
+
+
+def support_scores(sentence: str, notes, vectors) -> dict[int, float]:
+    """Support of one sentence (plain text) by each note: (best cosine against one of the note's
+    sentences + share of the sentence's content words found in the note) / 2. `vectors` maps each
+    text of support_texts to its unit vector."""
+    import numpy as np
+
+    v = vectors[sentence]
+    words = _content_words(sentence)
+    out: dict[int, float] = {}
+    for n, passages in support_passages(notes).items():
+        c = notes.citation(n)
+        cos = float(max(np.dot(v, vectors[p]) for p in passages))
+        share = len(words & _content_words(c.excerpt or "")) / len(words) if words else 0.0
+        out[n] = round((cos + share) / 2, 4)
+    return out
+
+
+def better_source(scores: dict[int, float], cites, *, min_margin: float = SUPPORT_MIN_MARGIN
+                  ) -> tuple[int, float, float] | None:
+    """(the note, its support, the best cited note's support) when a note the sentence does not cite
+    supports it by `min_margin` more than every note it cites; else None. Pure."""
+    cited = [scores[n] for n in cites if n in scores]
+    others = [(v, n) for n, v in scores.items() if n not in cites]
+    if not cited or not others:
+        return None
+    best, n = max(others)
+    return (n, best, max(cited)) if best - max(cited) >= min_margin else None
+
+
+def restated_source(scores: dict[int, float], *, min_restatement: float = SUPPORT_MIN_RESTATEMENT
+                    ) -> tuple[int, float] | None:
+    """(the note, its support) when an uncited sentence is supported as strongly as a restatement of
+    that note (>= `min_restatement`); else None. Pure."""
+    if not scores:
+        return None
+    best, n = max((v, n) for n, v in scores.items())
+    return (n, best) if best >= min_restatement else None
+
+
+def check_support(results: list[ClaimResult], notes, vectors, *, min_restatement: float = SUPPORT_MIN_RESTATEMENT,
+                  min_margin: float = SUPPORT_MIN_MARGIN) -> list[ClaimResult]:
+    """The support check over the rules' results: cited sentences the rules passed (wrong source?)
+    and, when the research is grounded, uncited sentences the rules passed (an uncited claim?).
+    Sentences the rules flagged or an earlier draft kept are left as they are. The thresholds are
+    parameters for the threshold study (evals/faithfulness/tune_support.py) only."""
+    out = []
+    for c in results:
+        plain = _MARKER.sub("", c.sentence).strip()
+        if plain not in vectors or len(_content_words(plain)) < SUPPORT_MIN_WORDS:
+            out.append(c)
+            continue
+        if c.status == "unchecked" and c.cites:
+            found = better_source(support_scores(plain, notes, vectors), c.cites, min_margin=min_margin)
+            if found:
+                n, best, cited = found
+                where = ", ".join(f"[{m}]" for m in c.cites)
+                c = c.model_copy(update={"status": "unsupported", "by": "support", "problems": [
+                    f"reads like source [{n}] (support {best:.2f}), not {where} ({cited:.2f}): cite [{n}], or "
+                    f"check that {where} says it"]})
+        elif c.status == "not_a_claim" and c.by == "none" and not c.cites and notes.grounded:
+            found = restated_source(support_scores(plain, notes, vectors), min_restatement=min_restatement)
+            if found:
+                n, best = found
+                c = c.model_copy(update={"status": "unsupported", "by": "support", "problems": [
+                    f"restates source [{n}] (support {best:.2f}) without citing it: cite [{n}]"]})
+        out.append(c)
+    return out
+
+
 @functools.cache
 def _claims_schema_text() -> str:
     return json.dumps(ClaimVerdicts.model_json_schema(), separators=(",", ":"))
@@ -477,8 +575,10 @@ def collapsed_revision(body: str, previous_words: int | None) -> str | None:
 
 async def check_citations(gateway, *, body: str, notes, draft_version: int, thread_id: str | None,
                           use_judge: bool, max_tokens: int, previous: CitationReport | None = None,
-                          attempts: int = 2, previous_words: int | None = None) -> CitationReport:
-    """Rules, then (use_judge) one batched claim-support call on the judge route. Never raises for a
+                          attempts: int = 2, previous_words: int | None = None,
+                          support_vectors=None) -> CitationReport:
+    """Rules, then the support check (when `support_vectors`, the unit vectors of support_texts, are
+    given), then (use_judge) one batched claim-support call on the judge route. Never raises for a
     bad or missing judge: its failure is recorded and the rules' verdict stands. `previous_words`:
     the length of the draft a Writer revision replaces (a collapsed revision fails as a whole)."""
     from tools.llm import LLMOutputInvalid, LLMUnavailable
@@ -487,6 +587,10 @@ async def check_citations(gateway, *, body: str, notes, draft_version: int, thre
     if previous is not None:
         kept = {_MARKER.sub("", c.sentence).strip(): c for c in previous.claims if c.status == "supported"}
     results = check_rules(body, notes, kept=kept)
+    checked_by = "rules"
+    if support_vectors is not None:
+        results = check_support(results, notes, support_vectors)
+        checked_by = "rules+support"
     collapsed = collapsed_revision(body, previous_words)
     if collapsed:
         results.insert(0, ClaimResult(sentence=WHOLE_DRAFT, status="unsupported", problems=[collapsed]))
@@ -497,7 +601,7 @@ async def check_citations(gateway, *, body: str, notes, draft_version: int, thre
     # A draft the rules already send back is not worth an LLM call (local post time): its
     # revision is checked in full.
     if not use_judge or not todo or any(c.status == "unsupported" for c in results):
-        return citation_report(draft_version, results, grounded=notes.grounded, checked_by="rules")
+        return citation_report(draft_version, results, grounded=notes.grounded, checked_by=checked_by)
     claims = [results[i] for i in todo]
     messages = claims_messages(claims, notes)
     errors: list[str] = []
@@ -515,8 +619,9 @@ async def check_citations(gateway, *, body: str, notes, draft_version: int, thre
             break
         for i, c in zip(todo, checked):
             results[i] = c
-        return citation_report(draft_version, results, grounded=notes.grounded, checked_by=f"rules+{result.model}")
-    return citation_report(draft_version, results, grounded=notes.grounded, checked_by="rules",
+        return citation_report(draft_version, results, grounded=notes.grounded,
+                               checked_by=f"{checked_by}+{result.model}")
+    return citation_report(draft_version, results, grounded=notes.grounded, checked_by=checked_by,
                            error="; ".join(errors)[:1000])
 
 

@@ -77,7 +77,7 @@ class ClaimResult(BaseModel):
     status: ClaimStatus
     problems: list[str] = Field(default_factory=list)
     quote: str = ""
-    by: Literal["rules", "judge", "kept", "none"] = "rules"
+    by: Literal["rules", "support", "judge", "kept", "none"] = "rules"  # support: the embedding check
 
 
 class CitationReport(BaseModel):
@@ -87,7 +87,7 @@ class CitationReport(BaseModel):
     support_rate: float | None = None  # supported / cited claims checked (None: nothing to check)
     supported: int = 0
     checked: int = 0
-    checked_by: str = "rules"  # "rules" or "rules+<judge model>"
+    checked_by: str = "rules"  # "rules", "rules+support" (the embedding check ran), then "+<judge model>"
     grounded: bool = True
     error: str | None = None  # the claim-support call failed: only the rules decided
 

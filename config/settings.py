@@ -212,6 +212,7 @@ class Settings(BaseSettings):
                     "written one call per outline section, each from the notes its outline line names)")
     claims_max_tokens: int = Field(default=400, ge=16, description="max tokens of the batched claim-support verdict")
     claim_check: bool = Field(default=True, description="ask the judge route whether each cited claim is supported (after the deterministic citation checks)")
+    support_check: bool = Field(default=True, description="the model-free support check between the citation rules and the claim call: sentence embeddings + shared terms flag a cited sentence another note supports clearly better (wrong source) and an uncited sentence that restates a note (uncited claim)")
 
     # --- web fetch (URLs named in a post request; tools/webfetch.py) ----------------------
     fetch_timeout_s: float = Field(default=10.0, gt=0, le=120, description="a URL fetch's whole time budget (connect, redirects, body)")

@@ -49,7 +49,8 @@ def eval_retrieval_command(corpus, queries, modes, k, hypotheses, hyde_combine) 
 @click.option("--no-live", is_flag=True, help="the planted-error set only")
 @click.option("--no-planted", is_flag=True, help="the live posts only")
 @click.option("--rules-only", is_flag=True, help="the deterministic checks alone (no claim-support call)")
-def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only) -> None:
+@click.option("--no-support", is_flag=True, help="without the embedding support check (the rules as they were)")
+def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only, no_support) -> None:
     """Citation check on the planted-error set (caught / false alarms) and the support rate of live posts."""
     from evals.faithfulness.run import run_with_llm
     from storage.corpus import EmbeddingMismatchError
@@ -59,7 +60,7 @@ def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only) -> N
 
         try:
             return await run_with_llm(live=0 if no_live else live_topics, planted=not no_planted,
-                                      rules_only=rules_only, echo=click.echo)
+                                      rules_only=rules_only, support=not no_support, echo=click.echo)
         finally:
             await close_database()
 

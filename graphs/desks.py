@@ -258,19 +258,37 @@ async def start_editing(state: PostState, config: RunnableConfig) -> dict:
     return {}
 
 
+async def support_vectors(body: str, notes):
+    """The vectors the Editor's support check compares (tools/embeddings), or None when the
+    embedding stack cannot run here: then the rules and the claim call decide without it."""
+    try:
+        from tools.embeddings import EmbedderError, vectors_for
+    except ImportError as err:  # the embedding stack is optional for a bare install
+        log.warning("support check skipped (%s)", err)
+        return None
+    try:
+        return await vectors_for(editor.support_texts(body, notes))
+    except EmbedderError as err:
+        log.warning("support check skipped: %s", err)
+        return None
+
+
 @traced_desk("editor.citations")
 async def check_citations(state: PostState, config: RunnableConfig) -> dict:
-    """The citation gate: rules, then one batched claim-support call on the judge route."""
+    """The citation gate: rules, the embedding support check, then one batched claim-support call
+    on the judge route."""
     run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid, draft = thread_id_of(config), state.latest_draft
     if state.citation_check_for(draft.version) is not None:
         return {}
     previous = state.citation_check_for(draft.version - 1) if draft.version > 1 else None
     replaced = state.drafts[-2] if len(state.drafts) > 1 and draft.reason != "human_edit" else None
+    notes = state.research
+    vectors = await support_vectors(draft.body, notes) if run.support_check and notes and notes.citations else None
     report = await editor.check_citations(
         get_gateway(), body=draft.body, notes=state.research, draft_version=draft.version, thread_id=tid,
         use_judge=run.claim_check, max_tokens=run.claims_max_tokens, previous=previous,
-        previous_words=len(replaced.body.split()) if replaced else None)
+        previous_words=len(replaced.body.split()) if replaced else None, support_vectors=vectors)
     await ledger.record_desk_event(tid, actor="editor", kind="citation_check", detail={
         "draft_version": draft.version, "passed": report.passed, "support_rate": report.support_rate,
         "supported": report.supported, "checked": report.checked, "checked_by": report.checked_by,

@@ -201,3 +201,28 @@ def _cached_embedder(spec: str, device: str, batch_size: int, threads: int) -> S
 def get_embedder() -> SentenceTransformerEmbedder:
     """The process-wide embedder for the current settings (the model loads on first use)."""
     return embedder_for(get_settings())
+
+
+_VECTOR_CACHE_SIZE = 4096
+_vector_cache: dict[tuple[str, str], np.ndarray] = {}  # insertion-ordered: the oldest go first
+
+
+def clear_vector_cache() -> None:
+    """Forget the cached vectors (a benchmark timing the support check as a first draft sees it)."""
+    _vector_cache.clear()
+
+
+async def vectors_for(texts: list[str], embedder: Embedder | None = None) -> dict[str, np.ndarray]:
+    """Unit vectors of short texts (the citation support check's sentences), each text once. The
+    notes' sentences come back on every revision of a post, so vectors are kept in a small
+    process-wide cache (by model name and text)."""
+    embedder = embedder or get_embedder()
+    wanted = list(dict.fromkeys(texts))
+    missing = [t for t in wanted if (embedder.name, t) not in _vector_cache]
+    found = dict(zip(missing, await embedder.embed(missing))) if missing else {}
+    out = {t: found[t] if t in found else _vector_cache[(embedder.name, t)] for t in wanted}
+    for t, v in found.items():
+        _vector_cache[(embedder.name, t)] = v
+    while len(_vector_cache) > _VECTOR_CACHE_SIZE:
+        del _vector_cache[next(iter(_vector_cache))]
+    return out
