@@ -284,7 +284,7 @@ async def test_the_run_page_shows_the_citation_check(approval_server, approval_s
     assert "Escalated: the citation check still finds 1 unsupported claim(s)" in text
     support = text.split("id=citation-support>")[1].split("</p>")[0]
     assert "support rate <b>67%</b>" in support and "(2/3 cited claims supported)" in support
-    assert "<b>unsupported claims</b>" in support and f"checked by rules+{JUDGE}" in support
+    assert "<b>unsupported claims</b>" in support and f"checked by rules+support+{JUDGE}" in support
     table = text.split("<table id=claims>")[1].split("</table>")[0]
     rows = re.findall(r"<tr class=(\w+)><td>\w+</td><td>(.*?)</td><td>(.*?)</td><td><small>(.*?)</small></td></tr>",
                       table, re.DOTALL)

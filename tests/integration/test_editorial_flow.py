@@ -103,7 +103,7 @@ async def test_planned_research_fetch_and_a_planted_wrong_number(db, llm, corpus
 
     # Draft v1's wrong number was caught by the rules; the judge never saw v1.
     v1, v2 = v["citation_checks"]
-    assert v1["draft_version"] == 1 and not v1["passed"] and v1["checked_by"] == "rules"
+    assert v1["draft_version"] == 1 and not v1["passed"] and v1["checked_by"] == "rules+support"
     assert any("6 does not occur in [1]" in pr for c in v1["claims"] for pr in c["problems"])
     assert [r["draft_version"] for r in v["reviews"]] == [2]
     revision_prompt = next(r.prompt for r in llm.requests_for(WRITER) if "Revise the draft" in r.prompt)
@@ -113,7 +113,7 @@ async def test_planned_research_fetch_and_a_planted_wrong_number(db, llm, corpus
     # v2 passed the rules and the one batched claim call; the gate shows the support rate.
     judge_calls = llm.requests_for(JUDGE)
     assert len(judge_calls) == 2  # one claim check (v2) + one rubric verdict (v2)
-    assert v2["passed"] and v2["support_rate"] == 1.0 and v2["checked_by"] == f"rules+{JUDGE}"
+    assert v2["passed"] and v2["support_rate"] == 1.0 and v2["checked_by"] == f"rules+support+{JUDGE}"
     assert p["citation_check"]["support_rate"] == 1.0 and p["citation_check"]["passed"] is True
     assert p["escalated"] is False and p["revision"] == 1
 
@@ -224,7 +224,7 @@ async def test_a_revision_that_drops_the_post_never_reaches_the_judge(db, llm, c
     assert snap.waiting_for_human, snap.values.get("error")
     v1, v2 = snap.values["citation_checks"]
     assert not v1["passed"] and snap.values["drafts"][1]["reason"] == "citation_feedback"
-    assert not v2["passed"] and v2["checked_by"] == "rules"
+    assert not v2["passed"] and v2["checked_by"] == "rules+support"
     whole = v2["claims"][0]
     assert whole["sentence"] == "(the whole draft)" and whole["status"] == "unsupported"
     assert whole["problems"][0].startswith("the revision has 1 word where the previous draft had 100:")
