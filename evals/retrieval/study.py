@@ -54,6 +54,9 @@ class QuerySignals:
     card: dict[str, float]  # note -> cosine of the bare request to the note's card
     best_cos: dict[str, float] = field(default_factory=dict)
     query_dense: list[str] = field(default_factory=list)  # notes by cosine to the bare request (no HyDE)
+    # pseudo-relevance feedback (Rocchio): (m, beta) -> (dense ranking, per-note mean cosine) for the
+    # search vector moved towards the mean of its own top m chunks, norm(v + beta x mean)
+    prf: dict[tuple[int, float], tuple[list[str], dict[str, float]]] = field(default_factory=dict)
 
     @property
     def candidates(self) -> list[str]:
@@ -80,9 +83,10 @@ def rrf(rankings: list[tuple[list[str], float]], k: float) -> dict[str, float]:
 
 
 def rank_notes(sig: QuerySignals, *, w_dense=1.0, w_text=1.0, w_mean=1.0, w_card=0.0, k=60.0,
-               rerank_top=0, w_rerank=0.0, w_query=0.0) -> list[str]:
+               rerank_top=0, w_rerank=0.0, w_query=0.0, prf: tuple[int, float] | None = None) -> list[str]:
     cands = sig.candidates
-    arms = [(sig.dense, w_dense), (sig.text, w_text), (_ranked(sig.mean, cands), w_mean)]
+    dense, mean = sig.prf[prf] if prf else (sig.dense, sig.mean)
+    arms = [([d for d in dense if d in cands], w_dense), (sig.text, w_text), (_ranked(mean, cands), w_mean)]
     if w_card:
         arms.append((_ranked(sig.card, cands), w_card))
     if w_query:
@@ -117,7 +121,11 @@ GRIDS = {
     "+card": [dict(w_card=c, k=k) for c, k in itertools.product((0.25, 0.5, 0.75, 1.0, 1.5, 2.0), (10.0, 30.0, 60.0))],
     "rerank-card": [dict(rerank_top=n, w_rerank=w) for n, w in itertools.product((2, 3, 5), (0.25, 0.5, 1.0, 2.0))],
     "+query-arm": [dict(w_query=w) for w in (0.25, 0.5, 0.75, 1.0, 1.5)],
+    # Rocchio pseudo-relevance feedback on the dense and mean arms (tried 2026-12-01, issue 14 third
+    # pass, from the textbook method, not from a miss): the gentlest settings first
+    "prf": [dict(prf=(m, b)) for b in (0.25, 0.5, 1.0) for m in (1, 3, 5)],
 }
+PRF_GRID = [g["prf"] for g in GRIDS["prf"]]
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
@@ -230,12 +238,22 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
         for note, c in zip(chunk_notes, cos):
             mean.setdefault(note, []).append(float(c))
             best[note] = max(best.get(note, -1.0), float(c))
+        prf = {}
+        for m, beta in PRF_GRID:
+            v2 = v + beta * C[np.argsort(-cos, kind="stable")[:m]].mean(axis=0)
+            cos2 = C @ (v2 / np.linalg.norm(v2))
+            order2 = np.argsort(-cos2, kind="stable")[:CANDIDATES]
+            mean2: dict[str, list[float]] = {}
+            for note, c in zip(chunk_notes, cos2):
+                mean2.setdefault(note, []).append(float(c))
+            prf[(m, beta)] = (list(dict.fromkeys(chunk_notes[i] for i in order2)),
+                              {n: float(np.mean(x)) for n, x in mean2.items()})
         q = vecs[0] / np.linalg.norm(vecs[0])
         qcos = C @ q
         qorder = np.argsort(-qcos, kind="stable")[:CANDIDATES]
         sig = QuerySignals(qy.id, qy.expected, qy.query, dense, text, {n: float(np.mean(x)) for n, x in mean.items()},
                            {n: float(q @ card_of[n]) for n in notes}, best,
-                           list(dict.fromkeys(chunk_notes[i] for i in qorder)))
+                           list(dict.fromkeys(chunk_notes[i] for i in qorder)), prf)
         if verify_with is not None:
             got = [note_of(c.source_path) for c in await verify_with(qy.query)]
             mine = rank_notes(sig)[:K]
