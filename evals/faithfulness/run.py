@@ -166,6 +166,25 @@ async def run_planted(gateway, *, use_judge: bool, max_tokens: int, rows: list[d
     return out
 
 
+async def _timed_vectors(rows: list[dict], *, echo) -> dict[str, dict]:
+    """Support vectors per row, each timed with nothing cached. The independent drafts cite whole
+    notes (a Researcher's excerpt is <= 700 characters): an upper bound of the check's cost."""
+    from tools.embeddings import clear_vector_cache
+
+    out, seconds, texts = {}, [], 0
+    for r in rows:
+        clear_vector_cache()
+        t = time.perf_counter()
+        out[r["id"]] = await support_vectors_for(r)
+        seconds.append(time.perf_counter() - t)
+        texts += len(out[r["id"]])
+    stats = _ms_stats(seconds)
+    echo(f"support check embedding on the independent drafts (whole notes as sources: an upper bound), nothing "
+         f"cached: {texts / max(len(rows), 1):.0f} texts per draft, mean {stats['mean']} ms (p50 {stats['p50']}, "
+         f"max {stats['max']})")
+    return out
+
+
 def support_texts_of(row: dict) -> list[str]:
     from agents.editor import support_texts
 
@@ -332,7 +351,7 @@ async def run(*, live: int, planted: bool, rules_only: bool, support: bool = Tru
         out["planted"] = await run_planted(gateway, use_judge=not rules_only, max_tokens=s.claims_max_tokens, echo=echo,
                                            support=support, halves=planted_halves())
         independent = load_independent_clean()
-        vectors = {r["id"]: await support_vectors_for(r) for r in independent} if support else None
+        vectors = await _timed_vectors(independent, echo=echo) if support else None
         out["independent_clean" if support else "independent_clean_rules"] = run_independent(
             independent, echo=echo, vectors=vectors)
     if live:
