@@ -438,7 +438,10 @@ def support_scores(sentence: str, notes, vectors) -> dict[int, float]:
     out: dict[int, float] = {}
     for n, passages in support_passages(notes).items():
         c = notes.citation(n)
-        cos = float(max(np.dot(v, vectors[p]) for p in passages))
+        known = [vectors[p] for p in passages if p in vectors]
+        if not known:  # an empty excerpt: nothing to support anything
+            continue
+        cos = float(max(np.dot(v, p) for p in known))
         share = len(words & _content_words(c.excerpt or "")) / len(words) if words else 0.0
         out[n] = round((cos + share) / 2, 4)
     return out

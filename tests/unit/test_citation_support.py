@@ -151,3 +151,11 @@ async def test_check_citations_runs_it_before_the_claim_call_and_says_so():
     without = await check_citations(None, body=BODY, notes=NOTES, draft_version=1, thread_id=None, use_judge=False,
                                     max_tokens=100)
     assert without.passed and without.checked_by == "rules"  # the rules alone pass this draft
+
+
+def test_a_note_with_an_empty_excerpt_supports_nothing():
+    notes = _notes(GQA, "")
+    body = "They learn no parameters."
+    vectors = _vectors(body, notes, {**NOTE_VECTORS, body: ROPE_V})
+    assert "" not in vectors and set(support_scores(body, notes, vectors)) == {1}
+    assert [c.by for c in check_support(check_rules(body, notes), notes, vectors)] == ["none"]
