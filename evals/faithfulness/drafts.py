@@ -17,7 +17,8 @@ Each draft also names its three planted errors, each one sentence changed:
 
 Written on 2026-12-01 before any change to the citation rules was tried on them (issue 14's
 second pass); the rules were then tuned on d01-d12 only, and d13-d24 are reported apart as the
-held-out half.
+held-out half. The support check (third pass) was tuned on another split, by topic groups
+(evals/faithfulness/split.py), whose reported half is held out for that check only.
 """
 from __future__ import annotations
 
