@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -12,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import psycopg
+from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from tenacity import (
@@ -141,7 +144,19 @@ class TxStats:
     max_attempts: int = 0  # the most attempts a committed transaction needed
 
 
-async def _serializable(conn: psycopg.AsyncConnection) -> None:
+class UntypedVectorDumper(VectorBinaryDumper):
+    """A numpy array as a query parameter: pgvector's binary form (4 bytes a value) instead of a
+    text literal that the client prints and the server parses (a 384-d literal took ~80 us to
+    print). Type oid 0 ("unknown"): the server takes the type from the statement's own
+    `%(q)s::vector(n)` cast, so a new connection needs no type lookup (pgvector's
+    register_vector does one per connection). Only for SQL that casts; CockroachDB's paths send
+    text literals (its docs do not describe binary vector input)."""
+
+    oid = 0
+
+
+async def _configure(conn: psycopg.AsyncConnection) -> None:
+    conn.adapters.register_dumper("numpy.ndarray", UntypedVectorDumper)
     # psycopg then opens each conn.transaction() with BEGIN ISOLATION LEVEL SERIALIZABLE
     # (CockroachDB's default and only level for our purposes; PostgreSQL's strictest), and the
     # session default makes a single statement sent without BEGIN (Database.statement, its own
@@ -203,7 +218,7 @@ class Database:
             # Every transaction is SERIALIZABLE whatever the server's default: our read-modify-write
             # paths (usage totals, decisions) rely on it. An external PostgreSQL defaults to
             # READ COMMITTED, where 8 writers x 20 add_post_usage kept 31 of 160 updates.
-            configure=_serializable,
+            configure=_configure,
             name=name,
             open=False,
         )
@@ -250,6 +265,36 @@ class Database:
         async def _once():
             async with self.pool.connection() as conn:
                 cur = await conn.execute(query, params)
+                return await cur.fetchall() if cur.description is not None else []
+
+        return await self._retrying(_once, attempts or self.settings.tx_max_attempts)
+
+    async def pipelined(self, statements: list[tuple[str, dict | None]], *, attempts: int | None = None) -> list[dict]:
+        """PostgreSQL: the statements in one READ ONLY transaction sent in ONE round trip
+        (pipeline mode: BEGIN, the statements, COMMIT, one Sync); returns the last one's rows.
+        For reads whose settings are transaction-local (set_config(..., true)), e.g. the vector
+        search's hnsw.ef_search. BEGIN and COMMIT are sent as statements because psycopg's
+        conn.transaction() inside a pipeline syncs three times (it nests a pipeline around BEGIN
+        and another around the body). Retried like transaction(); the statements must be safe to
+        run again."""
+        if not statements:
+            raise ValueError("pipelined() needs at least one statement")
+
+        async def _once():
+            async with self.pool.connection() as conn:
+                try:
+                    async with conn.pipeline():
+                        await conn.execute(sql.BEGIN_READ_ONLY)
+                        for query, params in statements:
+                            cur = await conn.execute(query, params)
+                        await conn.execute(sql.COMMIT)
+                except BaseException:
+                    # A failed statement leaves the transaction open and aborted (the pipeline
+                    # skipped the COMMIT): end it here, not in the pool's reset (which warns).
+                    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                        with contextlib.suppress(psycopg.Error):
+                            await conn.rollback()
+                    raise
                 return await cur.fetchall() if cur.description is not None else []
 
         return await self._retrying(_once, attempts or self.settings.tx_max_attempts)

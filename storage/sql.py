@@ -7,6 +7,9 @@ constant carries a dialect suffix and the caller picks by Database.dialect.
 SELECT_VERSION = "SELECT version() AS version"
 # Per pooled connection: statements sent without BEGIN are serializable too (both dialects).
 SET_SESSION_SERIALIZABLE = "SET default_transaction_isolation = 'serializable'"
+# Database.pipelined: the transaction around statements sent in one round trip (PostgreSQL).
+BEGIN_READ_ONLY = "BEGIN READ ONLY"
+COMMIT = "COMMIT"
 
 # --- migrations -------------------------------------------------------------------------
 # A lease row instead of advisory locks (CockroachDB has none): a process owns the migration

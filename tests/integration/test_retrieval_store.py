@@ -166,17 +166,15 @@ async def test_filtered_search_through_the_hnsw_index(private_db):  # noqa: F811
         await conn.execute("ANALYZE chunks")
     from storage import corpus_sql
 
-    query, params = corpus_sql.vector_search("postgres", 384, {"tags": ["needle"]})
-    params.update({"q": "[" + ",".join(map(str, q.tolist())) + "]", "model": "synthetic", "limit": 4})
+    query, params = corpus_sql.vector_search("postgres", 384, {"tags": ["needle"]}, limit=4)
+    params.update({"q": "[" + ",".join(map(str, q.tolist())) + "]", "model": "synthetic"})
 
     async def _run(conn):
         await conn.execute("SET LOCAL enable_seqscan = off")
         await conn.execute("SET LOCAL enable_bitmapscan = off")
         await conn.execute("SET LOCAL enable_sort = off")  # only the HNSW index yields distance order
         await conn.execute(corpus_sql.PG_SEARCH_SETTINGS, {"ef_search": "10"})
-        import psycopg
-
-        plan = await (await conn.execute(psycopg.sql.SQL("EXPLAIN ") + query, params)).fetchall()
+        plan = await (await conn.execute("EXPLAIN " + query, params)).fetchall()
         rows = await (await conn.execute(query, params)).fetchall()
         return "\n".join(next(iter(r.values())) for r in plan), rows
 
