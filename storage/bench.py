@@ -133,6 +133,7 @@ def enable_statement_stats_embedded(data_dir) -> None:
             libs = ",".join(x for x in [current.strip(), "pg_stat_statements"] if x)
             conn.execute(sql.SQL("ALTER SYSTEM SET shared_preload_libraries = {}").format(sql.Literal(libs)))
             conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+            conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")  # planner time apart
             restart = True
         else:
             restart = False
@@ -157,3 +158,38 @@ def statement_stats(url: str, *, like: str | None = None) -> list[dict]:
             "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
             "WHERE d.datname = current_database() AND (%(like)s::text IS NULL OR s.query ILIKE %(like)s) "
             "ORDER BY s.calls DESC", {"like": like}).fetchall()
+
+
+class ServerTime:
+    """Planning + execution time PostgreSQL spent on one database's statements, from
+    pg_stat_statements (loaded: enable_statement_stats_embedded), read as a running total so a
+    caller can take the difference around one operation. Its own reads are left out."""
+
+    TOTALS = ("SELECT coalesce(sum(total_plan_time), 0) AS plan_ms, coalesce(sum(total_exec_time), 0) AS exec_ms "
+              "FROM pg_stat_statements(false) WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+              "current_database()) AND NOT queryid = ANY(%(own)s)")
+
+    def __init__(self, url: str):
+        from psycopg.rows import dict_row
+
+        self.conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        self.own: list[int] = []
+        try:
+            self.conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")  # per database
+            self.conn.execute("SELECT pg_stat_statements_reset()")
+            for _ in range(2):
+                self.totals()
+            self.own = [r["queryid"] for r in self.conn.execute(
+                "SELECT queryid FROM pg_stat_statements(false) WHERE dbid = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())").fetchall()]
+        except psycopg.Error:
+            self.conn.close()
+            raise
+
+    def totals(self) -> tuple[float, float]:
+        """(planning ms, execution ms) so far."""
+        r = self.conn.execute(self.TOTALS, {"own": self.own}).fetchone()
+        return float(r["plan_ms"]), float(r["exec_ms"])
+
+    def close(self) -> None:
+        self.conn.close()

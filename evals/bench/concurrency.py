@@ -225,6 +225,11 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
     main_size = sizes[-1]
     met = [s["posts"] for s in sizes if s["efficiency"] >= 0.9]
     cpu_main = main_size["server_cpu_s_per_post"]
+    floor_by_size = {f["posts"]: f["server_cpu_s_per_run"] for f in noop}
+    for s in sizes:  # issue 18 item 1: our post's server CPU over the runtime's own, same batch size, same run
+        floor_cpu = floor_by_size.get(s["posts"])
+        s["cpu_ratio_to_noop_floor"] = round(s["server_cpu_s_per_post"] / floor_cpu, 2) if floor_cpu else None
+    at10 = next((s for s in sizes if s["posts"] == 10), None)
     return {"posts": n_posts, "llm_ms": llm_ms, "jobs": jobs, "critical_path_s": round(critical, 3),
             "critical_path_llm_only_s": CALLS_PER_POST * delay, "wall_s": main_size["wall_s"],
             "efficiency": main_size["efficiency"], "goal": 0.9, "published": main_size["published"],
@@ -232,10 +237,44 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
             # What 0.9 at n_posts would need: all n posts' server CPU inside critical/0.9 seconds.
             "server_cpu_ms_per_post_needed_for_goal": round(critical / 0.9 / n_posts * 1000, 1),
             "server_cpu_ms_per_post": round(cpu_main * 1000, 1),
+            "noop_floor_cpu_ms_per_run": round(floor_by_size[n_posts] * 1000, 2) if n_posts in floor_by_size else None,
+            "cpu_ratio_to_noop_floor": main_size["cpu_ratio_to_noop_floor"],
+            "efficiency_at_10": at10["efficiency"] if at10 else None,
+            "goals": goals(main_size, at10, floor_by_size.get(n_posts)),
             "noop_floor": noop, "cores": psutil.cpu_count(), "sizes": sizes, "cpu_breakdown": cpu_breakdown}
 
 
-QUICK_ARGS = ["--posts", "20", "--also", "--no-floor"]  # evals.bench.run_all --quick
+CPU_RATIO_GOAL = 3.0  # issue 18 item 1: server CPU per post <= 3x the runtime's no-op floor
+EFFICIENCY_AT_10_GOAL = 0.9  # issue 18 item 4
+
+
+def goals(main_size: dict, at10: dict | None, floor_cpu: float | None) -> list[dict]:
+    """The issue's figures with their goals (evals.bench.run_all prints every module's `goals`)."""
+    out = []
+    ratio = main_size["cpu_ratio_to_noop_floor"]
+    out.append({"name": f"server CPU per post / no-op floor, {main_size['posts']} at once (same run)",
+                "measured": ratio, "goal": f"<= {CPU_RATIO_GOAL}", "met": None if ratio is None else ratio <= CPU_RATIO_GOAL,
+                "detail": f"{main_size['server_cpu_s_per_post'] * 1000:.1f} vs "
+                          + (f"{floor_cpu * 1000:.1f} ms" if floor_cpu else "(floor not measured: --no-floor)")})
+    e10 = at10["efficiency"] if at10 else None
+    out.append({"name": "concurrency efficiency, 10 posts at once", "measured": e10,
+                "goal": f">= {EFFICIENCY_AT_10_GOAL}", "met": None if e10 is None else e10 >= EFFICIENCY_AT_10_GOAL,
+                "detail": "" if at10 else "(no 10-post batch: --also 10)"})
+    out.append({"name": f"concurrency efficiency, {main_size['posts']} posts at once (reported)",
+                "measured": main_size["efficiency"], "goal": "reported", "met": None,
+                "detail": f"bound by server CPU: {main_size['efficiency_bound_by_cpu']}"})
+    return out
+
+
+def format_goals(goal_rows: list[dict]) -> str:
+    lines = []
+    for g in goal_rows:
+        verdict = "" if g["met"] is None else ("met" if g["met"] else "MISSED")
+        lines.append(f"  {g['name']}: {g['measured']} (goal {g['goal']}) {verdict} {g.get('detail', '')}".rstrip())
+    return "\n".join(lines)
+
+
+QUICK_ARGS = ["--posts", "20", "--also", "10", "--no-floor"]  # evals.bench.run_all --quick
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     f = asyncio.run(run(args.posts, args.llm_ms, args.jobs, args.also, args.floor, args.profile))
     if f["cpu_breakdown"]:
         print(format_breakdown(f["cpu_breakdown"]))
+    print("issue 18 figures, measured in this run:\n" + format_goals(f["goals"]))
     print(f"{f['posts']} posts at once: efficiency {f['efficiency']} (goal 0.9); largest batch meeting the goal: "
           f"{f['largest_batch_meeting_goal']}; server CPU {f['server_cpu_ms_per_post']} ms/post, the goal at "
           f"{f['posts']} posts needs <= {f['server_cpu_ms_per_post_needed_for_goal']} ms/post"

@@ -8,6 +8,9 @@ that has an `if __name__ == "__main__":` block and does not set NOT_A_BENCHMARK 
 with its own defaults (`python -m <package>.<name>`); by convention its last printed line is one
 JSON object, which is collected. `make bench` runs evals.bench, `make chaos` evals.chaos.
 --quick passes each module its own QUICK_ARGS (a module-level list of strings), when it has one.
+A module whose JSON has a "goals" list ({"name", "measured", "goal", "met", "detail"}: a figure
+with its goal, measured in that run) gets those printed in the summary, so `make bench` shows
+each goal beside its figure.
 The last line printed is one JSON object: {name: {"rc", "seconds", "figures"}}.
 """
 from __future__ import annotations
@@ -69,6 +72,17 @@ def _headline(figures: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in list(flat.items())[:8])
 
 
+def _goal_lines(figures: dict | None) -> list[str]:
+    lines = []
+    for g in (figures or {}).get("goals") or []:
+        if not isinstance(g, dict):
+            continue
+        verdict = {True: "met", False: "MISSED", None: ""}.get(g.get("met"), "")
+        lines.append(f"goal: {g.get('name')}: {g.get('measured')} (goal {g.get('goal')}) {verdict} "
+                     f"{g.get('detail') or ''}".rstrip())
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="run every benchmark of a package")
     ap.add_argument("--package", default="evals.bench")
@@ -102,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsummary:")
     for name, r in results.items():
         print(f"  {'ok  ' if r['rc'] == 0 else 'FAIL'} {name:<24} {r['seconds']:>7}s  {_headline(r['figures'])[:150]}")
+        for line in _goal_lines(r["figures"]):
+            print("       " + line)
     print(json.dumps(results, default=str))
     return 0 if all(r["rc"] == 0 for r in results.values()) else 1
 
