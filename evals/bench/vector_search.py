@@ -229,18 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=1000)  # p99 of 300 was the 3rd-worst query: too noisy
     ap.add_argument("--ef", default="40,100,200")
     a = ap.parse_args(argv)
-    args = ([int(x) for x in a.sizes.split(",")], a.queries, [int(x) for x in a.ef.split(",")])
-    if os.environ.get("DATABASE_URL"):
-        out = asyncio.run(main_async(*args))
-    else:
-        from evals.chaos.support import private_postgres
-        from storage import bench as sb
-
-        with tempfile.TemporaryDirectory(prefix="newsroom-bench-vec-") as tmp, private_postgres(Path(tmp)) as (_, d):
-            sb.enable_statement_stats_embedded(d / "pg")
-            out = asyncio.run(main_async(*args))
+    out = on_bench_server(main_async([int(x) for x in a.sizes.split(",")], a.queries,
+                                     [int(x) for x in a.ef.split(",")]))
     print(json.dumps(out))
     return 0
+
+
+def on_bench_server(coro):
+    """Run coro on DATABASE_URL's server if set, else on a private embedded PostgreSQL configured
+    as the product's (storage/embedded.py) with pg_stat_statements loaded, removed afterwards."""
+    if os.environ.get("DATABASE_URL"):
+        return asyncio.run(coro)
+    from evals.chaos.support import private_postgres
+    from storage import bench as sb
+
+    with tempfile.TemporaryDirectory(prefix="newsroom-bench-vec-") as tmp, private_postgres(Path(tmp)) as (_, d):
+        sb.enable_statement_stats_embedded(d / "pg")
+        return asyncio.run(coro)
 
 
 if __name__ == "__main__":
