@@ -50,14 +50,15 @@ async def start_research(state: PostState, config: RunnableConfig) -> dict:
     return {}
 
 
-async def _corpus_chunks() -> int | None:
-    """Chunks in the corpus, or None when the embedding stack is not installed."""
+async def _corpus_ready() -> bool | None:
+    """Whether the corpus (pages fetched for posts aside) has any chunk, or None when the
+    embedding stack is not installed."""
     try:
         from tools import retrieval
     except ImportError as err:  # the embedding stack is optional for a bare install
         log.warning("retrieval unavailable (%s): research will be ungrounded", err)
         return None
-    return await retrieval.corpus_size(outside_prefix=researcher.WEB_PREFIX)
+    return await retrieval.has_corpus(outside_prefix=researcher.WEB_PREFIX)
 
 
 @traced_desk("researcher.plan")
@@ -66,7 +67,7 @@ async def plan(state: PostState, config: RunnableConfig) -> dict:
     tid = thread_id_of(config)
     topic, urls = researcher.split_request(state.topic, state.sources, max_urls=run.fetch_max_urls)
     n = run.research_subquestions
-    chunks = await _corpus_chunks()
+    chunks = await _corpus_ready()
     if not chunks or n == 0:
         why = "no sub-questions asked for" if n == 0 else "the corpus is empty: nothing to plan retrieval over"
         result = ResearchPlan(topic=topic, urls=urls, skipped=why)
@@ -87,9 +88,9 @@ async def retrieve(state: PostState, config: RunnableConfig) -> dict:
     run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     if state.outcome != "pending":
         return {}
-    chunks = await _corpus_chunks()
+    chunks = await _corpus_ready()
     if not chunks:
-        skipped = "the corpus is empty" if chunks == 0 else "retrieval is not installed"
+        skipped = "the corpus is empty" if chunks is False else "retrieval is not installed"
         return {"retrieval": RetrievalResult(skipped=skipped).model_dump(mode="json")}
     from tools import retrieval
 

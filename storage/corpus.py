@@ -85,6 +85,11 @@ def tsquery_terms(query: str) -> str:
     return " | ".join(seen)
 
 
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching every string that starts with prefix."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 class CorpusStore:
     """Data access for the corpus on one Database."""
 
@@ -99,9 +104,13 @@ class CorpusStore:
         if outside_prefix is None:
             row = await self.db.fetchone(q.COUNT_CHUNKS)
         else:
-            esc = outside_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            row = await self.db.fetchone(q.COUNT_CHUNKS_OUTSIDE, {"prefix": esc + "%"})
+            row = await self.db.fetchone(q.COUNT_CHUNKS_OUTSIDE, {"prefix": _like_prefix(outside_prefix)})
         return int(row["n"]) if row else 0
+
+    async def has_chunks(self, *, outside_prefix: str) -> bool:
+        """Whether any chunk's source path does not start with outside_prefix (no count)."""
+        row = await self.db.fetchone(q.ANY_CHUNK_OUTSIDE, {"prefix": _like_prefix(outside_prefix)})
+        return bool(row and row["found"])
 
     async def count_documents(self) -> int:
         row = await self.db.fetchone(q.COUNT_DOCUMENTS)

@@ -81,6 +81,14 @@ SELECT count(*) AS n FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE d.source_path NOT LIKE %(prefix)s ESCAPE '\\'
 """
 
+# Whether any chunk lies outside the prefix: the researcher asks before every plan and retrieval.
+# EXISTS stops at the first row; the count above read every chunk (47.8 ms at 100k chunks against
+# 0.02 ms, EXPLAIN ANALYZE, twice per post).
+ANY_CHUNK_OUTSIDE = """
+SELECT EXISTS (SELECT 1 FROM chunks c JOIN documents d ON d.id = c.document_id
+               WHERE d.source_path NOT LIKE %(prefix)s ESCAPE '\\') AS found
+"""
+
 CORPUS_MODELS = """
 SELECT embed_model, dim, count(*) AS chunks, count(DISTINCT document_id) AS documents
 FROM chunks GROUP BY embed_model, dim ORDER BY chunks DESC

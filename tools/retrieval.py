@@ -39,6 +39,7 @@ __all__ = [
     "Retriever",
     "corpus_size",
     "get_retriever",
+    "has_corpus",
     "hyde_messages",
     "retrieve",
     "set_hyde_generator",
@@ -137,6 +138,10 @@ class Retriever:
         """Chunks in the corpus (any model: a mismatch is reported by retrieve, loudly); with
         outside_prefix, those whose source path does not start with it."""
         return await (await self.store()).count_chunks(outside_prefix=outside_prefix)
+
+    async def has_corpus(self, *, outside_prefix: str) -> bool:
+        """Whether the corpus has any chunk outside the prefix (cheaper than corpus_size)."""
+        return await (await self.store()).has_chunks(outside_prefix=outside_prefix)
 
     async def query_vector(self, query: str, *, hyde: bool, thread_id: str | None) -> np.ndarray:
         trace = self.last
@@ -403,6 +408,10 @@ def get_retriever() -> Retriever:
 
 async def corpus_size(*, outside_prefix: str | None = None) -> int:
     return await get_retriever().corpus_size(outside_prefix=outside_prefix)
+
+
+async def has_corpus(*, outside_prefix: str) -> bool:
+    return await get_retriever().has_corpus(outside_prefix=outside_prefix)
 
 
 async def retrieve(query: str, *, k: int | None = None, hyde: bool | None = None, hybrid: bool | None = None,

@@ -151,6 +151,21 @@ async def test_filters_are_applied_inside_the_sql(private_db):  # noqa: F811
     assert plan.index("Limit") < plan.index("metadata @>")
 
 
+async def test_has_chunks_outside_a_prefix_agrees_with_the_count(private_db):  # noqa: F811
+    """The researcher's "is there a corpus" question (EXISTS) answers what the count did, and
+    the prefix's LIKE metacharacters are literal (web_ must not match webX)."""
+    store = CorpusStore(private_db)
+    assert await store.has_chunks(outside_prefix="web_/") is False
+    page = DocumentIn("web_/a", "page", "p1", [ChunkIn(0, "", "page", "pc1", unit(np.ones(384)))])
+    await store.upsert_documents([page], embed_model="synthetic", dim=384)
+    assert await store.has_chunks(outside_prefix="web_/") is False
+    assert await store.count_chunks(outside_prefix="web_/") == 0
+    other = DocumentIn("webX/b", "note", "n1", [ChunkIn(0, "", "note", "nc1", unit(-np.ones(384)))])
+    await store.upsert_documents([other], embed_model="synthetic", dim=384)
+    assert await store.has_chunks(outside_prefix="web_/") is True
+    assert await store.count_chunks(outside_prefix="web_/") == 1
+
+
 async def test_filtered_search_through_the_hnsw_index(private_db):  # noqa: F811
     """With the planner pushed onto the HNSW index, the iterative scan still returns k filtered rows."""
     store = CorpusStore(private_db)
