@@ -270,7 +270,8 @@ def format_goals(goal_rows: list[dict]) -> str:
     lines = []
     for g in goal_rows:
         verdict = "" if g["met"] is None else ("met" if g["met"] else "MISSED")
-        lines.append(f"  {g['name']}: {g['measured']} (goal {g['goal']}) {verdict} {g.get('detail', '')}".rstrip())
+        measured = "not measured in this run" if g["measured"] is None else g["measured"]
+        lines.append(f"  {g['name']}: {measured} (goal {g['goal']}) {verdict} {g.get('detail', '')}".rstrip())
     return "\n".join(lines)
 
 

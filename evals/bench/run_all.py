@@ -78,7 +78,8 @@ def _goal_lines(figures: dict | None) -> list[str]:
         if not isinstance(g, dict):
             continue
         verdict = {True: "met", False: "MISSED", None: ""}.get(g.get("met"), "")
-        lines.append(f"goal: {g.get('name')}: {g.get('measured')} (goal {g.get('goal')}) {verdict} "
+        measured = "not measured in this run" if g.get("measured") is None else g.get("measured")
+        lines.append(f"goal: {g.get('name')}: {measured} (goal {g.get('goal')}) {verdict} "
                      f"{g.get('detail') or ''}".rstrip())
     return lines
 

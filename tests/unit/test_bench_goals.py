@@ -38,3 +38,5 @@ def test_run_all_prints_each_goal_beside_its_figure():
                          "not a dict"]}
     assert run_all._goal_lines(figures) == ["goal: x: 1.5 (goal <= 3) met a vs b", "goal: y: 0.2 (goal >= 0.9) MISSED"]
     assert run_all._goal_lines(None) == [] and run_all._goal_lines({}) == []
+    assert run_all._goal_lines({"goals": [{"name": "z", "measured": None, "goal": "<= 5", "met": None}]}) == \
+        ["goal: z: not measured in this run (goal <= 5)"]
