@@ -1,6 +1,7 @@
 """P2 concurrency: N posts submitted at once to the Agent Server; how well their waits overlap.
 
     python -m evals.bench.concurrency [--posts 100] [--llm-ms 200] [--jobs 100] [--also 10 25 50] [--no-floor]
+                                      [--no-profile]
 
 A real `newsroom serve` (langgraph dev, in-memory runtime, --n-jobs-per-worker = --jobs) on a
 private embedded PostgreSQL; the scripted LLM (tests/scripted_llm.py, in this process, over real
@@ -26,7 +27,7 @@ import json
 import os
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import psutil
 
@@ -169,6 +170,23 @@ async def _noop_floor(sizes: list[int], jobs: int, workdir) -> list[dict]:
         proc.wait(20)
 
 
+@contextmanager
+def _profiler(pid: int, out):
+    """py-spy on the server while in the block; without py-spy (or leave to attach) the bench goes
+    on and says why there is no breakdown."""
+    spy = PySpy(pid, out)
+    try:
+        spy.__enter__()
+    except RuntimeError as err:
+        print(f"  no CPU breakdown: {err}", flush=True)
+        yield None
+        return
+    try:
+        yield spy
+    finally:
+        spy.__exit__(None, None, None)
+
+
 async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], floor: bool = True,
               profile: bool = False) -> dict:
     from langgraph_sdk import get_client
@@ -197,7 +215,7 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
             critical = statistics.median(alone)
             sizes = []
             for n in [*extra_sizes, n_posts]:
-                spy = PySpy(server.proc.pid, state_dir / "py-spy.txt") if profile and n == n_posts else nullcontext()
+                spy = _profiler(server.proc.pid, state_dir / "py-spy.txt") if profile and n == n_posts else nullcontext()
                 dbbench.reset_statement_stats(url)
                 with spy:
                     cpu0 = _tree_cpu(server.proc.pid)
@@ -220,7 +238,7 @@ async def run(n_posts: int, llm_ms: float, jobs: int, extra_sizes: list[int], fl
                       f"{statements['checkpoint saver']}, ours {statements['newsroom']})", flush=True)
         finally:
             server.stop()
-        cpu_breakdown = breakdown(state_dir / "py-spy.txt") if profile else None
+        cpu_breakdown = breakdown(state_dir / "py-spy.txt") if (state_dir / "py-spy.txt").exists() else None
         noop = await _noop_floor([s["posts"] for s in sizes], jobs, state_dir) if floor else []
     main_size = sizes[-1]
     met = [s["posts"] for s in sizes if s["efficiency"] >= 0.9]
@@ -275,7 +293,7 @@ def format_goals(goal_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-QUICK_ARGS = ["--posts", "20", "--also", "10", "--no-floor"]  # evals.bench.run_all --quick
+QUICK_ARGS = ["--posts", "20", "--also", "10", "--no-floor", "--no-profile"]  # evals.bench.run_all --quick
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=100)
     ap.add_argument("--also", type=int, nargs="*", default=[10, 25, 50], help="smaller batches measured first")
     ap.add_argument("--no-floor", dest="floor", action="store_false", help="skip the no-op graph floor")
-    ap.add_argument("--profile", action="store_true", help="py-spy on the server during the main batch")
+    ap.add_argument("--no-profile", dest="profile", action="store_false",
+                    help="skip py-spy on the server during the main batch (the CPU breakdown)")
     args = ap.parse_args(argv)
     f = asyncio.run(run(args.posts, args.llm_ms, args.jobs, args.also, args.floor, args.profile))
     if f["cpu_breakdown"]:
