@@ -120,24 +120,37 @@ async def server_settings(db: Database) -> dict[str, str]:
 
 # --- statement statistics (pg_stat_statements) -------------------------------------------------
 
+def preload_libraries_with(current: str, library: str) -> list[str] | None:
+    """The shared_preload_libraries list with `library` added, from the server's SHOW value
+    (comma-separated names, each possibly double-quoted); None when it is already there."""
+    names = [name.strip().strip('"') for name in current.split(",")]
+    names = [name for name in names if name]
+    return None if library in names else [*names, library]
+
+
+def set_preload_libraries(names: list[str]) -> sql.Composed:
+    """ALTER SYSTEM for a list GUC: one literal per library. One quoted string of comma-joined
+    names would name a single library 'a,b' that the server cannot load at its next start."""
+    return sql.SQL("ALTER SYSTEM SET shared_preload_libraries = {}").format(
+        sql.SQL(", ").join(sql.Literal(name) for name in names))
+
+
 def enable_statement_stats_embedded(data_dir) -> None:
-    """Load pg_stat_statements into an embedded PostgreSQL (a restart: only for a private bench server)."""
+    """Load pg_stat_statements into an embedded PostgreSQL (a restart: only for a private bench
+    server), keeping any library already preloaded."""
     from pathlib import Path
 
     from storage.embedded import restart_embedded, start_embedded
 
     uri = start_embedded(Path(data_dir), keep_running=True)
     with psycopg.connect(uri, autocommit=True) as conn:
-        current = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
-        if "pg_stat_statements" not in current:
-            libs = ",".join(x for x in [current.strip(), "pg_stat_statements"] if x)
-            conn.execute(sql.SQL("ALTER SYSTEM SET shared_preload_libraries = {}").format(sql.Literal(libs)))
+        libs = preload_libraries_with(conn.execute("SHOW shared_preload_libraries").fetchone()[0],
+                                      "pg_stat_statements")
+        if libs is not None:
+            conn.execute(set_preload_libraries(libs))
             conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
             conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")  # planner time apart
-            restart = True
-        else:
-            restart = False
-    if restart:
+    if libs is not None:
         restart_embedded(Path(data_dir))
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
