@@ -134,6 +134,10 @@ class ResearchPlan(BaseModel):
     model: str = ""
     skipped: str | None = None  # why no plan was asked for (empty corpus, disabled)
     error: str | None = None  # the plan did not validate: retrieval used the topic alone
+    # Whether the corpus had a chunk when the plan was made (None: retrieval not installed), so the
+    # retrieve step that follows need not ask again. A plan checkpointed before this field lacks it
+    # (not in model_fields_set): retrieve then asks.
+    corpus_ready: bool | None = None
 
 
 class Candidate(BaseModel):

@@ -15,7 +15,7 @@ from graphs import ledger
 from graphs.state import PostState
 from tools.llm import LLMUnavailable, get_gateway
 from tools.publish import PublishFailed, destinations_from_settings, publish_everywhere
-from tools.tracing import record_scores, traced_desk
+from tools.tracing import record_scores, traced_desk, tracing_on
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,15 @@ def failed(reason: str) -> dict:
 async def _fail_post(thread_id: str, desk: str, reason: str) -> dict:
     log.error("post %s failed in %s: %s", thread_id, desk, reason)
     await ledger.advance_post(thread_id, "failed", actor=desk, reason=reason[:500])
-    record_cost_score(thread_id, await ledger.post_usage(thread_id))
+    await score_post_cost(thread_id)
     return failed(f"{desk}: {reason}")
+
+
+async def score_post_cost(thread_id: str, *, budget_usd: float | None = None) -> None:
+    """record_cost_score with the post's usage read from the database, only when tracing is on:
+    the score is that read's only consumer (a read of the post row per call saved otherwise)."""
+    if tracing_on():
+        record_cost_score(thread_id, await ledger.post_usage(thread_id), budget_usd=budget_usd)
 
 
 def record_cost_score(thread_id: str, usage: dict, *, budget_usd: float | None = None) -> None:
@@ -70,13 +77,14 @@ async def plan(state: PostState, config: RunnableConfig) -> dict:
     chunks = await _corpus_ready()
     if not chunks or n == 0:
         why = "no sub-questions asked for" if n == 0 else "the corpus is empty: nothing to plan retrieval over"
-        result = ResearchPlan(topic=topic, urls=urls, skipped=why)
+        result = ResearchPlan(topic=topic, urls=urls, skipped=why, corpus_ready=chunks)
     else:
         try:
             result = await researcher.plan_research(get_gateway(), topic=topic, urls=urls, n=n, thread_id=tid,
                                                     max_tokens=run.plan_max_tokens)
         except LLMUnavailable as err:
             return await _fail_post(tid, "researcher", str(err))
+        result = result.model_copy(update={"corpus_ready": chunks})
     await ledger.record_desk_event(tid, actor="researcher", kind="research_plan", detail={
         "sub_questions": [q.question for q in result.sub_questions], "urls": len(result.urls),
         "skipped": result.skipped, "error": result.error})
@@ -88,7 +96,9 @@ async def retrieve(state: PostState, config: RunnableConfig) -> dict:
     run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     if state.outcome != "pending":
         return {}
-    chunks = await _corpus_ready()
+    # The plan step just asked (one read per post saved); a plan from an older checkpoint did not.
+    known = state.plan is not None and "corpus_ready" in state.plan.model_fields_set
+    chunks = state.plan.corpus_ready if known else await _corpus_ready()
     if not chunks:
         skipped = "the corpus is empty" if chunks is False else "retrieval is not installed"
         return {"retrieval": RetrievalResult(skipped=skipped).model_dump(mode="json")}
@@ -387,7 +397,7 @@ async def publish(state: PostState, config: RunnableConfig) -> dict:
     if rest:
         await ledger.record_desk_event(tid, actor="publisher", kind="published_everywhere",
                                        detail={"destinations": pub["destinations"]})
-    record_cost_score(tid, await ledger.post_usage(tid), budget_usd=run.run_budget_usd)
+    await score_post_cost(tid, budget_usd=run.run_budget_usd)
     return {"publication": pub, "outcome": "published"}
 
 

@@ -16,7 +16,15 @@ from agents.models import CostEstimate
 from config import get_settings
 from config.run_config import RunConfig
 from graphs import ledger
-from graphs.desks import editor_desk, publisher_desk, record_cost_score, researcher_desk, thread_id_of, writer_desk
+from graphs.desks import (
+    editor_desk,
+    publisher_desk,
+    record_cost_score,
+    researcher_desk,
+    score_post_cost,
+    thread_id_of,
+    writer_desk,
+)
 from graphs.state import HumanDecision, PostInput, PostState
 from tools.llm import role_prices
 from tools.redaction import install_log_redaction
@@ -28,7 +36,8 @@ log = logging.getLogger(__name__)
 async def supervise(state: PostState, config: RunnableConfig) -> dict:
     """Entry and hub, at every desk boundary. First visit: the post row (so runs from Studio or the
     SDK get one too) and the cost estimate (state and a `cost_estimate` event, before any LLM call).
-    Every visit: the post's spend so far, from its recorded usage, for the budget check in route()."""
+    Every visit of a run with a budget: the post's spend so far, from its recorded usage, for the
+    budget check in route()."""
     tid = thread_id_of(config)
     update: dict = {}
     if state.cost_estimate is None:
@@ -41,9 +50,12 @@ async def supervise(state: PostState, config: RunnableConfig) -> dict:
                                        detail={**estimate.model_dump(exclude={"steps"}),
                                                "summary": estimate.summary()})
         update["cost_estimate"] = estimate.model_dump(mode="json")
-    spent = (await ledger.post_usage(tid))["cost_usd"]
-    if spent != state.spent_usd:
-        update["spent_usd"] = spent
+    # The spend is read for route()'s budget check only: a run without a budget, or one that has
+    # finished (route() then ends it whatever the spend), has no use for it (a read per visit saved).
+    if state.outcome == "pending" and RunConfig.from_runnable_config(config).run_budget_usd is not None:
+        spent = (await ledger.post_usage(tid))["cost_usd"]
+        if spent != state.spent_usd:
+            update["spent_usd"] = spent
     return update
 
 
@@ -111,7 +123,7 @@ async def prepare_approval(state: PostState, config: RunnableConfig) -> dict:
     await ledger.advance_post(tid, "escalated" if escalated else "awaiting_approval", actor="editor",
                               reason=reason, revision=state.revision,
                               unless_in=() if escalated else ("escalated",))
-    record_cost_score(tid, await ledger.post_usage(tid), budget_usd=run.run_budget_usd)
+    await score_post_cost(tid, budget_usd=run.run_budget_usd)
     return {"escalated": escalated, "escalation_reason": reason}
 
 

@@ -70,7 +70,7 @@ class PostState(BaseModel):
     revision: int = 0  # Editor-driven revision cycles used (max settings.max_revisions)
     # --- cost (agents/supervisor.py: estimate_run, route_next)
     cost_estimate: CostEstimate | None = None  # made on the run's first step, before any LLM call
-    spent_usd: float = 0.0  # the post's recorded LLM cost, read at the last desk boundary
+    spent_usd: float = 0.0  # the post's recorded LLM cost, read at the last desk boundary (runs with a budget only)
     budget_stop: BudgetStop | None = None  # the run passed its budget: the draft went to a human
     # --- the human gate
     decisions: Annotated[list[HumanDecision], append_new] = Field(default_factory=list)

@@ -98,10 +98,10 @@ async def _fixed_policy(thread_id: str | None, configurable: dict | None) -> Non
     from storage import posts
     from storage.connect import get_database
 
-    db = await get_database()
-    if await posts.get_post(db, str(thread_id)) is None:
+    overrides = await posts.run_overrides_if_posted(await get_database(), str(thread_id))
+    if overrides is None:
         return
-    kept = (await posts.run_overrides_of(db, str(thread_id))).get("approval_policy") or get_settings().approval_policy
+    kept = overrides.get("approval_policy") or get_settings().approval_policy
     if wanted != kept:
         raise _refuse(403, f"this post's approval_policy is {kept!r}, fixed when it started")
 

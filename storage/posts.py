@@ -118,6 +118,12 @@ async def run_overrides_of(db: Database, thread_id: str) -> dict:
     return dict((row or {}).get("run_overrides") or {})
 
 
+async def run_overrides_if_posted(db: Database, thread_id: str) -> dict | None:
+    """run_overrides_of, or None when there is no post (one read where a caller made two)."""
+    row = await db.fetchone(sql.SELECT_POST_RUN_OVERRIDES, {"thread_id": thread_id})
+    return None if row is None else dict(row.get("run_overrides") or {})
+
+
 async def list_posts(db: Database, *, status: str | None = None, limit: int = 50) -> list[dict]:
     return await db.fetch(sql.LIST_POSTS, {"status": status, "limit": limit})
 
@@ -292,6 +298,17 @@ async def record_publication(
 
     Returns False if this publish key was already recorded (a replay): nothing changes.
     """
+    return await insert_publication(db, publish_key=publish_key, thread_id=thread_id, destination=destination,
+                                    location=location, draft_hash=draft_hash, title=title, actor=actor,
+                                    complete=complete) is not None
+
+
+async def insert_publication(
+    db: Database, *, publish_key: str, thread_id: str, destination: str, location: str,
+    draft_hash: str, title: str, actor: str = "publisher", complete: bool = True,
+) -> dict | None:
+    """record_publication returning the ledger row it inserted (the caller need not read it back),
+    or None when the key was already recorded (nothing changed)."""
 
     async def _work(conn):
         cur = await conn.execute(
@@ -299,12 +316,13 @@ async def record_publication(
             {"publish_key": publish_key, "thread_id": thread_id, "destination": destination,
              "location": location, "draft_hash": draft_hash, "title": title},
         )
-        if await cur.fetchone() is None:
-            return False
+        row = await cur.fetchone()
+        if row is None:
+            return None
         if complete:
             await _transition_in(conn, thread_id, S.PUBLISHED, actor, None,
                                  {"publish_key": publish_key, "location": location}, None, dialect=db.dialect)
-        return True
+        return row
 
     return await db.transaction(_work)
 
@@ -404,6 +422,7 @@ __all__ = [
     "create_post",
     "get_post",
     "get_publication",
+    "insert_publication",
     "list_events",
     "list_posts",
     "llm_calls_for",
@@ -414,6 +433,7 @@ __all__ = [
     "record_llm_call",
     "record_publication",
     "reopen_failed",
+    "run_overrides_if_posted",
     "run_overrides_of",
     "transition",
     "usage_for",

@@ -161,7 +161,7 @@ INSERT_PUBLICATION = """
 INSERT INTO publications (publish_key, thread_id, destination, location, draft_hash, title)
 VALUES (%(publish_key)s, %(thread_id)s, %(destination)s, %(location)s, %(draft_hash)s, %(title)s)
 ON CONFLICT (publish_key) DO NOTHING
-RETURNING publish_key
+RETURNING *
 """
 COUNT_PUBLICATIONS = "SELECT count(*) AS n FROM publications"
 

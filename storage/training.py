@@ -20,7 +20,8 @@ async def record_draft(db: Database, *, thread_id: str, version: int, title: str
     params = {"thread_id": thread_id, "version": version, "title": title, "body": body,
               "content_hash": content_hash, "model": model, "prompt": prompt, "reason": reason,
               "author": author, "messages": _jsonb(messages)}
-    await db.transaction(lambda conn: conn.execute(sql.UPSERT_DRAFT, params))
+    # One upsert: its own implicit transaction (a re-run writes the same row), no BEGIN/COMMIT around it.
+    await db.statement(sql.UPSERT_DRAFT, params)
 
 
 async def drafts_of(db: Database, thread_id: str) -> list[dict]:

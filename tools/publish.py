@@ -468,10 +468,11 @@ async def publish_everywhere(db: Database, destinations: list[Destination], *, t
                 await schedules.clear_intent(db, key)  # refused for sure: a retry may send it
             raise
         rest_done = all([await posts.get_publication(db, k) is not None for k in keys[i + 1:]])
-        recorded = await posts.record_publication(
+        row = await posts.insert_publication(
             db, publish_key=key, thread_id=thread_id, destination=dest.name, location=location,
             draft_hash=draft_hash, title=item.title, complete=rest_done)
-        out.append((await posts.get_publication(db, key), recorded))
+        # The row as inserted; a replay that lost the race to record it reads the winner's.
+        out.append((row, True) if row is not None else (await posts.get_publication(db, key), False))
     if keys and not any(fresh for _, fresh in out):
         # Every row was there already, one of them recorded by a human's word on a send of unknown
         # outcome (settle_uncertain_send), which cannot know it was the last: complete the post now.

@@ -349,6 +349,11 @@ def get_tracing() -> Tracing | None:
         return _tracing
 
 
+def tracing_on() -> bool:
+    """Whether Langfuse tracing is configured in this process (a score's inputs need reading at all)."""
+    return get_tracing() is not None
+
+
 def reset_tracing() -> None:
     """Decide again from the current settings (tests). Langfuse keeps one client per public key
     per process: a new key gets a new client, the same key the first one's exporter."""

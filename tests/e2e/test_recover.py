@@ -86,16 +86,16 @@ async def test_waiting_for_approval_stays_waiting(db, llm):
 
 
 async def test_cut_off_during_publish_publishes_exactly_once(db, llm, monkeypatch):
-    real_record = posts.record_publication
+    real_record = posts.insert_publication  # the ledger write publish_everywhere makes
 
     async def crash_before_ledger(*a, **kw):
         raise ConnectionError("simulated crash between the site write and the ledger commit")
 
     snap = await start_post("Crash while publishing")
-    monkeypatch.setattr(posts, "record_publication", crash_before_ledger)
+    monkeypatch.setattr(posts, "insert_publication", crash_before_ledger)
     with pytest.raises(ConnectionError):
         await drive(snap.thread_id, await ledger_command(db, snap))
-    monkeypatch.setattr(posts, "record_publication", real_record)
+    monkeypatch.setattr(posts, "insert_publication", real_record)
     assert (await posts.get_post(db, snap.thread_id))["status"] == "publishing"
 
     report = await recover(thread_ids=[snap.thread_id])

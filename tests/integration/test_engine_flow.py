@@ -149,7 +149,7 @@ async def test_publisher_crash_after_ledger_write_does_not_publish_twice(db, llm
 
     writes = []
     real_publish = publish_mod.StaticSiteDestination.publish
-    real_record = posts.record_publication
+    real_record = posts.insert_publication  # the ledger write publish_everywhere makes
 
     def counting_publish(self, item):
         writes.append(item.publish_key)
@@ -160,11 +160,11 @@ async def test_publisher_crash_after_ledger_write_does_not_publish_twice(db, llm
         raise ConnectionError("simulated crash after the ledger commit")
 
     monkeypatch.setattr(publish_mod.StaticSiteDestination, "publish", counting_publish)
-    monkeypatch.setattr(posts, "record_publication", record_then_crash)
+    monkeypatch.setattr(posts, "insert_publication", record_then_crash)
     snap = await start_post("Crash in the publisher")
     with pytest.raises(ConnectionError):
         await resume(snap.thread_id, "approve")
-    monkeypatch.setattr(posts, "record_publication", real_record)
+    monkeypatch.setattr(posts, "insert_publication", real_record)
     # the retry replays the publisher node from its last checkpoint
     from service.runner import drive
 

@@ -20,6 +20,8 @@ from storage.posts import (
     PostNotFound,
     create_post,
     get_post,
+    get_publication,
+    insert_publication,
     list_events,
     llm_calls_for,
     record_human_decision,
@@ -70,6 +72,10 @@ async def test_moves_calls_decisions_and_publication(path_db):
     pub = dict(publish_key=key, thread_id=tid, destination="site", location="x", draft_hash="h", title="t")
     assert await record_publication(db, **pub) is True
     assert await record_publication(db, **pub) is False
+    # The row as inserted, which publish_everywhere keeps instead of reading it back; None on a replay.
+    row = await insert_publication(db, **{**pub, "publish_key": f"{key}:b", "destination": "b"}, complete=False)
+    assert row == await get_publication(db, f"{key}:b") and row["destination"] == "b"
+    assert await insert_publication(db, **{**pub, "publish_key": f"{key}:b", "destination": "b"}) is None
     assert (await get_post(db, tid))["status"] == "published"
     events = await list_events(db, tid)
     moves = [(e["from_status"], e["to_status"]) for e in events if e["kind"] == "transition"]

@@ -70,17 +70,17 @@ async def test_a_crash_after_telegram_took_the_message_is_not_resent_blindly(db,
     fake = channel
     before = len(fake.chat_messages(CHANNEL))
     snap = await start_post("Crash after the channel took it")
-    real = posts.record_publication
+    real = posts.insert_publication  # the ledger write publish_everywhere makes
 
     async def dies_after_the_send(db_, **kw):
         if kw["destination"] == "telegram_channel":
             raise RuntimeError("killed between the send and its ledger row")
         return await real(db_, **kw)
 
-    monkeypatch.setattr(publish.posts, "record_publication", dies_after_the_send)
+    monkeypatch.setattr(publish.posts, "insert_publication", dies_after_the_send)
     with pytest.raises(RuntimeError, match="killed between"):
         await resume(snap.thread_id, {"action": "approve", "reviewer": "cy"})
-    monkeypatch.setattr(publish.posts, "record_publication", real)
+    monkeypatch.setattr(publish.posts, "insert_publication", real)
     assert len(fake.chat_messages(CHANNEL)) == before + 1  # Telegram has it
     await recover(thread_ids=[snap.thread_id])  # the replay
     post = await posts.get_post(db, snap.thread_id)
