@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from config import Settings, get_settings
 from storage import sql
-from storage.db import Database, IdleCheck, resolve_database_url
+from storage.db import Database, IdleCheckedPool, resolve_database_url
 from storage.migrate import migrate, under_lease
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,13 @@ log = logging.getLogger(__name__)
 def _saver_pool(url: str, s: Settings) -> AsyncConnectionPool:
     # Same sizing and health check as the app pool; the savers need autocommit + dict rows,
     # and prepare_threshold=0 keeps them correct behind connection poolers.
-    return AsyncConnectionPool(
+    return IdleCheckedPool(
         url,
         min_size=s.pool_min_size,
         max_size=s.pool_max_size,
         max_idle=s.pool_max_idle_s,
         timeout=s.pool_timeout_s,
-        check=(freshness := IdleCheck(s.pool_check_idle_s)).check,
-        reset=freshness.returned,
+        check_idle_s=s.pool_check_idle_s,
         reconnect_timeout=max(60.0, s.pool_timeout_s),
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         name="newsroom-checkpoints",

@@ -172,25 +172,33 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded(settings.pg_data_dir)
 
 
-class IdleCheck:
-    """The pool's checkout check, skipped for a connection returned moments ago.
+class IdleCheckedPool(AsyncConnectionPool):
+    """The pool, with a checkout check skipped for a connection returned moments ago.
 
     A round trip per checkout was ~5% of the Agent Server's CPU under load (P2). A connection
-    used within the last `idle_s` seconds is handed out unchecked; if the server died in that
+    used within the last `check_idle_s` seconds is handed out unchecked; if the server died in that
     window its first statement fails with 08xxx, which Database.transaction and the checkpoint
     saver retry on a fresh connection.
+
+    The return time is noted in putconn(), not in a `reset=` callback: with a reset callback the
+    pool hands every returned connection to a maintenance worker, so a checkout made before that
+    worker ran found the pool empty and grew it by a connection. That grew the pool in plain
+    sequential use, and left a connect running in a worker when a short-lived loop ended (which
+    used to hang asyncio.run's shutdown: storage/loop_scoped.py).
     """
 
-    def __init__(self, idle_s: float):
-        self.idle_s = idle_s
+    def __init__(self, *args, check_idle_s: float, **kwargs):
+        self.check_idle_s = check_idle_s
         self._returned_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        super().__init__(*args, check=self._check_if_idle, **kwargs)
 
-    async def returned(self, conn: psycopg.AsyncConnection) -> None:
+    async def putconn(self, conn: psycopg.AsyncConnection) -> None:
         self._returned_at[conn] = time.monotonic()
+        await super().putconn(conn)
 
-    async def check(self, conn: psycopg.AsyncConnection) -> None:
+    async def _check_if_idle(self, conn: psycopg.AsyncConnection) -> None:
         at = self._returned_at.get(conn)
-        if at is None or time.monotonic() - at >= self.idle_s:
+        if at is None or time.monotonic() - at >= self.check_idle_s:
             await AsyncConnectionPool.check_connection(conn)
 
 
@@ -204,15 +212,14 @@ class Database:
         self.server_version = ""
         self.stats = TxStats()
         s = self.settings
-        self.pool = AsyncConnectionPool(
+        self.pool = IdleCheckedPool(
             url,
             min_size=s.pool_min_size,
             max_size=s.pool_max_size,
             max_idle=s.pool_max_idle_s,
             timeout=s.pool_timeout_s,
             # Checked on checkout when it sat idle: one broken by a server restart is replaced.
-            check=(freshness := IdleCheck(s.pool_check_idle_s)).check,
-            reset=freshness.returned,
+            check_idle_s=s.pool_check_idle_s,
             reconnect_timeout=max(60.0, s.pool_timeout_s),
             kwargs={"autocommit": True, "row_factory": dict_row},
             # Every transaction is SERIALIZABLE whatever the server's default: our read-modify-write

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from storage.loop_scoped import LoopScoped
 
@@ -70,3 +71,57 @@ def test_a_replaced_value_is_left_open_and_the_new_one_closed():
 
     asyncio.run(replace())
     assert closed == [2]
+
+
+class StubbornWorkers(Resource):
+    """A resource whose background worker, like psycopg_pool's maintenance workers, catches a
+    cancellation around its task and goes back to its queue: only close() (a stop message) ends it."""
+
+    def __init__(self, n: int):
+        super().__init__(n)
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.busy = asyncio.Event()
+        self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        while (job := await self.queue.get()) is not None:
+            try:
+                await job()
+            except (Exception, asyncio.CancelledError):
+                pass
+
+    def start_slow_job(self) -> None:
+        async def slow():
+            self.busy.set()
+            await asyncio.sleep(3600)
+        self.queue.put_nowait(slow)
+
+    async def stop(self) -> None:
+        self.queue.put_nowait(None)
+        await asyncio.wait_for(self.worker, 5)
+
+
+def test_a_value_is_closed_while_asyncio_run_cancels_the_tasks_left():
+    """The close runs alongside the cancellation of the loop's tasks (not after it, which waited
+    forever for a worker that had swallowed its cancellation mid-task)."""
+    closed: list[int] = []
+
+    async def close(r: StubbornWorkers) -> None:
+        await r.stop()
+        r.closed += 1
+        closed.append(r.n)
+
+    scoped = LoopScoped("resource", close)
+
+    async def main() -> StubbornWorkers:
+        r = scoped.put(StubbornWorkers(1))
+        r.start_slow_job()
+        await r.busy.wait()  # the worker is mid-job when main returns
+        return r
+
+    done: list[StubbornWorkers] = []
+    runner = threading.Thread(target=lambda: done.append(asyncio.run(main())), daemon=True)
+    runner.start()
+    runner.join(20)
+    assert not runner.is_alive(), "asyncio.run did not return: the loop's shutdown waited on the worker"
+    assert done[0].closed == 1 and closed == [1] and done[0].worker.done()
