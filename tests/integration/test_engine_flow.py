@@ -263,19 +263,30 @@ async def test_cli_post_that_fails_exits_1_with_the_retry_command_which_works(db
 
 async def test_ctrl_c_of_a_cli_post_says_which_thread_and_recovery_runs_it_on(db, llm, pg_url):
     import signal
+    import time
 
     from service.recovery import recover
     from tests.scripted_llm import Fault
 
     topic = "Interrupted by Ctrl-C, then recovered"
     llm.script(Fault.hang(30), model=WRITER)  # the researcher's LLM call hangs: Ctrl-C lands mid-desk
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "post", topic], cwd=ROOT,
-                            env=dict(os.environ, DATABASE_URL=pg_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    # The CLI as a terminal starts it, with SIGINT live. A suite started in the background by a script
+    # (`make test &`, no job control) has SIGINT ignored, a child inherits that across exec, and its
+    # Python then never turns Ctrl-C into KeyboardInterrupt: the post ran on to the gate and exited 0.
+    # A handler (not SIG_IGN) in this process is reset to the default in the child at exec.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        for _ in range(600):
-            if any(topic in r.prompt for r in llm.requests_for(WRITER)):
-                break
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "post", topic], cwd=ROOT,
+                                env=dict(os.environ, DATABASE_URL=pg_url), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    try:
+        # Wait for the hung call itself (the CLI's start takes a while on a loaded machine); a Ctrl-C
+        # sent before it would test something else, so say so instead of sending it anyway.
+        deadline = time.monotonic() + 120
+        while not any(topic in r.prompt for r in llm.requests_for(WRITER)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the CLI never made the researcher's call"
             await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _out, err = await asyncio.to_thread(proc.communicate, timeout=60)
