@@ -185,7 +185,7 @@ async def test_approve_a_run_from_the_web_page_in_chromium(browser, approval_ser
     browser.find_element(By.ID, "approve").click()
     flash = wait.until(EC.presence_of_element_located((By.ID, "flash")))
     assert flash.text.startswith("Approved")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90  # the publish runs in the background; a loaded machine takes a while
     while browser.find_element(By.ID, "status").text != "published" and time.monotonic() < deadline:
         time.sleep(0.3)
         browser.refresh()
@@ -220,10 +220,14 @@ async def test_edit_the_draft_in_the_textarea_in_chromium(browser, approval_serv
     browser.find_element(By.ID, "edit").click()
     flash = wait.until(EC.presence_of_element_located((By.ID, "flash")))
     assert flash.text.startswith("Your edit is the new version")
-    deadline = time.monotonic() + 30
-    while "Draft v2" not in browser.page_source and time.monotonic() < deadline:
+    # The run resumes in the background: "Draft v2" is on the page as soon as the edit is in the
+    # state, its citation check only once the run is back at the gate with it ("... waits for
+    # approval"). Wait for that (a loaded machine takes a while), not for the first sight of v2.
+    deadline = time.monotonic() + 90
+    while "Draft v2 waits for approval" not in browser.page_source and time.monotonic() < deadline:
         time.sleep(0.3)
         browser.refresh()
+    assert "Draft v2 waits for approval" in browser.page_source, browser.find_element(By.ID, "events").text
     assert "A line typed in the browser." in browser.find_element(By.ID, "draft").text
     assert "edited by web (web)" in browser.page_source and browser.find_elements(By.ID, "citation-support")
     edits = [e for e in await posts.list_events(db, tid) if e["kind"] == "draft_edited"]
