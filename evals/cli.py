@@ -3,11 +3,12 @@ sets on the command line. Registered with the CLI by the `newsroom.commands` ent
 pyproject.toml, so service/ never imports evals/ (evals sits above service: it drives the engine)."""
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import click
+
+from service.cli.common import run  # asyncio.run that closes the database before the loop ends
 
 
 @click.command("eval-retrieval")
@@ -26,18 +27,10 @@ def eval_retrieval_command(corpus, queries, modes, k, hypotheses, hyde_combine) 
     from evals.retrieval.run import DEFAULT_CORPUS, DEFAULT_QUERIES, run_with_llm
     from storage.corpus import EmbeddingMismatchError
 
-    async def _run():
-        from storage.connect import close_database
-
-        try:
-            return await run_with_llm(corpus=corpus or DEFAULT_CORPUS, queries_path=queries or DEFAULT_QUERIES,
-                                      modes=[m.strip() for m in modes.split(",") if m.strip()], k=k,
-                                      hypotheses=hypotheses, hyde_combine=hyde_combine, echo=click.echo)
-        finally:
-            await close_database()
-
     try:
-        out = asyncio.run(_run())
+        out = run(run_with_llm(corpus=corpus or DEFAULT_CORPUS, queries_path=queries or DEFAULT_QUERIES,
+                               modes=[m.strip() for m in modes.split(",") if m.strip()], k=k,
+                               hypotheses=hypotheses, hyde_combine=hyde_combine, echo=click.echo))
     except (EmbeddingMismatchError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(out["summary"]))
@@ -55,17 +48,9 @@ def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only, no_s
     from evals.faithfulness.run import run_with_llm
     from storage.corpus import EmbeddingMismatchError
 
-    async def _run():
-        from storage.connect import close_database
-
-        try:
-            return await run_with_llm(live=0 if no_live else live_topics, planted=not no_planted,
-                                      rules_only=rules_only, support=not no_support, echo=click.echo)
-        finally:
-            await close_database()
-
     try:
-        out = asyncio.run(_run())
+        out = run(run_with_llm(live=0 if no_live else live_topics, planted=not no_planted,
+                               rules_only=rules_only, support=not no_support, echo=click.echo))
     except (EmbeddingMismatchError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(out, default=str))

@@ -1,11 +1,12 @@
 """`newsroom ingest PATH...` (registered by service/cli/__init__.py)."""
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 import click
+
+from service.cli.common import run
 
 
 @click.command("ingest")
@@ -32,25 +33,20 @@ def ingest_command(paths: tuple[Path, ...], reembed: bool, prune: bool, quiet: b
     if total == 0:
         raise click.ClickException("no .md, .markdown, .txt, .html or .htm files found")
 
-    async def _run():
-        from storage.connect import close_database
+    async def _ingest():
+        if quiet or not sys.stderr.isatty() and not sys.stdout.isatty():
+            return await ingest_paths(paths, reembed=reembed, prune=prune)
+        click.echo(f"loading the embedder and ingesting {total} file(s)...", err=True)
+        with click.progressbar(length=total, label="ingesting", file=sys.stderr, show_pos=True,
+                               item_show_func=lambda s: s) as bar:
+            def progress(done: int, _total: int, path: str, status: str) -> None:
+                bar.current_item = f"{status:<9} {path}"[:60]
+                bar.update(1)
 
-        try:
-            if quiet or not sys.stderr.isatty() and not sys.stdout.isatty():
-                return await ingest_paths(paths, reembed=reembed, prune=prune)
-            click.echo(f"loading the embedder and ingesting {total} file(s)...", err=True)
-            with click.progressbar(length=total, label="ingesting", file=sys.stderr, show_pos=True,
-                                   item_show_func=lambda s: s) as bar:
-                def progress(done: int, _total: int, path: str, status: str) -> None:
-                    bar.current_item = f"{status:<9} {path}"[:60]
-                    bar.update(1)
-
-                return await ingest_paths(paths, progress=progress, reembed=reembed, prune=prune)
-        finally:
-            await close_database()
+            return await ingest_paths(paths, progress=progress, reembed=reembed, prune=prune)
 
     try:
-        report = asyncio.run(_run())
+        report = run(_ingest())  # closes the database before the loop ends
     except (EmbeddingMismatchError, EmbedderError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(report.summary())
