@@ -223,6 +223,7 @@ class DraftOutline(BaseModel):
     sections: list[str] = Field(default_factory=list)
     model: str = ""
     error: str | None = None  # no valid outline: the draft was written from the notes alone
+    source: Literal["llm", "plan"] = "llm"  # an outline call, or the research plan's questions (no call)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

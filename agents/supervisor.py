@@ -136,7 +136,7 @@ def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -
     """The cost and time of one post before it runs, from the price of each role's first route
     (model, USD per 1M in, per 1M out) and the run's limits (the settings named below, per-run
     overrides applied). Calls per post: researcher plan + HyDE (+ notes when ungrounded), writer
-    outline + draft, editor claims + judge; the draft, claims and judge again per revision cycle,
+    outline (none when it comes from the plan) + draft, editor claims + judge; the draft, claims and judge again per revision cycle,
     the judge up to judge_max_attempts times per draft. Each call at its max_tokens; prompt sizes
     from the notes (retrieval_top_k chunks of chunk_tokens) and the draft they carry."""
     notes = limits["retrieval_top_k"] * limits["chunk_tokens"]
@@ -145,11 +145,13 @@ def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -
     plan = 1 if limits["research_subquestions"] > 0 else 0
     hyde = 1 if limits["retrieval_hyde"] else 0
     claims = 1 if limits["claim_check"] else 0
+    # An outline from the plan makes no call, unless the plan had too few questions.
+    outline_min = 0 if limits.get("outline_source") == "plan" else 1
     rows = [  # step, role, calls min, calls max, tokens in, tokens out (per call)
         ("researcher.plan", "researcher", plan, plan, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["plan_max_tokens"]),
         ("researcher.hyde", "hyde", hyde, hyde, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["hyde_max_tokens"]),
         ("researcher.notes", "researcher", 0, 1, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["research_max_tokens"]),
-        ("writer.outline", "writer", 1, 1, PROMPT_OVERHEAD_TOKENS + notes, limits["outline_max_tokens"]),
+        ("writer.outline", "writer", outline_min, 1, PROMPT_OVERHEAD_TOKENS + notes, limits["outline_max_tokens"]),
         ("writer.draft", "writer", 1, drafts_max,
          PROMPT_OVERHEAD_TOKENS + notes + limits["outline_max_tokens"] + draft + FEEDBACK_TOKENS, draft),
         ("editor.claims", "judge", claims, claims * drafts_max, PROMPT_OVERHEAD_TOKENS + notes + draft,
@@ -176,7 +178,7 @@ def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -
 # The settings estimate_run reads (graphs/ passes each from the run's RunConfig when it is an override).
 ESTIMATE_LIMITS = ("retrieval_top_k", "writer_max_tokens", "max_revisions", "research_subquestions", "retrieval_hyde",
                    "claim_check", "plan_max_tokens", "hyde_max_tokens", "research_max_tokens", "outline_max_tokens",
-                   "claims_max_tokens", "judge_max_tokens", "judge_max_attempts")
+                   "claims_max_tokens", "judge_max_tokens", "judge_max_attempts", "outline_source")
 
 
 def citation_summary(report) -> dict | None:

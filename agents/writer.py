@@ -114,6 +114,17 @@ async def write_outline(gateway, *, topic: str, notes: ResearchNotes, version: i
                         sections=[s.strip() for s in outline.sections if s.strip()])
 
 
+def outline_from_plan(topic: str, questions: list[str], *, version: int) -> DraftOutline | None:
+    """The research plan's sub-questions as the outline's sections (NEWSROOM_OUTLINE_SOURCE=plan):
+    the plan already split the topic into what a post must answer, and the outline call's sections
+    were those questions reworded, for 35-40 s of the local model. None when the plan has fewer
+    than two questions (the outline call is made instead)."""
+    sections = list(dict.fromkeys(q.strip() for q in questions if q and q.strip()))[:6]
+    if len(sections) < 2:
+        return None
+    return DraftOutline(version=version, title=" ".join(topic.split())[:160], sections=sections, source="plan")
+
+
 def outline_text(outline: DraftOutline | None) -> str:
     if outline is None or not outline.sections:
         return "(none: structure the post yourself)"

@@ -204,6 +204,12 @@ class Settings(BaseSettings):
                     "plans at 0.1-1.0 lowered top-1 on topic requests, see evals/bench/RESULTS-retrieval.md)")
     plan_max_tokens: int = Field(default=160, ge=16, description="max tokens of the research plan (240 on the local Qwen)")
     outline_max_tokens: int = Field(default=120, ge=16, description="max tokens of the Writer's outline (200 on the local Qwen)")
+    outline_source: Literal["llm", "plan"] = Field(
+        default="llm",
+        description="where the first draft's outline comes from: llm (one outline call over the notes) or plan "
+                    "(the research plan's sub-questions as the sections, no LLM call; default for the local Qwen, "
+                    "where the outline call took 35-40 s of a post and its sections were the plan's questions "
+                    "reworded)")
     draft_format: Literal["text", "cited_json", "cited_sections"] = Field(
         default="text",
         description="the first draft's form: text (Markdown with [n] markers the model types), cited_json "
@@ -540,7 +546,7 @@ class Settings(BaseSettings):
             # Measured on Qwen (evals/bench/cited_drafts.py): plans of 144-157 tokens (160 cut 4 of 11
             # off), outlines of ~53 (one of 120+ seen); in free text it left the [n] markers out.
             for name, value in (("draft_format", "cited_json"), ("plan_max_tokens", 240),
-                                ("outline_max_tokens", 200)):
+                                ("outline_max_tokens", 200), ("outline_source", "plan")):
                 if name not in self.model_fields_set:
                     setattr(self, name, value)
         return self

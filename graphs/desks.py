@@ -79,6 +79,9 @@ async def plan(state: PostState, config: RunnableConfig) -> dict:
         why = "no sub-questions asked for" if n == 0 else "the corpus is empty: nothing to plan retrieval over"
         result = ResearchPlan(topic=topic, urls=urls, skipped=why, corpus_ready=chunks)
     else:
+        from tools import retrieval  # importable: _corpus_ready found chunks
+
+        retrieval.warm_up_embedder()  # loads while the plan call waits on the LLM
         try:
             result = await researcher.plan_research(get_gateway(), topic=topic, urls=urls, n=n, thread_id=tid,
                                                     max_tokens=run.plan_max_tokens)
@@ -210,12 +213,15 @@ async def outline(state: PostState, config: RunnableConfig) -> dict:
     if not (state.research and state.research.grounded):
         return {"outlines": [DraftOutline(version=1, error="no outline: the research is ungrounded").model_dump(mode="json")]}
     tid = thread_id_of(config)
-    try:
-        result = await writer.write_outline(get_gateway(), topic=_topic(state), notes=state.research, version=1,
-                                            thread_id=tid, max_tokens=run.outline_max_tokens,
-                                            questions=[q.question for q in (state.plan.sub_questions if state.plan else [])])
-    except LLMUnavailable as err:
-        return await _fail_post(tid, "writer", str(err))
+    questions = [q.question for q in (state.plan.sub_questions if state.plan else [])]
+    result = (writer.outline_from_plan(_topic(state), questions, version=1) if run.outline_source == "plan"
+              else None)
+    if result is None:
+        try:
+            result = await writer.write_outline(get_gateway(), topic=_topic(state), notes=state.research, version=1,
+                                                thread_id=tid, max_tokens=run.outline_max_tokens, questions=questions)
+        except LLMUnavailable as err:
+            return await _fail_post(tid, "writer", str(err))
     return {"outlines": [result.model_dump(mode="json")]}
 
 

@@ -47,7 +47,9 @@ def progress_line(node: str, update: Any) -> str | None:
                 f"research notes UNGROUNDED: {(r.get('ungrounded_reason') or 'no corpus match')[:160]}")
     if node == "outline" and update.get("outlines"):
         o = update["outlines"][-1]
-        return f"outline: {len(o['sections'])} sections" if not o.get("error") else "outline: none (invalid), drafting from the notes"
+        if o.get("error"):
+            return "outline: none (invalid), drafting from the notes"
+        return f"outline: {len(o['sections'])} sections" + (" (the plan's questions)" if o.get("source") == "plan" else "")
     if node == "check_citations" and update.get("citation_checks"):
         c = update["citation_checks"][-1]
         rate = "-" if c["support_rate"] is None else f"{c['support_rate']:.0%}"

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -404,6 +405,26 @@ def get_retriever() -> Retriever:
     if _default is None:
         _default = Retriever()
     return _default
+
+
+def warm_up_embedder() -> bool:
+    """Start loading the retriever's embedding model in a background thread; True if it started.
+
+    The Researcher's plan call waits seconds to minutes on the LLM server (another process) while
+    this process idles; loading the model then (6-12 s on 2 cores) takes it off the post's path.
+    A failure here is only logged: the first real embed raises the clear error."""
+    embedder = get_retriever().embedder
+    if getattr(embedder, "loaded", True) or not hasattr(embedder, "load"):
+        return False
+
+    def load() -> None:
+        try:
+            embedder.load()
+        except Exception as err:  # noqa: BLE001 - reported again, with its fix, by the first embed
+            log.warning("embedding model warm-up failed: %s", err)
+
+    threading.Thread(target=load, name="embedder-warm-up", daemon=True).start()
+    return True
 
 
 async def corpus_size(*, outside_prefix: str | None = None) -> int:

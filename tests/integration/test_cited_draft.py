@@ -225,6 +225,21 @@ def test_plan_and_outline_caps_fit_qwen_and_stay_for_smollm2():
     assert load_settings(local_model="qwen2.5-coder-1.5b", plan_max_tokens=100).plan_max_tokens == 100
 
 
+def test_the_outline_comes_from_the_plan_on_qwen_only():
+    assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="llamacpp").outline_source == "plan"
+    assert load_settings(local_model="smollm2", llm_provider="llamacpp").outline_source == "llm"
+    assert load_settings(local_model="qwen2.5-coder-1.5b", outline_source="llm").outline_source == "llm"
+
+
+def test_an_outline_from_the_plan_is_its_questions_and_needs_two():
+    outline = writer.outline_from_plan("  How GQA\nshrinks it ", ["What is GQA?", " What is GQA? ", "How big?", ""],
+                                       version=1)
+    assert (outline.title, outline.sections, outline.source) == ("How GQA shrinks it", ["What is GQA?", "How big?"], "plan")
+    assert "1. What is GQA?\n2. How big?" in writer.outline_text(outline)
+    assert writer.outline_from_plan("T", ["Only one?"], version=1) is None  # the outline call is made instead
+    assert len(writer.outline_from_plan("T", [f"Q{i}?" for i in range(9)], version=1).sections) == 6
+
+
 def test_the_bench_counts_cited_sentences_and_rule_flags():
     from evals.bench.cited_drafts import draft_counts
 

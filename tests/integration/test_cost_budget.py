@@ -169,6 +169,9 @@ def test_estimate_counts_each_desks_calls_and_prices_them_at_their_route():
     fewer = supervisor.estimate_run(prices, limits=dict(LIMITS, max_revisions=0, judge_max_attempts=1,
                                                         research_subquestions=0, claim_check=False))
     assert (fewer.llm_calls_min, fewer.llm_calls_max) == (4, 5) and fewer.usd_max < est.usd_max
+    planned = supervisor.estimate_run(prices, limits=dict(LIMITS, outline_source="plan"))
+    assert {s.step: s.calls_min for s in planned.steps}["writer.outline"] == 0  # the plan's questions, no call
+    assert (planned.llm_calls_min, planned.llm_calls_max) == (5, 24)
     free = supervisor.estimate_run({r: ("local", 0.0, 0.0) for r in prices}, limits=LIMITS)
     assert free.usd_max == 0 and "estimate $0.0000-$0.0000" in free.summary()
 

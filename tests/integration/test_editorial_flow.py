@@ -149,6 +149,31 @@ async def test_each_desk_step_is_in_the_state_history(db, llm, corpus, site, fet
     assert {"check_citations", "judge"} <= seen["editor"]
 
 
+@pytest.fixture
+def outline_from_plan(monkeypatch, fetch_allowed):
+    monkeypatch.setenv("NEWSROOM_OUTLINE_SOURCE", "plan")
+    reset_runtime()
+    yield
+    monkeypatch.undo()
+    reset_runtime()
+
+
+async def test_an_outline_from_the_plan_costs_no_llm_call(db, llm, corpus, site, outline_from_plan):  # noqa: F811
+    url, _ = site
+    _script(llm)
+    snap = await start_post("How GQA shrinks the KV cache", source="test", sources=[f"{url}/article"])
+    assert snap.waiting_for_human, snap.values.get("error")
+    questions = [q["question"] for q in PLAN["sub_questions"]]
+    outline = snap.values["outlines"][0]
+    assert outline["source"] == "plan" and outline["sections"] == questions and outline["error"] is None
+    # No outline call: the writer's JSON requests were the plan only; the first draft got the questions.
+    json_asks = [r for r in llm.requests_for(WRITER) if r.wants_json]
+    assert len(json_asks) == 1 and "sub_questions" in json.dumps(json_asks[0].schema)
+    first_draft = next(r.prompt for r in llm.requests_for(WRITER)
+                       if not r.wants_json and "Revise the draft" not in r.prompt and questions[0] in r.prompt)
+    assert questions[1] in first_draft
+
+
 def _gate_payload() -> dict:
     return {"thread_id": "t-1", "topic": "GQA", "requester": "alice", "escalated": True,
             "escalation_reason": "the citation check still finds 1 unsupported claim(s) after 3 of 3 revision cycles",
