@@ -1,6 +1,7 @@
 """Generate the planted-error set for `newsroom eval-faithfulness` (evals/faithfulness/planted.jsonl).
 
-    python -m evals.faithfulness.make_planted        # rewrites planted.jsonl (deterministic)
+    python -m evals.faithfulness.make_planted            # rewrites planted.jsonl (deterministic)
+    python -m evals.faithfulness.make_planted --heldout  # rewrites planted-heldout.jsonl from drafts_heldout.py
 
 From the hand-written drafts in evals/faithfulness/drafts.py (one per pair of related corpus notes,
 every fact paraphrased as a writer writes it): the two excerpts ([1] and [2], the section of each
@@ -13,6 +14,9 @@ three planted variants with exactly one error each:
 The eval must flag the planted sentence (caught) and nothing in a clean draft (false alarm).
 (The first version of this set reworded source sentences lightly, which a copy rule caught; see
 README Numbers.)
+The held-out set (drafts_heldout.py -> planted-heldout.jsonl) is built the same way, row for row; it
+was written apart from the rules and is for scoring the final rules once
+(`newsroom eval-faithfulness --no-live --rules-only --planted-file evals/faithfulness/planted-heldout.jsonl`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent / "corpus"
 OUT = HERE / "planted.jsonl"
+OUT_HELDOUT = HERE / "planted-heldout.jsonl"
 MAX_EXCERPT = 700
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
@@ -61,11 +66,13 @@ def excerpt_of(note: str) -> tuple[str, str, str]:
     return title, heading, out or body[:MAX_EXCERPT]
 
 
-def build() -> list[dict]:
-    from evals.faithfulness.drafts import DRAFTS
+def build(drafts: list[dict] | None = None) -> list[dict]:
+    """The rows for `drafts` (default: drafts.py's DRAFTS)."""
+    if drafts is None:
+        from evals.faithfulness.drafts import DRAFTS as drafts
 
     rows = []
-    for d in DRAFTS:
+    for d in drafts:
         a, b = d["pair"]
         (ta, ha, xa), (tb, hb, xb) = excerpt_of(a), excerpt_of(b)
         sources = [{"n": 1, "note": a, "title": ta, "heading": ha, "excerpt": xa},
@@ -104,13 +111,24 @@ def _body(sentences) -> str:
     return " ".join(out)
 
 
-def main() -> int:
-    rows = build()
-    OUT.write_text("".join(json.dumps(r) + "\n" for r in rows))
+def build_heldout() -> list[dict]:
+    from evals.faithfulness.drafts_heldout import DRAFTS
+
+    return build(DRAFTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--heldout", action="store_true", help="build planted-heldout.jsonl from drafts_heldout.py")
+    a = ap.parse_args(argv)
+    rows, out = (build_heldout(), OUT_HELDOUT) if a.heldout else (build(), OUT)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     kinds = {}
     for r in rows:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
-    print(f"wrote {len(rows)} drafts to {OUT}: {kinds}")
+    print(f"wrote {len(rows)} drafts to {out}: {kinds}")
     return 0
 
 
