@@ -43,14 +43,17 @@ def eval_retrieval_command(corpus, queries, modes, k, hypotheses, hyde_combine) 
 @click.option("--no-planted", is_flag=True, help="the live posts only")
 @click.option("--rules-only", is_flag=True, help="the deterministic checks alone (no claim-support call)")
 @click.option("--no-support", is_flag=True, help="without the embedding support check (the rules as they were)")
-def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only, no_support) -> None:
+@click.option("--planted-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="another planted set than evals/faithfulness/planted.jsonl, e.g. planted-heldout.jsonl (scored whole)")
+def eval_faithfulness_command(live_topics, no_live, no_planted, rules_only, no_support, planted_file) -> None:
     """Citation check on the planted-error set (caught / false alarms) and the support rate of live posts."""
     from evals.faithfulness.run import run_with_llm
     from storage.corpus import EmbeddingMismatchError
 
     try:
         out = run(run_with_llm(live=0 if no_live else live_topics, planted=not no_planted,
-                               rules_only=rules_only, support=not no_support, echo=click.echo))
+                               rules_only=rules_only, support=not no_support, echo=click.echo,
+                               planted_file=planted_file))
     except (EmbeddingMismatchError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(out, default=str))

@@ -5,6 +5,8 @@
     newsroom eval-faithfulness --rules-only         # the deterministic checks alone (no judge call)
     newsroom eval-faithfulness --no-support         # without the embedding support check
     newsroom eval-faithfulness --live-topics 5      # fewer live posts (each is several LLM calls)
+    newsroom eval-faithfulness --no-live --rules-only --planted-file evals/faithfulness/planted-heldout.jsonl
+                                                    # another planted set (the held-out one, for scoring once)
 
 1. Planted errors (evals/faithfulness/planted.jsonl, made by make_planted.py): clean drafts and
    drafts with one planted error each (a wrong number, a citation to the wrong source, an uncited
@@ -338,7 +340,10 @@ async def run_live(gateway, *, topics: list[str], use_judge: bool, support: bool
             "per_post": rows}
 
 
-async def run(*, live: int, planted: bool, rules_only: bool, support: bool = True, echo=print) -> dict:
+async def run(*, live: int, planted: bool, rules_only: bool, support: bool = True, echo=print,
+              planted_file: Path | None = None) -> dict:
+    """`planted_file`: another planted set than planted.jsonl (scored whole: the tuning/reported
+    halves are planted.jsonl's)."""
     from config import get_settings
     from evals.faithfulness.split import planted_halves
     from tools.llm import get_gateway
@@ -348,8 +353,14 @@ async def run(*, live: int, planted: bool, rules_only: bool, support: bool = Tru
     support = support and s.support_check
     out: dict = {"claim_check": ("rules+support" if support else "rules") + ("" if rules_only else "+judge")}
     if planted:
+        other = planted_file is not None and Path(planted_file).resolve() != PLANTED
+        rows = load_planted(Path(planted_file)) if other else None
         out["planted"] = await run_planted(gateway, use_judge=not rules_only, max_tokens=s.claims_max_tokens, echo=echo,
-                                           support=support, halves=planted_halves())
+                                           support=support, rows=rows, halves=None if other else planted_halves(),
+                                           title=f"planted-error set {Path(planted_file).name}" if other
+                                           else "planted-error set")
+        if other:
+            out["planted"]["file"] = str(planted_file)
         independent = load_independent_clean()
         vectors = await _timed_vectors(independent, echo=echo) if support else None
         out["independent_clean" if support else "independent_clean_rules"] = run_independent(
@@ -379,9 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-planted", action="store_true")
     ap.add_argument("--rules-only", action="store_true")
     ap.add_argument("--no-support", action="store_true")
+    ap.add_argument("--planted-file", type=Path, default=None)
     a = ap.parse_args(argv)
     out = asyncio.run(run_with_llm(live=0 if a.no_live else a.live_topics, planted=not a.no_planted,
-                                   rules_only=a.rules_only, support=not a.no_support))
+                                   rules_only=a.rules_only, support=not a.no_support, planted_file=a.planted_file))
     print(json.dumps(out, default=str))
     return 0
 
