@@ -217,7 +217,7 @@ class Settings(BaseSettings):
                     "Qwen writer, which left the markers out of free text) or cited_sections (cited_json "
                     "written one call per outline section, each from the notes its outline line names)")
     claims_max_tokens: int = Field(default=400, ge=16, description="max tokens of the batched claim-support verdict")
-    claim_check: bool = Field(default=True, description="ask the judge route whether each cited claim is supported (after the deterministic citation checks)")
+    claim_check: bool = Field(default=True, description="ask the judge route whether each cited claim is supported (after the deterministic citation checks); off by default on the local Qwen, which called every clean planted draft unsupported")
     support_check: bool = Field(default=True, description="the model-free support check between the citation rules and the claim call: sentence embeddings + shared terms flag a cited sentence another note supports clearly better (wrong source) and an uncited sentence that restates a note (uncited claim)")
 
     # --- web fetch (URLs named in a post request; tools/webfetch.py) ----------------------
@@ -546,7 +546,10 @@ class Settings(BaseSettings):
             # Measured on Qwen (evals/bench/cited_drafts.py): plans of 144-157 tokens (160 cut 4 of 11
             # off), outlines of ~53 (one of 120+ seen); in free text it left the [n] markers out.
             for name, value in (("draft_format", "cited_json"), ("plan_max_tokens", 240),
-                                ("outline_max_tokens", 200), ("outline_source", "plan")):
+                                ("outline_max_tokens", 200), ("outline_source", "plan"),
+                                # As the per-claim checker it called every clean planted draft
+                                # unsupported (4 of 4): the rules + support check are its gate.
+                                ("claim_check", False)):
                 if name not in self.model_fields_set:
                     setattr(self, name, value)
         return self

@@ -229,6 +229,10 @@ def test_the_outline_comes_from_the_plan_on_qwen_only():
     assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="llamacpp").outline_source == "plan"
     assert load_settings(local_model="smollm2", llm_provider="llamacpp").outline_source == "llm"
     assert load_settings(local_model="qwen2.5-coder-1.5b", outline_source="llm").outline_source == "llm"
+    # ... and no claim call on the local Qwen (measured useless there), unless asked for
+    assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="llamacpp").claim_check is False
+    assert load_settings(local_model="smollm2", llm_provider="llamacpp").claim_check is True
+    assert load_settings(local_model="qwen2.5-coder-1.5b", claim_check=True).claim_check is True
 
 
 def test_an_outline_from_the_plan_is_its_questions_and_needs_two():
