@@ -190,6 +190,27 @@ about over under just like make makes made using used uses because between both 
 before again still even here your yours ours itself while whose within without across around through however""".split())
 
 
+# A sentence that only talks about the post or its reader states no fact: "This post explains prefix
+# caching and PagedAttention.", "In this article we compare ...", "Let's look at ...". It is not a
+# claim (no restatement check, no claim call), unless it holds a number (the uncited-number rule
+# still applies) or reports a finding ("This post shows that ...").
+_ABOUT_THE_POST = re.compile(
+    r"^(?:(?:in|throughout|for)\s{1,3})?(?:this|the\s{1,3}rest\s{1,3}of\s{1,3}this|the\s{1,3}next|today's)\s{1,3}"
+    r"(?:post|article|piece|essay|guide|tutorial|write-?up|section|series|chapter|part|note)\b"
+    r"|^here(?:'s|\s{1,3}(?:is|are)\s{1,3}(?:what|how|why|where|when|which)\b|\s{1,3}(?:we|i)\b)"
+    r"|^(?:(?:first|next|now|finally|so),?\s{1,3})?(?:let(?:'s|\s{1,3}us)|we(?:'ll|\s{1,3}will)|i(?:'ll|\s{1,3}will))"
+    r"\s{1,3}(?:look|see|start|begin|walk|turn|dig|take|go|step|move|break|examine|compare|consider|cover|explain|"
+    r"show|work|put|focus)\b", re.IGNORECASE)
+_REPORTS_A_FINDING = re.compile(r"\b(?:shows?|showed|explains?|argues?|finds?|found|proves?|demonstrates?|concludes?|"
+                                r"confirms?|claims?|means?)\s{1,3}that\b", re.IGNORECASE)
+
+
+def about_the_post(sentence: str) -> bool:
+    """The sentence only talks about the post or its reader (see _ABOUT_THE_POST). Pure."""
+    text = sentence.strip().lstrip("*_\"'(").replace("\u2019", "'")
+    return bool(_ABOUT_THE_POST.match(text)) and not _REPORTS_A_FINDING.search(text)
+
+
 @dataclass(frozen=True)
 class Sentence:
     text: str  # as written, markers included
@@ -287,10 +308,144 @@ def _name_norm(text: str) -> str:
 
 
 def _values(text: str) -> set[Decimal]:
+    """Every value a text states: its numbers in digits and its counts in words ("four", "fourfold")."""
     vals: set[Decimal] = set()
     for _, forms in numbers_in(text):
         vals |= forms
+    for c in word_counts(text):
+        vals.add(c.value)
     return vals
+
+
+# --- counts written in words, and what a number counts ---------------------------------------------
+#
+# "eight query heads" is a number as much as "8 query heads". A count in words is checked like a
+# number in digits in a cited sentence (it must occur in the cited source, in words or digits), and
+# against what the source counts: when the source gives a number for the same thing ("32 query
+# heads", "Four query heads share ..."), the sentence's count must be one of them. "one" is a count
+# only for that second check (as a value it is everywhere: "one of the", "the same one", "one way").
+# Counts in uncited sentences are not flagged: "two sides of the same deployment", "Two traps:" are
+# prose, and an uncited fact is the support check's to find.
+
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+          "sixteen seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_WORD_VALUE = {w: i for i, w in enumerate(_UNITS)} | {w: 20 + 10 * i for i, w in enumerate(_TENS)}
+_WORD_COUNT = re.compile(
+    r"(?<![\w-])(?:(" + "|".join(_TENS) + r")(?:-(" + "|".join(_UNITS[1:10]) + r"))?|(" + "|".join(_UNITS[::-1])
+    + r")|(twice|a\s{1,3}dozen))(fold)?(?![\w])", re.IGNORECASE)
+# Words that end the phrase a count counts: "four query heads share each" counts "query heads".
+_FUNCTION = frozenset("""a an the this that these those of to in on at by for from with and or but nor per than as
+is are was were be been being has have had do does did can could will would should may might must it its they them
+their we you he she his her our your which who whom whose what where when while x times more less fewer another
+other others so then there here only also instead again into onto over under after before about around up down
+out off too very such same just even both each every all some any no not because since although though if unless
+until whereas whether yet how why""".split())
+_THING_WORD = re.compile(r"[\s-]{1,3}([A-Za-z][A-Za-z0-9_]{0,30}(?:-[A-Za-z0-9_]{1,30}){0,3})")
+# A determiner before "one" makes it a pronoun: "the preferred one", "this one number", "a new one".
+_ONE_PRONOUN = re.compile(r"(?:^|\W)(?:the|this|that|a|an|no|any|each|every|which|what|same|new|preferred)\s{1,3}$",
+                          re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Count:
+    written: str
+    value: Decimal
+    thing: tuple[str, ...]  # stems of the (up to two) words it counts: ("query", "head")
+    start: int
+
+
+def _stem(word: str) -> str:
+    w = word.lower()
+    return (w[:-1] if w.endswith("s") and len(w) > 3 else w)[:6]
+
+
+def _thing_after(text: str, end: int) -> tuple[str, ...]:
+    """Stems of the up to two words after a number, up to punctuation, a number or a function word."""
+    out: list[str] = []
+    pos = end
+    while len(out) < 2:
+        m = _THING_WORD.match(text, pos)
+        if m is None or m.group(1).lower() in _FUNCTION:
+            break
+        out.append(_stem(m.group(1)))
+        pos = m.end()
+    return tuple(out)
+
+
+def word_counts(text: str, *, with_one: bool = False) -> list[Count]:
+    """Counts written in words ("four", "twenty-four", "eightfold", "twice", "a dozen"), [n] markers
+    excluded. "one" only with `with_one`, and not after a determiner ("the same one")."""
+    text = _MARKER.sub(" ", text)
+    out = []
+    for m in _WORD_COUNT.finditer(text):
+        tens, unit, small, other, _fold = m.groups()
+        if tens:
+            value = _WORD_VALUE[tens.lower()] + (_WORD_VALUE[unit.lower()] if unit else 0)
+        elif small:
+            value = _WORD_VALUE[small.lower()]
+            if value == 1 and (not with_one or _ONE_PRONOUN.search(text[max(0, m.start() - 20):m.start()])):
+                continue
+            if value == 0:
+                continue
+        else:
+            value = 2 if other.lower() == "twice" else 12
+        out.append(Count(m.group(0), Decimal(value), _thing_after(text, m.end()), m.start()))
+    return out
+
+
+def source_counts(text: str) -> list[tuple[Count, frozenset[str]]]:
+    """What a source counts, in digits or in words: each number with the words after it, and the
+    content words of the sentence it is in."""
+    out = []
+    for s in split_sentences(text):
+        terms = frozenset(_content_words(s.plain))
+        plain = _MARKER.sub(" ", s.plain)
+        out += [(Count(m.group(0), Decimal(m.group(1).replace(",", "")).normalize(), _thing_after(plain, m.end()),
+                       m.start()), terms) for m in _NUMBER.finditer(plain)]
+        out += [(c, terms) for c in word_counts(plain, with_one=True)]
+    return out
+
+
+COUNT_MIN_SHARED_TERMS = 2  # a source sentence sharing fewer content words than this states another fact
+
+
+def counted_elsewise(count: Count, sentence: str, source: list[tuple[Count, frozenset[str]]]) -> list[Decimal] | None:
+    """The numbers the source gives for the thing `count` counts, when `count` is none of them; else
+    None. The same thing: a count in a source sentence that shares >= COUNT_MIN_SHARED_TERMS content
+    words with `sentence` (the same fact), whose phrase shares the most words with the one counted
+    ("query heads" over "KV heads"; "separate transactions" and "database transaction" share
+    one). A number with no phrase in such a sentence ("... with one writer and 1.67 times with
+    four") counts the thing too. Pure."""
+    if not count.thing:
+        return None
+    thing = set(count.thing)
+    words = _content_words(sentence)
+    same_fact = [(c, terms) for c, terms in source if len(words & terms) >= COUNT_MIN_SHARED_TERMS]
+    scored = [(len(thing & set(c.thing)), c.value, terms) for c, terms in same_fact]
+    best = max((n for n, _, _ in scored), default=0)
+    if best == 0:
+        return None
+    values = {v for n, v, _ in scored if n == best}
+    holding = {terms for n, _, terms in scored if n}
+    values |= {c.value for c, terms in same_fact if not c.thing and terms in holding}
+    return None if count.value in values else sorted(values)
+
+
+def _sentence_terms(text: str) -> list[set[str]]:
+    """The content words of each sentence of a source (title and heading lines are sentences too)."""
+    return [_content_words(s.plain) for s in split_sentences(text)]
+
+
+def number_in_other_fact(forms: set[Decimal], sentence: str, source_text: str) -> bool:
+    """True when the source states this number only in sentences that share none of the sentence's
+    terms: "r = 16 was the sweet spot" against a source whose 16 is in "r = 8 or 16 is enough for a
+    persona" and whose sweet spot is r = 32. Needs >= 3 content words in the sentence. Pure."""
+    words = _content_words(sentence)
+    if len(words) < 3:
+        return False
+    holding = [s for s in split_sentences(source_text) if forms & _values(s.plain)]
+    return bool(holding) and all(not (words & _content_words(s.plain)) for s in holding)
 
 
 def _derivable(target: set[Decimal], source: set[Decimal]) -> bool:
@@ -364,6 +519,8 @@ def check_rules(body: str, notes, *, kept: dict[str, ClaimResult] | None = None)
             elif nums:
                 results.append(ClaimResult(sentence=s.text, status="unverifiable", by="none", problems=[
                     f"states {', '.join(n for n, _ in nums)}; the research is ungrounded, so nothing can confirm it"]))
+            elif about_the_post(s.plain):
+                results.append(ClaimResult(sentence=s.text, status="not_a_claim", by="rules"))
             else:
                 results.append(ClaimResult(sentence=s.text, status="not_a_claim", by="none"))
             continue
@@ -379,14 +536,23 @@ def check_rules(body: str, notes, *, kept: dict[str, ClaimResult] | None = None)
         if sources:
             have = _values(source_text)
             derived = bool(_DERIVED.search(s.plain))
-            for written, forms in nums:
+            where = ", ".join(f"[{n}]" for n in s.cites)
+            stated = nums + [(c.written, {c.value}) for c in word_counts(s.plain) if c.thing]
+            for written, forms in stated:
                 if forms & have:
+                    if not derived and number_in_other_fact(forms, s.plain, source_text):
+                        problems.append(f"{written} occurs in {where} only in sentences about something else")
                     continue
                 if derived and _derivable(forms, have):
                     continue
-                where = ", ".join(f"[{n}]" for n in s.cites)
                 problems.append(f"{written} does not occur in {where}" + ("" if derived else
                                 " (mark a computed number '(derived)')"))
+            counted = source_counts(source_text)
+            for c in word_counts(s.plain, with_one=True):
+                elsewise = counted_elsewise(c, s.plain, counted)
+                if elsewise and not (derived and _derivable({c.value}, have)):
+                    problems.append(f"\"{c.written}\" ({' '.join(c.thing)}...): {where} counts that as "
+                                    f"{', '.join(format(v, 'f') for v in elsewise)}")
             words = _content_words(s.plain)
             if len(words) >= 4:
                 overlap = len(words & _content_words(source_text)) / len(words)
