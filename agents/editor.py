@@ -394,34 +394,42 @@ def word_counts(text: str, *, with_one: bool = False) -> list[Count]:
     return out
 
 
-def source_counts(text: str) -> list[tuple[Count, frozenset[str]]]:
-    """What a source counts, in digits or in words: each number with the words after it, and the
-    content words of the sentence it is in."""
+@functools.lru_cache(maxsize=64)
+def _source_sentences(text: str) -> tuple[tuple[frozenset[str], frozenset[Decimal], tuple[Count, ...]], ...]:
+    """Per sentence of a source (computed once per source text): its content words, the values it
+    states and what it counts."""
     out = []
     for s in split_sentences(text):
-        terms = frozenset(_content_words(s.plain))
         plain = _MARKER.sub(" ", s.plain)
-        out += [(Count(m.group(0), Decimal(m.group(1).replace(",", "")).normalize(), _thing_after(plain, m.end()),
-                       m.start()), terms) for m in _NUMBER.finditer(plain)]
-        out += [(c, terms) for c in word_counts(plain, with_one=True)]
-    return out
+        counts = [Count(m.group(0), Decimal(m.group(1).replace(",", "")).normalize(), _thing_after(plain, m.end()),
+                        m.start()) for m in _NUMBER.finditer(plain)]
+        counts += word_counts(plain, with_one=True)
+        out.append((frozenset(_content_words(plain)), frozenset(_values(plain)), tuple(counts)))
+    return tuple(out)
 
 
 COUNT_MIN_SHARED_TERMS = 2  # a source sentence sharing fewer content words than this states another fact
 
 
-def counted_elsewise(count: Count, sentence: str, source: list[tuple[Count, frozenset[str]]]) -> list[Decimal] | None:
+MAX_COMPARED_COUNTS = 24  # counts in words per sentence compared with the source's (bounded work)
+
+
+def same_fact_counts(words: set[str], source_text: str) -> list[tuple[Count, frozenset[str]]]:
+    """The source's counts in sentences sharing >= COUNT_MIN_SHARED_TERMS of a sentence's content
+    `words`: the counts of the fact it states."""
+    return [(c, terms) for terms, _, counts in _source_sentences(source_text)
+            if len(words & terms) >= COUNT_MIN_SHARED_TERMS for c in counts]
+
+
+def counted_elsewise(count: Count, same_fact: list[tuple[Count, frozenset[str]]]) -> list[Decimal] | None:
     """The numbers the source gives for the thing `count` counts, when `count` is none of them; else
-    None. The same thing: a count in a source sentence that shares >= COUNT_MIN_SHARED_TERMS content
-    words with `sentence` (the same fact), whose phrase shares the most words with the one counted
-    ("query heads" over "KV heads"; "separate transactions" and "database transaction" share
-    one). A number with no phrase in such a sentence ("... with one writer and 1.67 times with
-    four") counts the thing too. Pure."""
+    None. `same_fact`: same_fact_counts of the sentence. The same thing: the source's count whose
+    phrase shares the most words with the one counted ("query heads" over "KV heads"; "separate
+    transactions" and "database transaction" share one). A number with no phrase in a sentence
+    that counts the thing ("... with one writer and 1.67 times with four") counts it too. Pure."""
     if not count.thing:
         return None
     thing = set(count.thing)
-    words = _content_words(sentence)
-    same_fact = [(c, terms) for c, terms in source if len(words & terms) >= COUNT_MIN_SHARED_TERMS]
     scored = [(len(thing & set(c.thing)), c.value, terms) for c, terms in same_fact]
     best = max((n for n, _, _ in scored), default=0)
     if best == 0:
@@ -432,20 +440,24 @@ def counted_elsewise(count: Count, sentence: str, source: list[tuple[Count, froz
     return None if count.value in values else sorted(values)
 
 
-def _sentence_terms(text: str) -> list[set[str]]:
-    """The content words of each sentence of a source (title and heading lines are sentences too)."""
-    return [_content_words(s.plain) for s in split_sentences(text)]
+def values_by_fact(words: set[str], source_text: str) -> tuple[frozenset[Decimal], frozenset[Decimal]]:
+    """(values the source states in sentences sharing a content word with the sentence's `words`,
+    values it states only in sentences sharing none)."""
+    related: set[Decimal] = set()
+    other: set[Decimal] = set()
+    for terms, values, _ in _source_sentences(source_text):
+        (related if words & terms else other).update(values)
+    return frozenset(related), frozenset(other - related)
 
 
-def number_in_other_fact(forms: set[Decimal], sentence: str, source_text: str) -> bool:
+def number_in_other_fact(forms: set[Decimal], words: set[str], source_text: str) -> bool:
     """True when the source states this number only in sentences that share none of the sentence's
     terms: "r = 16 was the sweet spot" against a source whose 16 is in "r = 8 or 16 is enough for a
-    persona" and whose sweet spot is r = 32. Needs >= 3 content words in the sentence. Pure."""
-    words = _content_words(sentence)
+    persona" and whose sweet spot is r = 32. `words`: the sentence's content words (>= 3 needed). Pure."""
     if len(words) < 3:
         return False
-    holding = [s for s in split_sentences(source_text) if forms & _values(s.plain)]
-    return bool(holding) and all(not (words & _content_words(s.plain)) for s in holding)
+    related, other = values_by_fact(words, source_text)
+    return bool(forms & other) and not forms & related
 
 
 def _derivable(target: set[Decimal], source: set[Decimal]) -> bool:
@@ -538,24 +550,25 @@ def check_rules(body: str, notes, *, kept: dict[str, ClaimResult] | None = None)
             derived = bool(_DERIVED.search(s.plain))
             where = ", ".join(f"[{n}]" for n in s.cites)
             stated = nums + [(c.written, {c.value}) for c in word_counts(s.plain) if c.thing]
+            terms = _content_words(s.plain)
+            related, other = values_by_fact(terms, source_text) if len(terms) >= 3 else (have, frozenset())
             for written, forms in stated:
                 if forms & have:
-                    if not derived and number_in_other_fact(forms, s.plain, source_text):
+                    if not derived and forms & other and not forms & related:
                         problems.append(f"{written} occurs in {where} only in sentences about something else")
                     continue
                 if derived and _derivable(forms, have):
                     continue
                 problems.append(f"{written} does not occur in {where}" + ("" if derived else
                                 " (mark a computed number '(derived)')"))
-            counted = source_counts(source_text)
-            for c in word_counts(s.plain, with_one=True):
-                elsewise = counted_elsewise(c, s.plain, counted)
+            same_fact = same_fact_counts(terms, source_text)
+            for c in word_counts(s.plain, with_one=True)[:MAX_COMPARED_COUNTS]:
+                elsewise = counted_elsewise(c, same_fact)
                 if elsewise and not (derived and _derivable({c.value}, have)):
                     problems.append(f"\"{c.written}\" ({' '.join(c.thing)}...): {where} counts that as "
                                     f"{', '.join(format(v, 'f') for v in elsewise)}")
-            words = _content_words(s.plain)
-            if len(words) >= 4:
-                overlap = len(words & _content_words(source_text)) / len(words)
+            if len(terms) >= 4:
+                overlap = len(terms & _content_words(source_text)) / len(terms)
                 if overlap < LEXICAL_MIN_OVERLAP:
                     problems.append(f"shares almost none of its terms with {', '.join(f'[{n}]' for n in s.cites)} "
                                     f"({overlap:.0%}): wrong source?")
