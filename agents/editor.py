@@ -193,10 +193,10 @@ before again still even here your yours ours itself while whose within without a
 # A sentence that only talks about the post or its reader states no fact: "This post explains prefix
 # caching and PagedAttention.", "In this article we compare ...", "Let's look at ...". It is not a
 # claim (no restatement check, no claim call), unless it holds a number (the uncited-number rule
-# still applies) or reports a finding ("This post shows that ...").
+# still applies) or reports a finding ("This post shows that ...", "Here is what happens: ...").
 _ABOUT_THE_POST = re.compile(
     r"^(?:(?:in|throughout|for)\s{1,3})?(?:this|the\s{1,3}rest\s{1,3}of\s{1,3}this|the\s{1,3}next|today's)\s{1,3}"
-    r"(?:post|article|piece|essay|guide|tutorial|write-?up|section|series|chapter|part|note)\b"
+    r"(?:post|article|piece|essay|guide|tutorial|write-?up|section|chapter)\b"
     r"|^here(?:'s|\s{1,3}(?:is|are)\s{1,3}(?:what|how|why|where|when|which)\b|\s{1,3}(?:we|i)\b)"
     r"|^(?:(?:first|next|now|finally|so),?\s{1,3})?(?:let(?:'s|\s{1,3}us)|we(?:'ll|\s{1,3}will)|i(?:'ll|\s{1,3}will))"
     r"\s{1,3}(?:look|see|start|begin|walk|turn|dig|take|go|step|move|break|examine|compare|consider|cover|explain|"
@@ -208,7 +208,11 @@ _REPORTS_A_FINDING = re.compile(r"\b(?:shows?|showed|explains?|argues?|finds?|fo
 def about_the_post(sentence: str) -> bool:
     """The sentence only talks about the post or its reader (see _ABOUT_THE_POST). Pure."""
     text = sentence.strip().lstrip("*_\"'(").replace("\u2019", "'")
-    return bool(_ABOUT_THE_POST.match(text)) and not _REPORTS_A_FINDING.search(text)
+    m = _ABOUT_THE_POST.match(text)
+    if m is None or _REPORTS_A_FINDING.search(text):
+        return False
+    # "Here is what happens: the scheduler preempts ..." gives the content after its colon
+    return not (m.group(0).lower().startswith("here") and re.search(r"[:;]", text))
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,8 @@ def test_a_sentence_about_the_post_is_not_a_claim(sentence):
     "This model keeps its KV heads in one cache.",
     "Post-training changes what the model says.",
     "Here the cache shrinks.",
+    "Here is what happens when the cache fills: the scheduler preempts a request.",
+    "This part of the network stores the keys.",
     "We measured the cache at every batch size.",
 ])
 def test_a_sentence_that_states_something_is_not_about_the_post(sentence):
