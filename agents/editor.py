@@ -323,8 +323,9 @@ def _values(text: str) -> set[Decimal]:
 
 # --- counts written in words, and what a number counts ---------------------------------------------
 #
-# "eight query heads" is a number as much as "8 query heads". A count in words is checked like a
-# number in digits in a cited sentence (it must occur in the cited source, in words or digits), and
+# "eight query heads" is a number as much as "8 query heads". A count in words that counts a named
+# thing ("eight query heads", not "all three") is checked like a number in digits in a cited
+# sentence (it must occur in the cited source, in words or digits), and
 # against what the source counts: when the source gives a number for the same thing ("32 query
 # heads", "Four query heads share ..."), the sentence's count must be one of them. "one" is a count
 # only for that second check (as a value it is everywhere: "one of the", "the same one", "one way").
