@@ -22,6 +22,13 @@ and the variants (all over the same candidates: the notes of the dense and text 
   weighted      RRF with per-arm weights and k learned on the train set
   +card         production + the card arm (weight learned on train)
   rerank-card   production's top 3 re-ordered by RRF with the card ranking (weight learned on train)
+  +query-arm    production + the bare request's dense ranking (no HyDE)
+  prf           Rocchio pseudo-relevance feedback on the dense and mean arms
+  best-n        a note ranked by the mean cosine of its best n chunks (n = 2, 3), beside or instead of
+                the mean of all its chunks
+  +hyp-text     production + a full-text ranking of the HyDE hypothesis's words (query2doc-style)
+and query families: as is, number words -> digits, heading-weighted full text, and the request
+frame ("Write a post on", "Explain how") stripped before embedding and full-text search.
 
 The last line printed is one JSON object.
 """
@@ -57,6 +64,10 @@ class QuerySignals:
     # pseudo-relevance feedback (Rocchio): (m, beta) -> (dense ranking, per-note mean cosine) for the
     # search vector moved towards the mean of its own top m chunks, norm(v + beta x mean)
     prf: dict[tuple[int, float], tuple[list[str], dict[str, float]]] = field(default_factory=dict)
+    # note -> mean cosine of its best n chunks to the search vector (per-note aggregation by the
+    # best few chunks instead of all: a long note is not diluted by its off-topic sections)
+    best_n: dict[int, dict[str, float]] = field(default_factory=dict)
+    hyp_text: list[str] = field(default_factory=list)  # full-text ranking of the HyDE hypothesis's words
 
     @property
     def candidates(self) -> list[str]:
@@ -83,10 +94,15 @@ def rrf(rankings: list[tuple[list[str], float]], k: float) -> dict[str, float]:
 
 
 def rank_notes(sig: QuerySignals, *, w_dense=1.0, w_text=1.0, w_mean=1.0, w_card=0.0, k=60.0,
-               rerank_top=0, w_rerank=0.0, w_query=0.0, prf: tuple[int, float] | None = None) -> list[str]:
+               rerank_top=0, w_rerank=0.0, w_query=0.0, prf: tuple[int, float] | None = None,
+               best_n: int = 0, w_best_n: float = 0.0, w_hyp_text: float = 0.0) -> list[str]:
     cands = sig.candidates
     dense, mean = sig.prf[prf] if prf else (sig.dense, sig.mean)
     arms = [([d for d in dense if d in cands], w_dense), (sig.text, w_text), (_ranked(mean, cands), w_mean)]
+    if best_n and w_best_n:
+        arms.append((_ranked(sig.best_n[best_n], cands), w_best_n))
+    if w_hyp_text:
+        arms.append(([d for d in sig.hyp_text if d in cands], w_hyp_text))
     if w_card:
         arms.append((_ranked(sig.card, cands), w_card))
     if w_query:
@@ -124,6 +140,12 @@ GRIDS = {
     # Rocchio pseudo-relevance feedback on the dense and mean arms (tried 2026-12-01, issue 14 third
     # pass, from the textbook method, not from a miss): the gentlest settings first
     "prf": [dict(prf=(m, b)) for b in (0.25, 0.5, 1.0) for m in (1, 3, 5)],
+    # issue 14 fourth pass (2026-12-01), both from the method, not from a miss:
+    # a note's score from its best n chunks' mean cosine, replacing the mean-of-all arm or beside it
+    "best-n": [dict(best_n=n, w_best_n=w, w_mean=m) for m in (0.0, 1.0) for n in (2, 3) for w in (0.5, 1.0, 1.5)],
+    # query2doc-style: the hypothesis's words as a second full-text arm (the text arm searches the
+    # request's words only; the hypothesis brings the notes' vocabulary to the dense arm alone)
+    "+hyp-text": [dict(w_hyp_text=w) for w in (0.25, 0.5, 0.75, 1.0, 1.5)],
 }
 PRF_GRID = [g["prf"] for g in GRIDS["prf"]]
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
@@ -143,6 +165,25 @@ def digits_for_number_words(text: str) -> str:
             return str(sum(int(NUMBER_WORDS[p]) for p in parts))
         return m.group(0)
     return re.sub(r"\b[A-Za-z]+(?:-[A-Za-z]+)?\b", one, text)
+
+
+# The frame a post request is wrapped in ("Write a post on X", "Explain how X"): words that say
+# what to do with the topic, not what it is. Linear-time: anchored alternation, no nested repeats.
+_REQUEST_FRAME = None
+
+
+def strip_request_frame(text: str) -> str:
+    """'Write a post on adapter fine-tuning: ...' -> 'adapter fine-tuning: ...' (query cleaning)."""
+    import re
+
+    global _REQUEST_FRAME
+    if _REQUEST_FRAME is None:
+        _REQUEST_FRAME = re.compile(
+            r"^\s*(?:(?:please\s+)?(?:write|draft|do)\s+(?:me\s+)?(?:a\s+|an\s+)?(?:(?:blog\s+)?post|article|piece)?"
+            r"\s*(?:on|about|explaining|covering)?|(?:a\s+)?(?:blog\s+)?post\s+(?:on|about)|explain(?:\s+how)?)\s+",
+            re.IGNORECASE)
+    out = _REQUEST_FRAME.sub("", text, count=1).strip()
+    return out or text
 
 
 
@@ -172,7 +213,8 @@ def two_fold(sigs: list[QuerySignals], grid: list[dict]) -> dict:
 
 
 async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, prefix: str, hyde_weight: float,
-                      verify_with=None, number_digits: bool = False, weighted_text: bool = False) -> list[QuerySignals]:
+                      verify_with=None, number_digits: bool = False, weighted_text: bool = False,
+                      strip_frame: bool = False) -> list[QuerySignals]:
     """Every signal for every query of `path` (hypotheses from the cache file; a query without one
     is searched with its text alone, as production does when HyDE fails)."""
     from storage import corpus_sql
@@ -219,6 +261,7 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
     for qy in load_queries(path):
         h = (hyp.get(qy.query) or "").strip()
         query = digits_for_number_words(qy.query) if number_digits else qy.query
+        query = strip_request_frame(query) if strip_frame else query
         texts = [query] + ([h] if h else [])
         vecs = await embedder.embed(texts)
         v = vecs[0] + hyde_weight * vecs[1] if len(texts) == 2 else vecs[0]
@@ -238,6 +281,10 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
         for note, c in zip(chunk_notes, cos):
             mean.setdefault(note, []).append(float(c))
             best[note] = max(best.get(note, -1.0), float(c))
+        best_n = {n: {note: float(np.mean(sorted(x, reverse=True)[:n])) for note, x in mean.items()} for n in (2, 3)}
+        hyp_rows = (await store.text_search(h, embed_model=embedder.name, dim=dim, limit=CANDIDATES,
+                                            filters={"source_prefix": prefix}) if h else [])
+        hyp_text = list(dict.fromkeys(note_of(r["source_path"]) for r in hyp_rows))
         prf = {}
         for m, beta in PRF_GRID:
             v2 = v + beta * C[np.argsort(-cos, kind="stable")[:m]].mean(axis=0)
@@ -253,7 +300,7 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
         qorder = np.argsort(-qcos, kind="stable")[:CANDIDATES]
         sig = QuerySignals(qy.id, qy.expected, qy.query, dense, text, {n: float(np.mean(x)) for n, x in mean.items()},
                            {n: float(q @ card_of[n]) for n in notes}, best,
-                           list(dict.fromkeys(chunk_notes[i] for i in qorder)), prf)
+                           list(dict.fromkeys(chunk_notes[i] for i in qorder)), prf, best_n, hyp_text)
         if verify_with is not None:
             got = [note_of(c.source_path) for c in await verify_with(qy.query)]
             mine = rank_notes(sig)[:K]
@@ -276,7 +323,8 @@ async def run(*, train: Path, train_hyp: Path | None, test: Path, test_hyp: Path
     echo(f"corpus: {report.summary()}")
     prefix = source_path_for(DEFAULT_CORPUS).rstrip("/") + "/"
     families = {"as is": {}, "number words -> digits": {"number_digits": True},
-                "heading-weighted full-text": {"weighted_text": True}}
+                "heading-weighted full-text": {"weighted_text": True},
+                "request frame stripped": {"strip_frame": True}}
     rows = {}
     for family, opts in families.items():
         sets = {}

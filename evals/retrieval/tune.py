@@ -102,7 +102,7 @@ async def _no_header_db(pg_db, embedder, corpus: Path):
 
 
 async def run(*, queries_path: Path, hypotheses: Path | None, plans: Path | None, k: int = 5,
-              with_plans: bool = True, echo=print) -> dict:
+              with_plans: bool = True, subquestion_weights: list[float] | None = None, echo=print) -> dict:
     from config import get_settings
     from storage.connect import get_database
     from tools.embeddings import get_embedder
@@ -120,6 +120,11 @@ async def run(*, queries_path: Path, hypotheses: Path | None, plans: Path | None
     plan_cache = PlanCache(plans)
     retriever = Retriever(db=db, embedder=embedder, hyde_generate=cache)
     n_sub = s.research_subquestions or 3
+
+    # plan@w: the plan's searches with the sub-questions' rankings at weight w against the topic's
+    weighted = {f"plan@{w:g}": Retriever(db=db, embedder=embedder, hyde_generate=cache,
+                                         settings=s.model_copy(update={"research_subquestion_weight": w}))
+                for w in (subquestion_weights or [])}
 
     async def ranked(variant: str, qy, r: Retriever) -> tuple[list[str], list[float]]:
         if variant in ("single", "sum", "no-headers"):
@@ -141,10 +146,13 @@ async def run(*, queries_path: Path, hypotheses: Path | None, plans: Path | None
     top_cosines: list[float] = []
     cut_expected = 0
     variants = ("single", "sum") + (("plan", "plan+sum", "plan-topic-plain") if with_plans else ())
+    variants += tuple(weighted) if with_plans else ()
+    per_query: dict[str, list[dict]] = {}
     for variant in variants:
         rows = []
         for qy in queries:
-            notes, cos = await ranked(variant, qy, retriever)
+            notes, cos = await ranked("plan" if variant in weighted else variant, qy,
+                                      weighted.get(variant, retriever))
             rows.append({"id": qy.id, "type": qy.type, **score(notes, qy.expected, k)})
             if variant == "single":
                 if cos:
@@ -152,6 +160,8 @@ async def run(*, queries_path: Path, hypotheses: Path | None, plans: Path | None
                 cut_expected += sum(1 for n_, c in zip(notes, cos) if n_ in qy.expected and c < s.retrieval_floor)
         results[variant] = summarise(rows)
         misses[variant] = [r["id"] for r in rows if not r["top1"]]
+        per_query[variant] = rows
+    two_fold = _two_fold_weight(per_query, list(weighted)) if weighted and with_plans else None
     nh_db, nh_name = await _no_header_db(db, embedder, DEFAULT_CORPUS)
     try:
         nh = Retriever(db=nh_db, embedder=embedder, hyde_generate=cache)
@@ -176,14 +186,37 @@ async def run(*, queries_path: Path, hypotheses: Path | None, plans: Path | None
     echo(f"{'variant':<12}{'hit@5':>8}{'top-1':>8}{'MRR':>8}   not top-1")
     for v, o in results.items():
         echo(f"{v:<12}{o['hit@k']:>8.3f}{o['top1']:>8.3f}{o['mrr']:>8.3f}   {', '.join(misses[v]) or '-'}")
+    if two_fold:
+        echo(f"sub-question weight chosen on one half of the queries, scored on the other (both ways): "
+             f"top-1 {two_fold['top1']:.3f}, MRR {two_fold['mrr']:.3f} (chosen: {', '.join(two_fold['chosen'])})")
     echo(f"relevance floor {s.retrieval_floor:.2f}: top note cosine on these queries min {min(top_cosines):.3f} / "
          f"median {statistics.median(top_cosines):.3f}; off-topic requests max {max(off):.3f} / median "
          f"{statistics.median(off):.3f}; expected notes in the top {k} the floor would cut: {cut_expected}")
     return {"queries": len(queries), "file": queries_path.name,
             **{v: {"hit@5": round(o["hit@k"], 4), "top1": round(o["top1"], 4), "mrr": round(o["mrr"], 4)}
                for v, o in results.items()},
+            **({"subquestion_weight_2fold": two_fold} if two_fold else {}),
             "floor": s.retrieval_floor, "top_cosine_min": round(min(top_cosines), 4),
             "off_topic_cosine_max": round(max(off), 4), "expected_cut_by_floor": cut_expected}
+
+
+def _two_fold_weight(per_query: dict[str, list[dict]], variants: list[str]) -> dict:
+    """The plan@w variant best on one half of the queries (top-1, then MRR; ties: the first listed),
+    scored on the other half, both ways: whether a chosen weight holds on queries it was not chosen on."""
+    n = len(per_query[variants[0]])
+    halves = [list(range(0, n, 2)), list(range(1, n, 2))]
+
+    def on(variant, idx):
+        rows = [per_query[variant][i] for i in idx]
+        return sum(r["top1"] for r in rows), sum(r["rr"] for r in rows)
+    top1 = mrr = 0.0
+    chosen = []
+    for i in (0, 1):
+        best = max(variants, key=lambda v: (on(v, halves[i]), -variants.index(v)))
+        chosen.append(best)
+        t, m = on(best, halves[1 - i])
+        top1, mrr = top1 + t, mrr + m
+    return {"top1": top1 / n, "mrr": mrr / n, "chosen": chosen}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hypotheses", type=Path, default=None)
     ap.add_argument("--plans", type=Path, default=None)
     ap.add_argument("--no-plans", action="store_true", help="skip the multi-query variants (no plan calls)")
+    ap.add_argument("--subquestion-weights", default="",
+                    help="comma-separated NEWSROOM_RESEARCH_SUBQUESTION_WEIGHT values to score as plan@w rows, "
+                         "with a 2-fold estimate of choosing among them")
     a = ap.parse_args(argv)
 
     async def _go():
@@ -203,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
 
         with local_llm_if_needed(get_settings()):
             try:
+                weights = [float(w) for w in a.subquestion_weights.split(",") if w.strip()]
                 return await run(queries_path=a.queries, hypotheses=a.hypotheses, plans=a.plans,
-                                 with_plans=not a.no_plans)
+                                 with_plans=not a.no_plans, subquestion_weights=weights)
             finally:
                 await close_database()
 
