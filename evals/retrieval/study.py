@@ -27,8 +27,10 @@ and the variants (all over the same candidates: the notes of the dense and text 
   best-n        a note ranked by the mean cosine of its best n chunks (n = 2, 3), beside or instead of
                 the mean of all its chunks
   +hyp-text     production + a full-text ranking of the HyDE hypothesis's words (query2doc-style)
-and query families: as is, number words -> digits, heading-weighted full text, and the request
-frame ("Write a post on", "Explain how") stripped before embedding and full-text search.
+and query families: as is, number words -> digits, heading-weighted full text, the request
+frame ("Write a post on", "Explain how") stripped before embedding and full-text search, and
+(--test-plans) the topic's HyDE vector built from the mean of its hypothesis and its research
+plan's hypothesis sentences (the HyDE paper averages several hypotheses; the plan's come free).
 
 The last line printed is one JSON object.
 """
@@ -214,7 +216,8 @@ def two_fold(sigs: list[QuerySignals], grid: list[dict]) -> dict:
 
 async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, prefix: str, hyde_weight: float,
                       verify_with=None, number_digits: bool = False, weighted_text: bool = False,
-                      strip_frame: bool = False) -> list[QuerySignals]:
+                      strip_frame: bool = False, plan_hypotheses: dict[str, list[str]] | None = None,
+                      ) -> list[QuerySignals]:
     """Every signal for every query of `path` (hypotheses from the cache file; a query without one
     is searched with its text alone, as production does when HyDE fails)."""
     from storage import corpus_sql
@@ -262,9 +265,11 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
         h = (hyp.get(qy.query) or "").strip()
         query = digits_for_number_words(qy.query) if number_digits else qy.query
         query = strip_request_frame(query) if strip_frame else query
-        texts = [query] + ([h] if h else [])
+        extra = [x for x in (plan_hypotheses or {}).get(qy.query, []) if x.strip()]
+        texts = [query] + ([h] if h else []) + extra
         vecs = await embedder.embed(texts)
-        v = vecs[0] + hyde_weight * vecs[1] if len(texts) == 2 else vecs[0]
+        # with the plan's hypotheses: their mean with the topic's (HyDE's multi-sample average)
+        v = vecs[0] + hyde_weight * np.mean(vecs[1:], axis=0) if len(texts) >= 2 else vecs[0]
         v = v / np.linalg.norm(v)
         cos = C @ v
         order = np.argsort(-cos, kind="stable")[:CANDIDATES]
@@ -310,8 +315,19 @@ async def signals_for(path: Path, hypotheses: Path | None, *, db, embedder, pref
     return out
 
 
+def plan_hypotheses_of(path: Path | None) -> dict[str, list[str]]:
+    """topic -> the hypothesis sentences of its cached research plan (tune.py's plan cache)."""
+    out: dict[str, list[str]] = {}
+    if path and path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                out[d["topic"]] = [q.get("hypothesis") or "" for q in d["plan"].get("sub_questions", [])]
+    return out
+
+
 async def run(*, train: Path, train_hyp: Path | None, test: Path, test_hyp: Path | None, verify: bool,
-              echo=print) -> dict:
+              test_plans: Path | None = None, echo=print) -> dict:
     from config import get_settings
     from storage.connect import get_database
     from tools.embeddings import get_embedder
@@ -325,6 +341,8 @@ async def run(*, train: Path, train_hyp: Path | None, test: Path, test_hyp: Path
     families = {"as is": {}, "number words -> digits": {"number_digits": True},
                 "heading-weighted full-text": {"weighted_text": True},
                 "request frame stripped": {"strip_frame": True}}
+    if test_plans:  # the test set only: the train set has no cached plans (it is searched as production)
+        families["plan hyps averaged in HyDE"] = {"plan_hypotheses": plan_hypotheses_of(test_plans)}
     rows = {}
     for family, opts in families.items():
         sets = {}
@@ -332,8 +350,9 @@ async def run(*, train: Path, train_hyp: Path | None, test: Path, test_hyp: Path
             verify_with = None
             if verify and not opts:
                 verify_with = _production(db, embedder, hyp, prefix)
+            kw = {k: v for k, v in opts.items() if name == "test" or k != "plan_hypotheses"}
             sets[name] = await signals_for(path, hyp, db=db, embedder=embedder, prefix=prefix,
-                                           hyde_weight=s.retrieval_hyde_weight, verify_with=verify_with, **opts)
+                                           hyde_weight=s.retrieval_hyde_weight, verify_with=verify_with, **kw)
         tr, te = sets["train"], sets["test"]
         rows[(family, "production")] = {"params": {}, "train": evaluate(tr), "test": evaluate(te)}
         for name, grid in GRIDS.items():
@@ -382,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=Path, default=HERE / "topics.jsonl")
     ap.add_argument("--test-hypotheses", type=Path, default=HERE / "hypotheses-topics-smollm2-135m.jsonl")
     ap.add_argument("--verify", action="store_true", help="check the production variant against Retriever.retrieve")
+    ap.add_argument("--test-plans", type=Path, default=None,
+                    help="cached research plans of the test set (tune.py --plans): adds the family whose HyDE "
+                         "vector averages the topic's hypothesis with the plan's")
     a = ap.parse_args(argv)
 
     async def _go():
@@ -389,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return await run(train=a.train, train_hyp=a.train_hypotheses, test=a.test, test_hyp=a.test_hypotheses,
-                             verify=a.verify)
+                             verify=a.verify, test_plans=a.test_plans)
         finally:
             await close_database()
 
