@@ -201,7 +201,8 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, le=1.0,
         description="weight of each sub-question's rankings against the topic's (1.0) when the Researcher fuses its "
                     "searches; 0 = the topic ranks, sub-questions only add notes after its own (measured: SmolLM2's "
-                    "plans at 0.1-1.0 lowered top-1 on topic requests, see evals/bench/RESULTS-retrieval.md)")
+                    "plans at 0.1-1.0 lowered top-1 on topic requests, Qwen's gained nothing in a 2-fold choice; "
+                    "see evals/bench/RESULTS-retrieval.md)")
     plan_max_tokens: int = Field(default=160, ge=16, description="max tokens of the research plan (240 on the local Qwen)")
     outline_max_tokens: int = Field(default=120, ge=16, description="max tokens of the Writer's outline (200 on the local Qwen)")
     outline_source: Literal["llm", "plan"] = Field(
