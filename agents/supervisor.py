@@ -24,20 +24,23 @@ def over_budget(spent_usd: float, budget_usd: float | None) -> bool:
     return budget_usd is not None and spent_usd > budget_usd
 
 
-def route_next(state, *, max_revisions: int, policy: str, budget_usd: float | None = None) -> Next:
-    """Pick the next desk from the state alone, so a replay after a crash picks the same one.
+def route_next(state, *, max_revisions: int, policy: str, budget_usd: float | None = None,
+               rubric_judge: bool = True) -> Next:
+    """Pick the next desk from the state and the run's fixed settings alone, so a replay after a
+    crash picks the same one. rubric_judge False: a draft that passed its citation check goes to a
+    human unjudged (the Editor asks no verdict).
     Over budget (state.spent_usd, read at this desk boundary), an LLM desk the run would start on
     its own is not started: "over_budget" (the draft to a human, with the spend). Work a human asked
     for at the gate (a revise, an edit's citation check) is done; the stop applies after it."""
-    step = _route(state, max_revisions=max_revisions, policy=policy)
+    step = _route(state, max_revisions=max_revisions, policy=policy, rubric_judge=rubric_judge)
     if step in LLM_DESKS and not _asked_by_human(state) and over_budget(state.spent_usd, budget_usd):
         return "over_budget"
     return step
 
 
-def next_desk(state, *, max_revisions: int, policy: str) -> Next:
+def next_desk(state, *, max_revisions: int, policy: str, rubric_judge: bool = True) -> Next:
     """The desk the run goes to when no budget stops it (what a budget stop stopped before)."""
-    return _route(state, max_revisions=max_revisions, policy=policy)
+    return _route(state, max_revisions=max_revisions, policy=policy, rubric_judge=rubric_judge)
 
 
 def _asked_by_human(state) -> bool:
@@ -65,7 +68,7 @@ def budget_reason(stop: BudgetStop) -> str:
             "Approve to publish this draft as it is, edit it, revise (spends more) or reject")
 
 
-def _route(state, *, max_revisions: int, policy: str) -> Next:
+def _route(state, *, max_revisions: int, policy: str, rubric_judge: bool = True) -> Next:
     if state.outcome != "pending":
         return "finish"
     if state.research is None:
@@ -87,8 +90,10 @@ def _route(state, *, max_revisions: int, policy: str) -> Next:
         return "publisher" if approved and check.passed else "prepare_approval"
     if review is None or review.draft_version != draft.version:
         check = state.citation_check_for(draft.version)
-        if check is None or check.passed:
+        if check is None:
             return "editor"
+        if check.passed:
+            return "editor" if rubric_judge else "prepare_approval"
         # Unsupported claims: back to the Writer unjudged (a revision cycle), or to a human when
         # the budget is spent.
         step = next_step_after_review("reject", state.revision, max_revisions, policy)
@@ -122,7 +127,7 @@ def escalation(state, *, max_revisions: int) -> tuple[bool, str | None]:
     if check is not None and not check.passed:
         return True, (f"the citation check still finds {len(check.failures)} unsupported claim(s) after "
                       f"{state.revision} of {max_revisions} revision cycles")
-    return True, "the draft was not reviewed"
+    return True, "no rubric verdict on this draft (the judge was not asked): a human decides"
 
 
 # --- the estimate before a run ---------------------------------------------------------------
@@ -147,6 +152,7 @@ def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -
     claims = 1 if limits["claim_check"] else 0
     # An outline from the plan makes no call, unless the plan had too few questions.
     outline_min = 0 if limits.get("outline_source") == "plan" else 1
+    judged = 0 if limits.get("rubric_judge") is False else 1
     rows = [  # step, role, calls min, calls max, tokens in, tokens out (per call)
         ("researcher.plan", "researcher", plan, plan, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["plan_max_tokens"]),
         ("researcher.hyde", "hyde", hyde, hyde, PROMPT_OVERHEAD_TOKENS + QUESTION_TOKENS, limits["hyde_max_tokens"]),
@@ -156,7 +162,8 @@ def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -
          PROMPT_OVERHEAD_TOKENS + notes + limits["outline_max_tokens"] + draft + FEEDBACK_TOKENS, draft),
         ("editor.claims", "judge", claims, claims * drafts_max, PROMPT_OVERHEAD_TOKENS + notes + draft,
          limits["claims_max_tokens"]),
-        ("editor.judge", "judge", 1, drafts_max * limits["judge_max_attempts"], PROMPT_OVERHEAD_TOKENS + notes + draft,
+        ("editor.judge", "judge", judged, judged * drafts_max * limits["judge_max_attempts"],
+         PROMPT_OVERHEAD_TOKENS + notes + draft,
          limits["judge_max_tokens"]),
     ]
     steps: list[EstimatedStep] = []
@@ -178,7 +185,8 @@ def estimate_run(prices: dict[str, tuple[str, float, float]], *, limits: dict) -
 # The settings estimate_run reads (graphs/ passes each from the run's RunConfig when it is an override).
 ESTIMATE_LIMITS = ("retrieval_top_k", "writer_max_tokens", "max_revisions", "research_subquestions", "retrieval_hyde",
                    "claim_check", "plan_max_tokens", "hyde_max_tokens", "research_max_tokens", "outline_max_tokens",
-                   "claims_max_tokens", "judge_max_tokens", "judge_max_attempts", "outline_source")
+                   "claims_max_tokens", "judge_max_tokens", "judge_max_attempts", "outline_source",
+                   "rubric_judge")
 
 
 def citation_summary(report) -> dict | None:

@@ -23,7 +23,7 @@ RUN_OVERRIDE_SETTINGS = ("approval_policy", "max_revisions", "retrieval_top_k", 
                          "writer_max_tokens", "judge_max_attempts", "judge_max_tokens", "research_subquestions",
                          "retrieval_floor", "fetch_max_urls", "plan_max_tokens", "outline_max_tokens",
                          "claims_max_tokens", "claim_check", "support_check", "run_budget_usd", "draft_format",
-                         "outline_source")
+                         "outline_source", "rubric_judge")
 
 
 class _RunConfigBase(BaseModel):

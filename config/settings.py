@@ -218,6 +218,11 @@ class Settings(BaseSettings):
                     "Qwen writer, which left the markers out of free text) or cited_sections (cited_json "
                     "written one call per outline section, each from the notes its outline line names)")
     claims_max_tokens: int = Field(default=400, ge=16, description="max tokens of the batched claim-support verdict")
+    rubric_judge: bool = Field(
+        default=True,
+        description="ask the judge route for a rubric verdict on a draft that passed the citation check; false = such "
+                    "a draft goes to a human unjudged (never auto-approved). Off by default on the local Qwen: as the "
+                    "rubric judge it approved 30 of 39 labelled drafts people reject (r = -0.09)")
     claim_check: bool = Field(default=True, description="ask the judge route whether each cited claim is supported (after the deterministic citation checks); off by default on the local Qwen, which called every clean planted draft unsupported")
     support_check: bool = Field(default=True, description="the model-free support check between the citation rules and the claim call: sentence embeddings + shared terms flag a cited sentence another note supports clearly better (wrong source) and an uncited sentence that restates a note (uncited claim)")
 
@@ -550,7 +555,10 @@ class Settings(BaseSettings):
                                 ("outline_max_tokens", 200), ("outline_source", "plan"),
                                 # As the per-claim checker it called every clean planted draft
                                 # unsupported (4 of 4): the rules + support check are its gate.
-                                ("claim_check", False)):
+                                ("claim_check", False),
+                                # Its rubric verdicts do not track people's (Judge calibration):
+                                # a human judges what passes the citation check.
+                                ("rubric_judge", False)):
                 if name not in self.model_fields_set:
                     setattr(self, name, value)
         return self

@@ -332,6 +332,10 @@ def after_citations(state: PostState) -> str:
 async def judge(state: PostState, config: RunnableConfig) -> dict:
     run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
     tid, draft = thread_id_of(config), state.latest_draft
+    if not run.rubric_judge:  # no verdict: the draft goes to a human as it is (never approved unjudged)
+        await ledger.record_desk_event(tid, actor="editor", kind="verdict_skipped", detail={
+            "draft_version": draft.version, "why": "NEWSROOM_RUBRIC_JUDGE is off"})
+        return {}
     prompt_ref = get_settings().judge_prompt  # not a per-run override: a prompt is promoted by config only
     try:
         review = await editor.review_draft(

@@ -80,8 +80,8 @@ def post_metadata(run_metadata: dict | None) -> dict:
 
 def route(state: PostState, config: RunnableConfig) -> str:
     run = RunConfig.from_runnable_config(config)  # the run's overrides, read once
-    return supervisor.route_next(state, max_revisions=run.max_revisions,
-                                 policy=run.approval_policy, budget_usd=run.run_budget_usd)
+    return supervisor.route_next(state, max_revisions=run.max_revisions, policy=run.approval_policy,
+                                 budget_usd=run.run_budget_usd, rubric_judge=run.rubric_judge)
 
 
 async def stop_over_budget(state: PostState, config: RunnableConfig) -> dict:
@@ -94,7 +94,7 @@ async def stop_over_budget(state: PostState, config: RunnableConfig) -> dict:
     budget = run.run_budget_usd
     usage = await ledger.post_usage(tid)
     stop = supervisor.budget_stop(state, budget_usd=budget, usage=usage, stopped_before=supervisor.next_desk(
-        state, max_revisions=run.max_revisions, policy=run.approval_policy))
+        state, max_revisions=run.max_revisions, policy=run.approval_policy, rubric_judge=run.rubric_judge))
     update: dict = {"budget_stop": stop.model_dump(mode="json")}
     if state.budget_stop is None or state.budget_stop.draft_version != stop.draft_version:
         await ledger.record_desk_event(tid, actor="supervisor", kind="budget_exceeded",

@@ -233,6 +233,8 @@ def test_the_outline_comes_from_the_plan_on_qwen_only():
     assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="llamacpp").claim_check is False
     assert load_settings(local_model="smollm2", llm_provider="llamacpp").claim_check is True
     assert load_settings(local_model="qwen2.5-coder-1.5b", claim_check=True).claim_check is True
+    assert load_settings(local_model="qwen2.5-coder-1.5b", llm_provider="llamacpp").rubric_judge is False
+    assert load_settings(local_model="smollm2", llm_provider="llamacpp").rubric_judge is True
 
 
 def test_an_outline_from_the_plan_is_its_questions_and_needs_two():

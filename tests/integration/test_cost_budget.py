@@ -172,6 +172,8 @@ def test_estimate_counts_each_desks_calls_and_prices_them_at_their_route():
     planned = supervisor.estimate_run(prices, limits=dict(LIMITS, outline_source="plan"))
     assert {s.step: s.calls_min for s in planned.steps}["writer.outline"] == 0  # the plan's questions, no call
     assert (planned.llm_calls_min, planned.llm_calls_max) == (5, 24)
+    unjudged = supervisor.estimate_run(prices, limits=dict(LIMITS, rubric_judge=False))
+    assert {s.step: (s.calls_min, s.calls_max) for s in unjudged.steps}["editor.judge"] == (0, 0)
     free = supervisor.estimate_run({r: ("local", 0.0, 0.0) for r in prices}, limits=LIMITS)
     assert free.usd_max == 0 and "estimate $0.0000-$0.0000" in free.summary()
 

@@ -174,6 +174,33 @@ async def test_an_outline_from_the_plan_costs_no_llm_call(db, llm, corpus, site,
     assert questions[1] in first_draft
 
 
+@pytest.fixture
+def judge_off(monkeypatch, fetch_allowed):
+    monkeypatch.setenv("NEWSROOM_RUBRIC_JUDGE", "false")
+    reset_runtime()
+    yield
+    monkeypatch.undo()
+    reset_runtime()
+
+
+async def test_with_the_rubric_judge_off_a_passing_draft_goes_to_a_human_unjudged(db, llm, corpus, site,  # noqa: F811
+                                                                                  judge_off):
+    url, _ = site
+    _script(llm)
+    snap = await start_post("How GQA shrinks the KV cache", source="test", sources=[f"{url}/article"])
+    assert snap.waiting_for_human, snap.values.get("error")
+    v, p = snap.values, snap.interrupt
+    assert v["citation_checks"][-1]["passed"] and v["reviews"] == []
+    # The only judge-route call was v2's claim check: no rubric verdict was asked for.
+    judge_calls = llm.requests_for(JUDGE)
+    assert len(judge_calls) == 1 and "claims" in json.dumps(judge_calls[0].schema)
+    assert p["escalated"] is True and p["scores"] is None and "no rubric verdict" in p["escalation_reason"]
+    kinds = [e["kind"] for e in await posts.list_events(db, snap.thread_id)]
+    assert "verdict_skipped" in kinds and "verdict" not in kinds
+    row = await posts.get_post(db, snap.thread_id)
+    assert row["status"] == "escalated"
+
+
 def _gate_payload() -> dict:
     return {"thread_id": "t-1", "topic": "GQA", "requester": "alice", "escalated": True,
             "escalation_reason": "the citation check still finds 1 unsupported claim(s) after 3 of 3 revision cycles",
