@@ -149,16 +149,15 @@ async def test_each_desk_step_is_in_the_state_history(db, llm, corpus, site, fet
     assert {"check_citations", "judge"} <= seen["editor"]
 
 
-@pytest.fixture
-def outline_from_plan(monkeypatch, fetch_allowed):
-    monkeypatch.setenv("NEWSROOM_OUTLINE_SOURCE", "plan")
-    reset_runtime()
-    yield
-    monkeypatch.undo()
+def _with_env(monkeypatch, name: str, value: str) -> None:
+    """One setting for the test (fetch_allowed's teardown undoes it and resets the runtime)."""
+    monkeypatch.setenv(name, value)
     reset_runtime()
 
 
-async def test_an_outline_from_the_plan_costs_no_llm_call(db, llm, corpus, site, outline_from_plan):  # noqa: F811
+async def test_an_outline_from_the_plan_costs_no_llm_call(db, llm, corpus, site, fetch_allowed,  # noqa: F811
+                                                          monkeypatch):
+    _with_env(monkeypatch, "NEWSROOM_OUTLINE_SOURCE", "plan")
     url, _ = site
     _script(llm)
     snap = await start_post("How GQA shrinks the KV cache", source="test", sources=[f"{url}/article"])
@@ -174,17 +173,9 @@ async def test_an_outline_from_the_plan_costs_no_llm_call(db, llm, corpus, site,
     assert questions[1] in first_draft
 
 
-@pytest.fixture
-def judge_off(monkeypatch, fetch_allowed):
-    monkeypatch.setenv("NEWSROOM_RUBRIC_JUDGE", "false")
-    reset_runtime()
-    yield
-    monkeypatch.undo()
-    reset_runtime()
-
-
 async def test_with_the_rubric_judge_off_a_passing_draft_goes_to_a_human_unjudged(db, llm, corpus, site,  # noqa: F811
-                                                                                  judge_off):
+                                                                                  fetch_allowed, monkeypatch):
+    _with_env(monkeypatch, "NEWSROOM_RUBRIC_JUDGE", "false")
     url, _ = site
     _script(llm)
     snap = await start_post("How GQA shrinks the KV cache", source="test", sources=[f"{url}/article"])

@@ -6,7 +6,10 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
+import pytest
+
 from agents.editor import check_rules
+from evals.faithfulness import make_planted
 from evals.faithfulness import run as faith
 from tests.engine_fixtures import JUDGE
 
@@ -32,8 +35,9 @@ def _plain(s: str) -> str:
     return re.sub(r"\s*\[[\d,\s]+\]", "", s).strip().rstrip(".")
 
 
-def test_the_committed_set_is_well_formed():
-    rows = faith.load_planted()
+@pytest.mark.parametrize("path", [faith.PLANTED, make_planted.OUT_HELDOUT], ids=["tuned", "heldout"])
+def test_the_committed_sets_are_well_formed(path):
+    rows = faith.load_planted(path)
     by_draft = defaultdict(list)
     for r in rows:
         by_draft[r["draft"]].append(r)
