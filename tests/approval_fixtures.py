@@ -92,9 +92,13 @@ async def polling_bot(fake_url: str, server_url: str):
     async with app:
         await app.start()
         await app.updater.start_polling(timeout=1, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
-        yield app
-        await app.updater.stop()
-        await app.stop()
+        try:
+            yield app
+        finally:
+            # Stopped even when the test failed: a poller left running takes the next tests' updates
+            # from the shared fake (and "This Application is still running!" hides the first error).
+            await app.updater.stop()
+            await app.stop()
 
 
 class InProcessServer:
