@@ -93,7 +93,7 @@ class Verdict(StrEnum):
     HUMAN_EDIT = "human_edit"      # a human's edit: citation check only, no rubric verdict
     OVER_BUDGET = "over_budget"    # the run stopped over budget before the Editor
     INVALID = "invalid"            # the judge's verdict did not validate
-    NOT_JUDGED = "not_judged"      # the citation check failed, the judge never saw it
+    NOT_JUDGED = "not_judged"      # the citation check failed (or the rubric judge is off): no verdict
 
 
 @dataclass(frozen=True)

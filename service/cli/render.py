@@ -28,7 +28,9 @@ def print_gate(snap) -> None:
         Verdict.HUMAN_EDIT: "scores: none (a human's edit: citation check only, no rubric verdict)",
         Verdict.OVER_BUDGET: f"scores: none (not reviewed: the run stopped over budget before the {g.stopped_before})",
         Verdict.INVALID: "scores: none (the judge's verdict did not validate)",
-        Verdict.NOT_JUDGED: "scores: none (not judged: the citation check failed)",
+        Verdict.NOT_JUDGED: "scores: none (not judged: " + ("no rubric verdict asked, NEWSROOM_RUBRIC_JUDGE is off)"
+                                                          if g.citation_check and g.citation_check["passed"]
+                                                          else "the citation check failed)"),
     }[g.verdict])
     check = g.citation_check
     if check:

@@ -174,7 +174,7 @@ async def test_an_outline_from_the_plan_costs_no_llm_call(db, llm, corpus, site,
 
 
 async def test_with_the_rubric_judge_off_a_passing_draft_goes_to_a_human_unjudged(db, llm, corpus, site,  # noqa: F811
-                                                                                  fetch_allowed, monkeypatch):
+                                                                                  fetch_allowed, monkeypatch, capsys):
     _with_env(monkeypatch, "NEWSROOM_RUBRIC_JUDGE", "false")
     url, _ = site
     _script(llm)
@@ -190,6 +190,10 @@ async def test_with_the_rubric_judge_off_a_passing_draft_goes_to_a_human_unjudge
     assert "verdict_skipped" in kinds and "verdict" not in kinds
     row = await posts.get_post(db, snap.thread_id)
     assert row["status"] == "escalated"
+    from service.cli.render import print_gate
+
+    print_gate(snap)  # the CLI's gate says why there are no scores
+    assert "scores: none (not judged: no rubric verdict asked" in capsys.readouterr().out
 
 
 def _gate_payload() -> dict:
